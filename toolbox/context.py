@@ -1,0 +1,148 @@
+"""Settings resolved once from flags and the environment, then passed down.
+
+Nothing below the cli reads `os.environ`: the Context carries what was found, including the
+environment children get (proxy variables removed, so a cluster-wide proxy exported for the
+guide never captures etcd traffic).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from toolbox.errors import InvalidInput
+from toolbox.host.exec import HOST_EXEC_MODES, Executor
+from toolbox.host.paths import HostPaths
+
+DEFAULT_ENDPOINT = "https://127.0.0.1:2379"
+DEFAULT_STATE_DIR = "/var/lib/ocp-recovery"
+CONTAINER_HOST_ROOT = Path("/host")
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "grpc_proxy")
+
+
+@dataclass(frozen=True)
+class EtcdTarget:
+    """Where etcd is and how to authenticate. None for a TLS file means: take it from the
+    newest kube-apiserver-pod-N on the host, as the 4.3 scripts did."""
+
+    endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
+    cacert: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    dial: float = 5.0            # connecting to one etcd endpoint
+    stream_idle: float = 30.0    # longest silence tolerated inside a snapshot stream
+    command: float = 300.0       # one host or tool command
+
+
+@dataclass(frozen=True)
+class Context:
+    host_root: Path
+    host_exec: str
+    state_dir: str
+    etcd: EtcdTarget
+    timeouts: Timeouts
+    log_format: str
+    interactive: bool
+    child_env: Mapping[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def paths(self) -> HostPaths:
+        return HostPaths(self.host_root, self.state_dir)
+
+    @cached_property
+    def executor(self) -> Executor:
+        return Executor(self.host_exec, self.host_root, self.child_env, self.timeouts.command)
+
+
+def default_host_root(environ: Mapping[str, str]) -> Path:
+    given = environ.get("OCP_RECOVERY_HOST_ROOT")
+    if given:
+        return Path(given)
+    if (CONTAINER_HOST_ROOT / "etc" / "kubernetes").is_dir():
+        return CONTAINER_HOST_ROOT
+    return Path("/")
+
+
+def build_context(
+    environ: Mapping[str, str],
+    *,
+    host_root: str | None = None,
+    host_exec: str | None = None,
+    state_dir: str | None = None,
+    endpoints: str | None = None,
+    cacert: str | None = None,
+    cert: str | None = None,
+    key: str | None = None,
+    log_format: str | None = None,
+    dial_timeout: float | None = None,
+    stream_idle_timeout: float | None = None,
+    command_timeout: float | None = None,
+) -> Context:
+    root = Path(host_root) if host_root else default_host_root(environ)
+    if not root.is_dir():
+        raise InvalidInput(
+            f"host root {root} is not a directory",
+            next_step="pass --host-root (or OCP_RECOVERY_HOST_ROOT) pointing at the host's / "
+            "(in a container: -v /:/host)",
+        )
+    mode = host_exec or environ.get("OCP_RECOVERY_HOST_EXEC") or (
+        "direct" if root == Path("/") else "nsenter"
+    )
+    if mode not in HOST_EXEC_MODES:
+        raise InvalidInput(f"host exec mode {mode!r} is not one of {', '.join(HOST_EXEC_MODES)}")
+    endpoint_text = endpoints or environ.get("ETCDCTL_ENDPOINTS") or DEFAULT_ENDPOINT
+    etcd = EtcdTarget(
+        endpoints=parse_endpoints(endpoint_text),
+        cacert=cacert or environ.get("ETCDCTL_CACERT") or None,
+        cert=cert or environ.get("ETCDCTL_CERT") or None,
+        key=key or environ.get("ETCDCTL_KEY") or None,
+    )
+    defaults = Timeouts()
+    timeouts = Timeouts(
+        dial=dial_timeout or defaults.dial,
+        stream_idle=stream_idle_timeout or defaults.stream_idle,
+        command=command_timeout or defaults.command,
+    )
+    child_env = {k: v for k, v in environ.items() if k.lower() not in PROXY_VARIABLES}
+    fmt = log_format or environ.get("OCP_RECOVERY_LOG_FORMAT") or (
+        "console" if sys.stderr.isatty() else "json"
+    )
+    return Context(
+        host_root=root,
+        host_exec=mode,
+        state_dir=state_dir or environ.get("OCP_RECOVERY_STATE_DIR") or DEFAULT_STATE_DIR,
+        etcd=etcd,
+        timeouts=timeouts,
+        log_format=fmt,
+        interactive=sys.stdout.isatty(),
+        child_env=child_env,
+    )
+
+
+def parse_endpoints(text: str) -> tuple[str, ...]:
+    """`https://a:2379,b:2379` -> full URLs; a bare host:port gets https:// (etcd is TLS-only
+    on OpenShift masters)."""
+    result = []
+    for raw in text.split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        if "://" not in item:
+            item = "https://" + item
+        scheme, _, rest = item.partition("://")
+        if scheme not in ("https", "http") or not rest or "/" in rest.rstrip("/"):
+            raise InvalidInput(
+                f"etcd endpoint {raw.strip()!r} is not of the form https://HOST:PORT",
+                next_step="fix --endpoints / ETCDCTL_ENDPOINTS, e.g. https://10.0.0.5:2379",
+            )
+        result.append(f"{scheme}://{rest.rstrip('/')}")
+    if not result:
+        raise InvalidInput("no etcd endpoint given", next_step="pass --endpoints https://IP:2379")
+    return tuple(result)

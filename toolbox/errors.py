@@ -1,0 +1,115 @@
+"""Expected failures. Each class carries its exit code; only `cli.main` turns one into an
+exit status. A message says what failed, the state the host is in now, and what to type next.
+"""
+
+from __future__ import annotations
+
+
+class RecoveryError(Exception):
+    """Base of every failure the operator can act on (no traceback is shown for these)."""
+
+    exit_code = 1
+    summary = "unexpected failure"
+    default_state = "unknown: inspect the host before acting"
+
+    def __init__(self, what: str, *, state: str | None = None, next_step: str | None = None):
+        super().__init__(what)
+        self.what = what
+        self.state = state or self.default_state
+        self.next_step = next_step
+
+    def render(self) -> str:
+        lines = [f"error: {self.what}", f"state: {self.state}"]
+        if self.next_step:
+            lines.append(f"next:  {self.next_step}")
+        return "\n".join(lines)
+
+
+class InvalidInput(RecoveryError):
+    exit_code = 3
+    summary = "an argument, file or variable is invalid; nothing was changed"
+    default_state = "unchanged: nothing was done"
+
+
+class PreconditionFailed(RecoveryError):
+    exit_code = 4
+    summary = "the host is not in a state the procedure can start from; nothing was changed"
+    default_state = "unchanged: nothing was done"
+
+
+class EtcdUnavailable(RecoveryError):
+    exit_code = 5
+    summary = "no etcd endpoint answered, or TLS was refused"
+    default_state = "unchanged: nothing was done"
+
+
+class IntegrityError(RecoveryError):
+    exit_code = 6
+    summary = "a snapshot or archive failed its integrity check"
+    default_state = "unchanged: the file was only read"
+
+
+class InsufficientSpace(RecoveryError):
+    exit_code = 7
+    summary = "not enough free disk space"
+    default_state = "unchanged: nothing was written"
+
+
+class CommandFailed(RecoveryError):
+    """A host or tool command exited non-zero; keeps argv, rc and stderr for the message."""
+
+    exit_code = 8
+    summary = "a command on the host failed"
+
+    def __init__(
+        self,
+        argv: list[str],
+        returncode: int,
+        stderr: str,
+        *,
+        state: str | None = None,
+        next_step: str | None = None,
+    ):
+        tail = stderr.strip().splitlines()[-5:]
+        detail = ("; stderr: " + " | ".join(tail)) if tail else ""
+        super().__init__(
+            f"`{' '.join(argv)}` exited with {returncode}{detail}",
+            state=state,
+            next_step=next_step,
+        )
+        self.argv = argv
+        self.returncode = returncode
+        self.stderr = stderr
+
+
+class WaitTimedOut(RecoveryError):
+    exit_code = 9
+    summary = "a wait ran past its timeout"
+
+
+class OperationInFlight(RecoveryError):
+    exit_code = 10
+    summary = "another ocp-recovery operation holds this host's lock"
+    default_state = "unchanged by this run; the other operation may still be changing the host"
+
+
+class DrillFailed(RecoveryError):
+    exit_code = 20
+    summary = "a drill's check failed: the procedure did not give the expected outcome"
+    default_state = "the sandbox is kept for inspection"
+
+
+class Interrupted(RecoveryError):
+    exit_code = 130
+    summary = "interrupted by the operator (Ctrl-C / SIGTERM)"
+
+
+def all_error_classes() -> list[type[RecoveryError]]:
+    """Every exit-coded class, for the README's generated exit-code table."""
+    seen: list[type[RecoveryError]] = []
+    todo: list[type[RecoveryError]] = [RecoveryError]
+    while todo:
+        cls = todo.pop(0)
+        seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    return sorted(seen, key=lambda c: c.exit_code)

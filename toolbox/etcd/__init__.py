@@ -1,0 +1,1 @@
+"""etcd: the gRPC client, snapshots, and cluster membership text formats."""

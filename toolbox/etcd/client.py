@@ -1,0 +1,259 @@
+"""A small etcd v3 gRPC client: status, members, key count, and the snapshot stream.
+
+It speaks through the generated stubs of python3-etcd3 (import name `etcd3`) on a channel
+we build ourselves, so that TLS material, the proxy setting and every deadline are ours.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import grpc
+from etcd3.etcdrpc import rpc_pb2 as rpc
+from etcd3.etcdrpc import rpc_pb2_grpc as rpc_grpc
+
+from toolbox import log
+from toolbox.context import Context
+from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
+from toolbox.host.paths import HostPaths, revision_number
+
+_log = log.get(__name__)
+
+CLIENT_CERT_FILES = (
+    "configmaps/etcd-serving-ca/ca-bundle.crt",
+    "secrets/etcd-client/tls.crt",
+    "secrets/etcd-client/tls.key",
+)
+_MAX_MESSAGE = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path
+    cert: Path
+    key: Path
+    source: str  # where they came from, for messages
+
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        try:
+            return self.ca.read_bytes(), self.key.read_bytes(), self.cert.read_bytes()
+        except OSError as exc:
+            raise InvalidInput(f"cannot read etcd TLS file {exc.filename}: {exc.strerror}",
+                               next_step="check --cacert/--cert/--key") from exc
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    name: str
+    peer_urls: tuple[str, ...]
+    client_urls: tuple[str, ...]
+
+    @property
+    def hex_id(self) -> str:
+        return f"{self.id:x}"
+
+    @property
+    def started(self) -> bool:
+        """etcd reports a member that never started with an empty name."""
+        return bool(self.name)
+
+
+@dataclass(frozen=True)
+class Status:
+    endpoint: str
+    version: str
+    db_size: int
+    leader: int
+    raft_index: int
+    raft_term: int
+    member_id: int
+    cluster_id: int
+    revision: int
+
+
+def client_tls_from_revisions(paths: HostPaths) -> TlsFiles:
+    """The etcd client cert of the newest kube-apiserver-pod-N that has one (4.3's
+    `backup_etcd_client_certs`: newest by mtime, highest revision on a tie)."""
+    revisions = paths.kube_apiserver_revisions()
+    if not revisions:
+        raise PreconditionFailed(
+            f"no kube-apiserver-pod-N directory in {paths.shown(paths.static_pod_resources)}, "
+            "so there is no etcd client certificate to use",
+            next_step="pass --cacert/--cert/--key (or ETCDCTL_CACERT/CERT/KEY), or check "
+            "--host-root points at the master's /",
+        )
+    newest_first = sorted(revisions, key=lambda d: (d.stat().st_mtime, revision_number(d)),
+                          reverse=True)
+    for directory in newest_first:
+        files = [directory / rel for rel in CLIENT_CERT_FILES]
+        if all(f.is_file() for f in files):
+            return TlsFiles(files[0], files[1], files[2], source=paths.shown(directory))
+    raise PreconditionFailed(
+        "no kube-apiserver-pod-N directory holds the etcd client certificate "
+        f"({', '.join(CLIENT_CERT_FILES)})",
+        next_step="pass --cacert/--cert/--key (or ETCDCTL_CACERT/CERT/KEY)",
+    )
+
+
+def resolve_tls(ctx: Context) -> TlsFiles:
+    given = (ctx.etcd.cacert, ctx.etcd.cert, ctx.etcd.key)
+    if not any(given):
+        return client_tls_from_revisions(ctx.paths)
+    if not all(given):
+        raise InvalidInput(
+            "give all three of --cacert, --cert and --key (or none, to use the "
+            "kube-apiserver's etcd client certificate)",
+            next_step="add the missing flag(s) or ETCDCTL_* variable(s)",
+        )
+    ca, cert, key = (ctx.paths.host(p) for p in given if p)
+    for f in (ca, cert, key):
+        if not f.is_file():
+            raise InvalidInput(f"etcd TLS file {ctx.paths.shown(f)} does not exist",
+                               next_step="check --cacert/--cert/--key; paths are host paths")
+    return TlsFiles(ca, cert, key, source="flags")
+
+
+class EtcdClient:
+    """One connection to the first healthy endpoint."""
+
+    def __init__(self, channel: grpc.Channel, endpoint: str, timeouts_dial: float,
+                 stream_idle: float):
+        self.channel = channel
+        self.endpoint = endpoint
+        self.dial = timeouts_dial
+        self.stream_idle = stream_idle
+        self.kv = rpc_grpc.KVStub(channel)
+        self.cluster = rpc_grpc.ClusterStub(channel)
+        self.maintenance = rpc_grpc.MaintenanceStub(channel)
+
+    @classmethod
+    def connect(cls, ctx: Context, tls: TlsFiles | None = None,
+                endpoints: tuple[str, ...] | None = None) -> EtcdClient:
+        """The first healthy endpoint of the context (or of `endpoints`)."""
+        return cls.connect_any(endpoints or ctx.etcd.endpoints, tls or resolve_tls(ctx),
+                               dial=ctx.timeouts.dial, stream_idle=ctx.timeouts.stream_idle)
+
+    @classmethod
+    def connect_any(cls, endpoints: tuple[str, ...], tls: TlsFiles, *, dial: float,
+                    stream_idle: float) -> EtcdClient:
+        ca, key, cert = tls.read()
+        failures = []
+        for endpoint in endpoints:
+            channel = _channel(endpoint, ca, key, cert)
+            client = cls(channel, endpoint, dial, stream_idle)
+            try:
+                status = client.status()
+            except EtcdUnavailable as exc:
+                failures.append(exc.what)
+                channel.close()
+                continue
+            _log.debug("etcd.connected", endpoint=endpoint, version=status.version,
+                       tls_source=tls.source)
+            return client
+        raise EtcdUnavailable(
+            "no etcd endpoint answered: " + "; ".join(failures),
+            next_step="check that etcd runs on this master (`crictl ps --name etcd-member`) "
+            "or pass --endpoints of a healthy member",
+        )
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> EtcdClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def status(self) -> Status:
+        reply = self._unary(self.maintenance.Status, rpc.StatusRequest(), "status")
+        return Status(
+            endpoint=self.endpoint, version=reply.version, db_size=reply.dbSize,
+            leader=reply.leader, raft_index=reply.raftIndex, raft_term=reply.raftTerm,
+            member_id=reply.header.member_id, cluster_id=reply.header.cluster_id,
+            revision=reply.header.revision,
+        )
+
+    def members(self) -> list[Member]:
+        reply = self._unary(self.cluster.MemberList, rpc.MemberListRequest(), "member list")
+        return [Member(m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs))
+                for m in reply.members]
+
+    def key_count(self, revision: int = 0) -> int:
+        """Number of live keys at `revision` (0: now), counted by etcd without values."""
+        request = rpc.RangeRequest(key=b"\0", range_end=b"\0", count_only=True,
+                                   revision=revision)
+        return int(self._unary(self.kv.Range, request, "count keys").count)
+
+    def snapshot_chunks(self) -> Iterator[bytes]:
+        """The snapshot stream. A member that goes silent for `stream_idle` seconds (frozen,
+        partitioned) gets the call cancelled, so a backup never hangs."""
+        call = self.maintenance.Snapshot(rpc.SnapshotRequest())
+        last_chunk = [time.monotonic()]
+        finished = threading.Event()
+        stalled = threading.Event()
+
+        def watchdog() -> None:
+            while not finished.wait(min(1.0, self.stream_idle / 4)):
+                if time.monotonic() - last_chunk[0] > self.stream_idle:
+                    stalled.set()
+                    call.cancel()
+                    return
+
+        guard = threading.Thread(target=watchdog, name="snapshot-watchdog", daemon=True)
+        guard.start()
+        try:
+            for reply in call:
+                last_chunk[0] = time.monotonic()
+                yield reply.blob
+        except grpc.RpcError as exc:
+            if stalled.is_set():
+                raise WaitTimedOut(
+                    f"etcd at {self.endpoint} sent no snapshot data for "
+                    f"{self.stream_idle:.0f}s (member frozen or unreachable); the stream "
+                    "was cancelled",
+                    state="unchanged: the partial snapshot was removed",
+                    next_step="check the member's health, or pass --endpoints of another "
+                    "member, then run the backup again",
+                ) from exc
+            raise _unavailable(self.endpoint, "snapshot", exc) from exc
+        finally:
+            finished.set()
+            call.cancel()
+
+    def _unary(self, method, request, what: str):  # type: ignore[no-untyped-def]
+        try:
+            return method(request, timeout=self.dial)
+        except grpc.RpcError as exc:
+            raise _unavailable(self.endpoint, what, exc) from exc
+
+
+def _channel(endpoint: str, ca: bytes, key: bytes, cert: bytes) -> grpc.Channel:
+    parts = urlsplit(endpoint)
+    target = parts.netloc
+    options = [
+        ("grpc.enable_http_proxy", 0),
+        ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ]
+    if parts.scheme == "http":
+        return grpc.insecure_channel(target, options=options)
+    credentials = grpc.ssl_channel_credentials(root_certificates=ca, private_key=key,
+                                               certificate_chain=cert)
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+def _unavailable(endpoint: str, what: str, exc: grpc.RpcError) -> EtcdUnavailable:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    reason = details or str(code)
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        reason = "no answer before the deadline"
+    elif details and ("handshake" in details.lower() or "certificate" in details.lower()):
+        reason = f"TLS refused ({details})"
+    return EtcdUnavailable(f"{what} at {endpoint} failed: {reason}")

@@ -1,0 +1,1 @@
+"""The machine we operate on: its paths, its files, its commands."""

@@ -1,0 +1,75 @@
+"""Backup sets in a directory: `snapshot_<ts>.db` + `static_kuberesources_<ts>.tar.gz`
+(or the guide's `static_kubernetes_<ts>.tar.gz`) + our `backup_<ts>.json`, paired by their
+shared timestamp (the 4.3 restore picked the newest of each kind independently)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+TIMESTAMP_FORMAT = "%Y-%m-%d_%H%M%S"  # 4.3's `date "+%F_%H%M%S"`
+_TS = r"(\d{4}-\d{2}-\d{2}_\d{6})"
+_SNAPSHOT = re.compile(rf"^snapshot_{_TS}\.db$")
+_ARCHIVE = re.compile(rf"^static_kube(?:resources|rnetes)_{_TS}\.tar\.gz$")
+_MANIFEST = re.compile(rf"^backup_{_TS}\.json$")
+
+
+@dataclass
+class BackupSet:
+    timestamp: str
+    snapshot: Path | None = None
+    archive: Path | None = None
+    manifest: Path | None = None
+
+    @property
+    def files(self) -> list[Path]:
+        return [p for p in (self.snapshot, self.archive, self.manifest) if p is not None]
+
+    @property
+    def verified(self) -> bool:
+        """We write the manifest only after both files verified."""
+        return self.manifest is not None and self.snapshot is not None
+
+    def read_manifest(self) -> dict[str, Any] | None:
+        if self.manifest is None:
+            return None
+        try:
+            data = json.loads(self.manifest.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def find_backup_sets(directory: Path) -> list[BackupSet]:
+    """Sets found in `directory`, oldest first."""
+    sets: dict[str, BackupSet] = {}
+    if not directory.is_dir():
+        return []
+    for path in directory.iterdir():
+        if not path.is_file():
+            continue
+        for pattern, attr in ((_SNAPSHOT, "snapshot"), (_ARCHIVE, "archive"),
+                              (_MANIFEST, "manifest")):
+            match = pattern.match(path.name)
+            if match:
+                entry = sets.setdefault(match.group(1), BackupSet(match.group(1)))
+                setattr(entry, attr, path)
+    return [sets[k] for k in sorted(sets)]
+
+
+def new_timestamp(directory: Path, now: float | None = None) -> str:
+    """`%F_%H%M%S` of now, moved forward a second at a time past any set already there."""
+    moment = int(now if now is not None else time.time())
+    taken = {s.timestamp for s in find_backup_sets(directory)}
+    while (stamp := time.strftime(TIMESTAMP_FORMAT, time.localtime(moment))) in taken:
+        moment += 1
+    return stamp
+
+
+def set_names(timestamp: str) -> tuple[str, str, str]:
+    return (f"snapshot_{timestamp}.db", f"static_kuberesources_{timestamp}.tar.gz",
+            f"backup_{timestamp}.json")

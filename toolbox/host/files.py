@@ -1,0 +1,103 @@
+"""File operations that survive a crash: atomic writes, fsync'd renames, private modes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from toolbox.errors import InsufficientSpace, InvalidInput
+
+PRIVATE_FILE = 0o600
+PRIVATE_DIR = 0o700
+
+
+def fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def ensure_private_dir(directory: Path) -> bool:
+    """Create `directory` 0700 (parents as needed) if missing. True when it was created;
+    an existing directory keeps its mode (it is the operator's)."""
+    if directory.is_dir():
+        return False
+    if directory.exists():
+        raise InvalidInput(f"{directory} exists and is not a directory")
+    missing = []
+    parent = directory
+    while not parent.exists():
+        missing.append(parent)
+        parent = parent.parent
+    for d in reversed(missing):
+        d.mkdir(mode=PRIVATE_DIR)
+        os.chmod(d, PRIVATE_DIR)
+    fsync_dir(parent)
+    return True
+
+
+def partial_path(final: Path) -> Path:
+    return final.with_name(final.name + ".partial")
+
+
+@contextlib.contextmanager
+def partial_file(final: Path, mode: int = PRIVATE_FILE) -> Iterator[BinaryIO]:
+    """Write to `<final>.partial`; on success fsync and rename into place, on any failure
+    remove the partial file so nothing half-written is ever taken for a good file."""
+    partial = partial_path(final)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb", buffering=0) as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(partial, final)
+        fsync_dir(final.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+        raise
+
+
+def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:
+    with partial_file(path, mode) as stream:
+        stream.write(data)
+
+
+def free_bytes(directory: Path) -> int:
+    stat = os.statvfs(directory)
+    return stat.f_bavail * stat.f_frsize
+
+
+def require_free_space(directory: Path, needed: int, what: str) -> None:
+    available = free_bytes(directory)
+    if available < needed:
+        raise InsufficientSpace(
+            f"{directory} has {human_bytes(available)} free; {what} needs "
+            f"{human_bytes(needed)}",
+            next_step=f"free space on {directory} or choose another directory, then run the "
+            "same command again",
+        )
+
+
+def remove_quietly(*paths: Path) -> None:
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p)
+            else:
+                p.unlink()
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")

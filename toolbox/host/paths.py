@@ -1,0 +1,119 @@
+"""Every host path the procedures use, resolved under the host root.
+
+On RHCOS `/home` is a symlink to `var/home`; in a container the host is mounted at `/host`,
+so symlinks on the host are followed as the host would follow them (an absolute target is
+taken from the host root, never from the container's own `/`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from toolbox.errors import InvalidInput
+
+_REVISION_DIR = re.compile(r"^kube-apiserver-pod-(\d+)$")
+_MAX_SYMLINKS = 40
+
+
+def resolve_under(root: Path, host_path: str | PurePosixPath) -> Path:
+    """Map an absolute host path to a local path under `root`, following symlinks inside it."""
+    text = str(host_path)
+    if not text.startswith("/"):
+        raise InvalidInput(
+            f"{text!r} is not an absolute path; host paths start with / "
+            "(e.g. /home/core/backup)",
+            next_step="give the full host path",
+        )
+    parts = [p for p in PurePosixPath(text).parts[1:] if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = root.joinpath(*resolved, part)
+        if candidate.is_symlink():
+            hops += 1
+            if hops > _MAX_SYMLINKS:
+                raise InvalidInput(f"too many symlinks resolving {text} under {root}")
+            target = PurePosixPath(os.readlink(candidate))
+            if target.is_absolute():
+                resolved = []
+                parts = list(target.parts[1:]) + parts
+            else:
+                parts = list(target.parts) + parts
+            continue
+        resolved.append(part)
+    return root.joinpath(*resolved)
+
+
+def revision_number(directory: Path) -> int | None:
+    match = _REVISION_DIR.match(directory.name)
+    return int(match.group(1)) if match else None
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    root: Path
+    state_dir_on_host: str = "/var/lib/ocp-recovery"
+
+    def host(self, host_path: str | PurePosixPath) -> Path:
+        return resolve_under(self.root, host_path)
+
+    def shown(self, local: Path) -> str:
+        """The host's own name for a local path, for messages the operator acts on."""
+        try:
+            return str(PurePosixPath("/", *local.relative_to(self.root).parts))
+        except ValueError:
+            return str(local)
+
+    @property
+    def kubernetes(self) -> Path:
+        return self.host("/etc/kubernetes")
+
+    @property
+    def manifests(self) -> Path:
+        return self.host("/etc/kubernetes/manifests")
+
+    @property
+    def etcd_manifest(self) -> Path:
+        return self.manifests / "etcd-member.yaml"
+
+    @property
+    def static_pod_resources(self) -> Path:
+        return self.host("/etc/kubernetes/static-pod-resources")
+
+    @property
+    def etcd_member_resources(self) -> Path:
+        return self.static_pod_resources / "etcd-member"
+
+    @property
+    def etcd_data_dir(self) -> Path:
+        return self.host("/var/lib/etcd")
+
+    @property
+    def etcd_env_file(self) -> Path:
+        return self.host("/run/etcd/environment")
+
+    @property
+    def etcd_conf(self) -> Path:
+        return self.host("/etc/etcd/etcd.conf")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.host(self.state_dir_on_host)
+
+    def kube_apiserver_revisions(self) -> list[Path]:
+        """`kube-apiserver-pod-N` directories, lowest N first (the 4.3 scripts' `ls -v`)."""
+        if not self.static_pod_resources.is_dir():
+            return []
+        found = [
+            d for d in self.static_pod_resources.iterdir()
+            if d.is_dir() and not d.is_symlink() and revision_number(d) is not None
+        ]
+        return sorted(found, key=lambda d: revision_number(d) or 0)

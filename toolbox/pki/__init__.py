@@ -1,0 +1,1 @@
+"""Certificates: CAs, issuing, the etcd member profiles, expiry."""

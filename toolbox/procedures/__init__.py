@@ -1,0 +1,1 @@
+"""One module per procedure of the guide."""

@@ -1,0 +1,236 @@
+"""Guide 1.1, "Backing up etcd": a verified snapshot and the static-resources archive.
+
+Better than `etcd-snapshot-backup.sh`: every check runs before the first byte is written; the
+snapshot's trailer is verified while it streams; files are 0600 in a 0700 directory; a
+manifest records what the pair holds; nothing half-written survives a failure; retention
+prunes only after the new pair verified.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolbox import __version__, log
+from toolbox.context import Context
+from toolbox.errors import InvalidInput, PreconditionFailed
+from toolbox.etcd import bbolt
+from toolbox.etcd.client import EtcdClient, Member, Status, TlsFiles, resolve_tls
+from toolbox.etcd.snapshot import TRAILER, ProgressLine, SavedSnapshot, save_stream
+from toolbox.host.archive import WrittenArchive, write_revision_archive
+from toolbox.host.backups import BackupSet, find_backup_sets, new_timestamp, set_names
+from toolbox.host.files import (
+    atomic_write,
+    ensure_private_dir,
+    remove_quietly,
+    require_free_space,
+)
+from toolbox.host.lock import host_lock
+from toolbox.host.paths import revision_number
+from toolbox.pki.certs import certificates_in_tree, load_certificates
+
+_log = log.get(__name__)
+
+YOUNG_CLIENT_CERT = dt.timedelta(hours=24)
+EXPIRY_WARNING = dt.timedelta(days=30)
+SPACE_MARGIN = 1.10
+SPACE_FLOOR = 16 << 20
+
+
+@dataclass(frozen=True)
+class BackupRequest:
+    directory: str          # a host path, as the guide writes it: /home/core/backup
+    keep: int | None = None
+    progress: bool = True
+
+
+@dataclass
+class BackupResult:
+    directory: str
+    snapshot: SavedSnapshot
+    archive: WrittenArchive
+    manifest_path: Path
+    manifest: dict[str, Any]
+    pruned: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Plan:
+    target: Path
+    revision_dir: Path
+    tls: TlsFiles
+    status: Status
+    members: list[Member]
+
+
+def run(ctx: Context, request: BackupRequest) -> BackupResult:
+    started = time.monotonic()
+    client, plan = _preflight(ctx, request)
+    with client, host_lock(ctx.paths.state_dir, "backup"):
+        result = _take(ctx, request, client, plan)
+    result.pruned = _prune(ctx, plan.target, request.keep) if request.keep else []
+    result.warnings = _warnings(plan, result)
+    result.seconds = time.monotonic() - started
+    for warning in result.warnings:
+        _log.warning("backup.warning", message=warning)
+    _log.info("backup.done", snapshot=ctx.paths.shown(result.snapshot.path),
+              revision=result.manifest["etcd"]["revision"], seconds=round(result.seconds, 2))
+    return result
+
+
+def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]:
+    """Everything that can refuse the backup, before anything is written."""
+    if request.keep is not None and request.keep < 1:
+        raise InvalidInput("--keep must be at least 1", next_step="e.g. --keep 7")
+    if not request.directory:
+        raise InvalidInput("a backup directory is required",
+                           next_step="ocp-recovery backup /home/core/backup")
+    target = ctx.paths.host(request.directory)
+    if target.exists() and not target.is_dir():
+        raise InvalidInput(f"{request.directory} exists and is not a directory",
+                           next_step="give a directory (it is created if missing)")
+    existing = target
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InvalidInput(f"{ctx.paths.shown(existing)} is not a directory, so "
+                           f"{request.directory} cannot be created")
+    if not os.access(existing, os.W_OK | os.X_OK) or _read_only(existing):
+        raise InvalidInput(f"{ctx.paths.shown(existing)} is not writable",
+                           next_step="choose a writable directory for the backup")
+    revisions = ctx.paths.kube_apiserver_revisions()
+    if not revisions:
+        raise PreconditionFailed(
+            f"no kube-apiserver-pod-N directory in "
+            f"{ctx.paths.shown(ctx.paths.static_pod_resources)}: there are no static "
+            "resources (encryption keys) to archive with the snapshot",
+            next_step="check that this is a master and --host-root points at its /",
+        )
+    tls = resolve_tls(ctx)
+    client = EtcdClient.connect(ctx, tls)
+    try:
+        status = client.status()
+        members = client.members()
+        last = [s.snapshot.stat().st_size for s in find_backup_sets(target) if s.snapshot]
+        needed = max([status.db_size, *last[-1:]]) + _tree_size(revisions[-1])
+        require_free_space(existing, int(needed * SPACE_MARGIN) + SPACE_FLOOR,
+                           "the snapshot and archive")
+    except BaseException:
+        client.close()
+        raise
+    return client, _Plan(target, revisions[-1], tls, status, members)
+
+
+def _take(ctx: Context, request: BackupRequest, client: EtcdClient, plan: _Plan) -> BackupResult:
+    created_dir = ensure_private_dir(plan.target)
+    stamp = new_timestamp(plan.target)
+    snapshot_name, archive_name, manifest_name = set_names(stamp)
+    written = [plan.target / archive_name, plan.target / snapshot_name,
+               plan.target / manifest_name]
+    try:
+        archive = write_revision_archive(plan.revision_dir, ctx.paths.kubernetes, written[0])
+        _log.info("backup.archive.saved", path=ctx.paths.shown(written[0]), bytes=archive.size,
+                  revision_dir=plan.revision_dir.name)
+        progress = ProgressLine("snapshot") if (request.progress and ctx.interactive) else None
+        try:
+            snapshot = save_stream(client.snapshot_chunks(), written[1],
+                                   expected_size=plan.status.db_size, progress=progress)
+        finally:
+            if progress:
+                progress.close()
+        db = bbolt.read_status(snapshot.path, length=snapshot.size - TRAILER)
+        _log.info("snapshot.saved", path=ctx.paths.shown(snapshot.path), bytes=snapshot.size,
+                  revision=db.revision, seconds=round(snapshot.seconds, 2))
+        manifest = _manifest(ctx, plan, client, snapshot, archive, db)
+        atomic_write(written[2], _json(manifest))
+    except BaseException:
+        remove_quietly(*written)
+        if created_dir and not any(plan.target.iterdir()):
+            plan.target.rmdir()
+        raise
+    return BackupResult(request.directory, snapshot, archive, written[2], manifest)
+
+
+def _manifest(ctx: Context, plan: _Plan, client: EtcdClient, snapshot: SavedSnapshot,
+              archive: WrittenArchive, db: bbolt.BoltStatus) -> dict[str, Any]:
+    expiries = [c.not_valid_after_utc for _, c in certificates_in_tree(plan.revision_dir)]
+    return {
+        "format": 1,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "toolbox_version": __version__,
+        "snapshot": {"file": snapshot.path.name, "size": snapshot.size,
+                     "db_sha256": snapshot.db_sha256},
+        "static_resources": {"file": archive.path.name, "size": archive.size,
+                             "sha256": archive.sha256,
+                             "kube_apiserver_revision": revision_number(plan.revision_dir),
+                             "earliest_cert_expiry": min(expiries).isoformat()
+                             if expiries else None},
+        "etcd": {
+            "endpoint": client.endpoint,
+            "version": plan.status.version,
+            "cluster_id": f"{plan.status.cluster_id:x}",
+            "member_id": f"{plan.status.member_id:x}",
+            "revision": db.revision,
+            "compact_revision": db.compact_revision,
+            "raft_index": plan.status.raft_index,
+            "db_size": snapshot.size - TRAILER,
+            "keys": client.key_count(db.revision) if db.revision else 0,
+            "members": [{"name": m.name, "id": m.hex_id, "peer_urls": list(m.peer_urls)}
+                        for m in plan.members],
+        },
+    }
+
+
+def _prune(ctx: Context, target: Path, keep: int) -> list[str]:
+    """Delete sets older than the `keep` newest verified ones; never below that floor."""
+    sets = find_backup_sets(target)
+    verified = [s for s in sets if s.verified]
+    if len(verified) <= keep:
+        return []
+    oldest_kept = verified[-keep].timestamp
+    doomed: list[BackupSet] = [s for s in sets if s.timestamp < oldest_kept]
+    pruned = []
+    for backup in doomed:
+        for path in backup.files:
+            remove_quietly(path)
+            pruned.append(ctx.paths.shown(path))
+        _log.info("backup.pruned", timestamp=backup.timestamp)
+    return pruned
+
+
+def _warnings(plan: _Plan, result: BackupResult) -> list[str]:
+    now = dt.datetime.now(dt.UTC)
+    found = []
+    client_certs = load_certificates(plan.tls.cert.read_bytes())
+    if client_certs and now - client_certs[0].not_valid_before_utc < YOUNG_CLIENT_CERT:
+        age = now - client_certs[0].not_valid_before_utc
+        found.append(
+            f"the etcd client certificate is only {age.total_seconds() / 3600:.1f} h old: the "
+            "guide says not to back up before the first certificate rotation (24 h after "
+            "installation); keep an older backup too")
+    expiry = result.manifest["static_resources"]["earliest_cert_expiry"]
+    if expiry and dt.datetime.fromisoformat(expiry) - now < EXPIRY_WARNING:
+        found.append(f"a certificate in the archived revision expires on {expiry}: a "
+                     "restore from this backup after that date needs the certificate "
+                     "recovery procedure (guide 3.4)")
+    return found
+
+
+def _tree_size(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def _read_only(directory: Path) -> bool:
+    return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+
+
+def _json(data: dict[str, Any]) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+

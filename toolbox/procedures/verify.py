@@ -1,0 +1,86 @@
+"""`snapshot verify PATH`: is this backup restorable? Needs no etcd.
+
+For a file: the sha256 trailer over the whole db, the bbolt meta pages and key bucket.
+For a directory: every backup set in it, each snapshot checked against its manifest (db
+sha256, size) and each archive against the sha256 the manifest recorded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from toolbox import log
+from toolbox.context import Context
+from toolbox.errors import IntegrityError, InvalidInput
+from toolbox.etcd.snapshot import SnapshotReport, verify_file
+from toolbox.host.archive import file_sha256
+from toolbox.host.backups import BackupSet, find_backup_sets
+
+_log = log.get(__name__)
+
+
+@dataclass
+class VerifiedSet:
+    name: str
+    report: SnapshotReport | None
+    archive_ok: bool | None   # None: no archive in the set
+    manifest: bool
+    problems: list[str] = field(default_factory=list)
+
+
+def run(ctx: Context, path: str, *, skip_hash_check: bool = False) -> list[VerifiedSet]:
+    local = ctx.paths.host(path)
+    if local.is_file():
+        return [VerifiedSet(local.name, verify_file(local, skip_hash_check=skip_hash_check),
+                            None, False)]
+    if not local.is_dir():
+        raise InvalidInput(f"{path} does not exist",
+                           next_step="give a snapshot file or a backup directory")
+    results = [_verify_set(s) for s in find_backup_sets(local) if s.snapshot]
+    if not results:
+        raise InvalidInput(f"{path} holds no snapshot_<timestamp>.db",
+                           next_step="give the directory `ocp-recovery backup` wrote to")
+    bad = [r for r in results if r.problems]
+    if bad:
+        raise IntegrityError(
+            f"{len(bad)} of {len(results)} backup set(s) in {path} failed verification: "
+            + "; ".join(f"{r.name}: {', '.join(r.problems)}" for r in bad),
+            next_step="restore from a set that verified; keep the failed files for analysis",
+        )
+    return results
+
+
+def _verify_set(backup: BackupSet) -> VerifiedSet:
+    assert backup.snapshot is not None
+    result = VerifiedSet(backup.timestamp, None, None, backup.manifest is not None)
+    try:
+        result.report = verify_file(backup.snapshot)
+    except IntegrityError as exc:
+        result.problems.append(exc.what)
+        return result
+    manifest = backup.read_manifest()
+    if backup.manifest is not None and manifest is None:
+        result.problems.append(f"{backup.manifest.name} is unreadable")
+    if manifest:
+        recorded = manifest.get("snapshot", {})
+        if recorded.get("db_sha256") != result.report.db_sha256:
+            result.problems.append("snapshot sha256 differs from the manifest")
+        if recorded.get("size") != result.report.size:
+            result.problems.append("snapshot size differs from the manifest")
+    if backup.archive is not None:
+        expected = (manifest or {}).get("static_resources", {}).get("sha256")
+        result.archive_ok = expected is None or file_sha256(backup.archive) == expected
+        if not result.archive_ok:
+            result.problems.append(f"{backup.archive.name} sha256 differs from the manifest")
+    _log.info("verify.set", timestamp=backup.timestamp, ok=not result.problems)
+    return result
+
+
+def describe(result: VerifiedSet) -> str:
+    if result.report is None:
+        return f"{result.name}: FAILED {', '.join(result.problems)}"
+    r = result.report
+    archive = {None: "no archive", True: "archive ok", False: "archive BAD"}[result.archive_ok]
+    return (f"{result.name}: ok revision {r.revision}, {r.total_keys} keys, "
+            f"{r.size} bytes, sha256 {r.db_sha256[:16]}…, {archive}"
+            + (", manifest matched" if result.manifest else ""))

@@ -1,0 +1,314 @@
+"""A sandbox: N simulated masters, each a host root, a node agent and a real etcd."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolbox.errors import EtcdUnavailable, PreconditionFailed, WaitTimedOut
+from toolbox.etcd.client import EtcdClient, TlsFiles
+from toolbox.etcd.cluster import render_initial_cluster
+from toolbox.sandbox.agent import write_shims
+from toolbox.sandbox.binaries import EtcdBinaries, find_etcd
+from toolbox.sandbox.layout import ClusterPki, MasterSpec, lay_out_master
+
+DEFAULT_DIR = Path("/var/tmp/ocp-recovery-sandbox")
+HEALTH_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class MasterStatus:
+    spec: MasterSpec
+    agent_running: bool
+    host_present: bool
+    etcd: str  # "healthy (leader)", "healthy", "down: ..."
+
+
+class Sandbox:
+    def __init__(self, directory: Path):
+        self.dir = directory.resolve()
+        self.state_file = self.dir / "sandbox.json"
+
+    # ---- state -----------------------------------------------------------------------
+    def _state(self) -> dict:  # type: ignore[type-arg]
+        if not self.state_file.exists():
+            raise PreconditionFailed(f"no sandbox in {self.dir}",
+                                     next_step=f"ocp-recovery sandbox up --dir {self.dir}")
+        return json.loads(self.state_file.read_text())
+
+    def _save(self, state: dict) -> None:  # type: ignore[type-arg]
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    @property
+    def exists(self) -> bool:
+        return self.state_file.exists()
+
+    @property
+    def binaries(self) -> EtcdBinaries:
+        return EtcdBinaries.from_dict(self._state()["etcd"])
+
+    @property
+    def masters(self) -> list[int]:
+        return list(self._state()["masters"])
+
+    def master_dir(self, index: int) -> Path:
+        return self.dir / "masters" / f"master-{index}"
+
+    def root(self, index: int) -> Path:
+        return self.master_dir(index) / "root"
+
+    def spec(self, index: int) -> MasterSpec:
+        return MasterSpec(index)
+
+    @property
+    def pki(self) -> ClusterPki:
+        return ClusterPki.load(self.dir / "pki")
+
+    @property
+    def client_tls(self) -> TlsFiles:
+        pki = self.dir / "pki"
+        return TlsFiles(pki / "etcd_ca.crt", pki / "etcd_client.crt", pki / "etcd_client.key",
+                        source="sandbox pki")
+
+    @property
+    def tools_dir(self) -> Path:
+        """etcdctl (and etcdutl) of the sandbox's etcd version, for PATH."""
+        return self.dir / "bin"
+
+    # ---- lifecycle ---------------------------------------------------------------------
+    @classmethod
+    def up(cls, directory: Path, *, masters: int = 3, etcd: str = "3.5",
+           timeout: float = HEALTH_TIMEOUT) -> Sandbox:
+        sandbox = cls(directory)
+        if sandbox.exists:
+            raise PreconditionFailed(f"a sandbox already exists in {sandbox.dir}",
+                                     next_step=f"ocp-recovery sandbox down --dir {sandbox.dir}")
+        if not 1 <= masters <= 9:
+            raise PreconditionFailed("a sandbox has 1 to 9 masters")
+        binaries = find_etcd(etcd)
+        for i in range(masters):
+            _require_free(MasterSpec(i).ip, (2379, 2380))
+        sandbox.dir.mkdir(parents=True, exist_ok=True)
+        pki = ClusterPki.create()
+        pki.save(sandbox.dir / "pki")
+        sandbox.tools_dir.mkdir(exist_ok=True)
+        for tool in (binaries.etcdctl, binaries.etcdutl):
+            if tool is not None:
+                (sandbox.tools_dir / tool.name).symlink_to(tool)
+        indices = list(range(masters))
+        sandbox._save({"etcd": binaries.as_dict(), "masters": indices, "next_index": masters})
+        initial = render_initial_cluster([(MasterSpec(i).member_name, MasterSpec(i).peer_url)
+                                          for i in indices])
+        for i in indices:
+            sandbox._create_host(i, pki, initial_cluster=initial, blank=False)
+        for i in indices:
+            sandbox.start_master(i)
+        sandbox.wait_healthy(indices, timeout)
+        return sandbox
+
+    def _create_host(self, index: int, pki: ClusterPki, *, initial_cluster: str | None,
+                     blank: bool) -> None:
+        spec = MasterSpec(index)
+        master_dir = self.master_dir(index)
+        master_dir.mkdir(parents=True, exist_ok=True)
+        lay_out_master(self.root(index), spec, pki, initial_cluster=initial_cluster,
+                       blank=blank)
+        (master_dir / "master.json").write_text(json.dumps({
+            "index": index, "root": str(self.root(index)),
+            "etcd": str(self.binaries.etcd)}))
+        write_shims(master_dir, spec.node_name)
+
+    def start_master(self, index: int) -> None:
+        """Power the host on: start its node agent (which starts its static pods)."""
+        master_dir = self.master_dir(index)
+        if not self.root(index).is_dir():
+            raise PreconditionFailed(f"master-{index} has no host root (wiped)")
+        if self._agent_pid(index):
+            return
+        log = open(master_dir / "agent.log", "ab")  # noqa: SIM115
+        with log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "toolbox.sandbox.agent", str(master_dir)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, cwd=self.dir,
+                env={**os.environ, "PYTHONPATH": _package_parent()},
+            )
+        (master_dir / "agent.pid").write_text(str(proc.pid))
+
+    def stop_master(self, index: int) -> None:
+        """Power the host off: SIGKILL its agent and every process it started."""
+        pid = self._agent_pid(index)
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            _wait_gone(pid, 10)
+        (self.master_dir(index) / "agent.pid").unlink(missing_ok=True)
+
+    def wipe_master(self, index: int) -> None:
+        """A lost host: powered off and its disk gone."""
+        self.stop_master(index)
+        shutil.rmtree(self.root(index), ignore_errors=True)
+        state = self._state()
+        state["masters"] = [i for i in state["masters"] if i != index]
+        self._save(state)
+
+    def add_master(self) -> int:
+        """A new blank master (MCO files only) on the next free address, powered on."""
+        state = self._state()
+        index = state["next_index"]
+        state["next_index"] = index + 1
+        state["masters"].append(index)
+        self._save(state)
+        self._create_host(index, self.pki, initial_cluster=None, blank=True)
+        self.start_master(index)
+        return index
+
+    def power_off(self) -> None:
+        """Kill every master's processes, keep the files (for a failed drill's post-mortem)."""
+        masters_dir = self.dir / "masters"
+        if masters_dir.is_dir():
+            for master_dir in masters_dir.iterdir():
+                pid = _read_pid(master_dir / "agent.pid")
+                if pid:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pid, signal.SIGKILL)
+                    _wait_gone(pid, 10)
+
+    def down(self) -> None:
+        if not self.dir.exists():
+            return
+        self.power_off()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _agent_pid(self, index: int) -> int | None:
+        pid = _read_pid(self.master_dir(index) / "agent.pid")
+        return pid if pid and _alive(pid) else None
+
+    # ---- observing ---------------------------------------------------------------------
+    def client(self, index: int, timeout: float = 2.0) -> EtcdClient:
+        return EtcdClient.connect_any((MasterSpec(index).client_url,), self.client_tls,
+                                      dial=timeout, stream_idle=30)
+
+    def wait_healthy(self, indices: list[int], timeout: float = HEALTH_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        pending = set(indices)
+        last_error = ""
+        while pending:
+            for index in sorted(pending):
+                try:
+                    with self.client(index) as c:
+                        if c.status().leader:
+                            pending.discard(index)
+                except EtcdUnavailable as exc:
+                    last_error = exc.what
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise WaitTimedOut(
+                    f"sandbox masters {sorted(pending)} did not become healthy etcd members "
+                    f"within {timeout:.0f}s (last: {last_error})",
+                    next_step=f"read {self.dir}/masters/master-N/logs/*.log",
+                )
+            time.sleep(0.1)
+
+    def status(self) -> list[MasterStatus]:
+        rows = []
+        for index in self.masters:
+            spec = MasterSpec(index)
+            etcd = "down"
+            try:
+                with self.client(index, timeout=1.0) as c:
+                    st = c.status()
+                    etcd = "healthy (leader)" if st.leader == st.member_id else "healthy"
+            except EtcdUnavailable as exc:
+                etcd = f"down: {exc.what}"
+            rows.append(MasterStatus(spec, self._agent_pid(index) is not None,
+                                     self.root(index).is_dir(), etcd))
+        return rows
+
+    def env(self, index: int) -> str:
+        """Exports that make ocp-recovery act on master `index` as if run on that host."""
+        spec = MasterSpec(index)
+        bindir = self.master_dir(index) / "bin"
+        return "\n".join([
+            f"# sandbox {spec.node_name} ({spec.ip}); etcd member {spec.member_name}",
+            f"export OCP_RECOVERY_HOST_ROOT={self.root(index)}",
+            "export OCP_RECOVERY_HOST_EXEC=direct",
+            f"export ETCDCTL_ENDPOINTS={spec.client_url}",
+            f"export PATH={bindir}:{self.tools_dir}:$PATH",
+            f"# etcdctl --cacert {self.client_tls.ca} --cert {self.client_tls.cert} "
+            f"--key {self.client_tls.key} member list",
+        ]) + "\n"
+
+    def env_vars(self, index: int, base: dict[str, str]) -> dict[str, str]:
+        """The same as `env`, applied to an environment dict (for drills and tests)."""
+        spec = MasterSpec(index)
+        return {
+            **base,
+            "OCP_RECOVERY_HOST_ROOT": str(self.root(index)),
+            "OCP_RECOVERY_HOST_EXEC": "direct",
+            "ETCDCTL_ENDPOINTS": spec.client_url,
+            "PATH": f"{self.master_dir(index) / 'bin'}:{self.tools_dir}:"
+                    f"{base.get('PATH', '/usr/bin:/bin')}",
+        }
+
+
+def _require_free(ip: str, ports: tuple[int, ...]) -> None:
+    for port in ports:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((ip, port))
+            except OSError as exc:
+                raise PreconditionFailed(
+                    f"{ip}:{port} is already in use ({exc.strerror}): another sandbox "
+                    "(or etcd) is running on the sandbox addresses",
+                    next_step="ocp-recovery sandbox down --dir <its directory> (or stop that "
+                    "process), then run this again",
+                ) from exc
+
+
+def _package_parent() -> str:
+    return str(Path(__file__).resolve().parents[2])
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    with contextlib.suppress(ChildProcessError):
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _wait_gone(pid: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)

@@ -1,0 +1,270 @@
+"""A sandbox master's host root, laid out like an RHCOS 4.3 master (reference spec §1.3)."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from toolbox.etcd.cluster import EnvFile
+from toolbox.pki import certs
+from toolbox.pki.profiles import member_cert_requests
+
+DOMAIN = "sandbox.ocp4.test"
+# The simulated cluster was installed two days ago: past the first certificate rotation.
+INSTALLED = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+FIRST_IP_OCTET = 11
+KUBE_APISERVER_REVISIONS = (2, 9, 10)  # 10 > 9 by number, not by text: natural sort matters
+ETCD_CONF = """ETCD_SNAPSHOT_COUNT=100000
+ETCD_HEARTBEAT_INTERVAL=100
+ETCD_ELECTION_TIMEOUT=1000
+ETCD_QUOTA_BACKEND_BYTES=7516192768
+ETCD_DEBUG=false
+ETCD_ENABLE_PPROF=false
+"""
+# The etcd-member container's shell, as in the 4.3 manifest (listen on the escaped IPs).
+ETCD_MEMBER_SCRIPT = """#!/bin/sh
+set -euo pipefail
+source /run/etcd/environment
+set -a
+source /etc/etcd/etcd.conf
+set +a
+exec etcd \\
+  --initial-advertise-peer-urls=https://${ETCD_IPV4_ADDRESS}:2380 \\
+  --cert-file=/etc/ssl/etcd/system:etcd-server:${ETCD_DNS_NAME}.crt \\
+  --key-file=/etc/ssl/etcd/system:etcd-server:${ETCD_DNS_NAME}.key \\
+  --trusted-ca-file=/etc/ssl/etcd/ca.crt \\
+  --client-cert-auth=true \\
+  --peer-cert-file=/etc/ssl/etcd/system:etcd-peer:${ETCD_DNS_NAME}.crt \\
+  --peer-key-file=/etc/ssl/etcd/system:etcd-peer:${ETCD_DNS_NAME}.key \\
+  --peer-trusted-ca-file=/etc/ssl/etcd/ca.crt \\
+  --peer-client-cert-auth=true \\
+  --advertise-client-urls=https://${ETCD_IPV4_ADDRESS}:2379 \\
+  --listen-client-urls=https://${ETCD_ESCAPED_ALL_IPS}:2379 \\
+  --listen-peer-urls=https://${ETCD_ESCAPED_ALL_IPS}:2380
+"""
+
+
+@dataclass(frozen=True)
+class MasterSpec:
+    index: int
+
+    @property
+    def node_name(self) -> str:
+        return f"master-{self.index}"
+
+    @property
+    def ip(self) -> str:
+        return f"127.0.0.{FIRST_IP_OCTET + self.index}"
+
+    @property
+    def dns_name(self) -> str:
+        return f"etcd-{self.index}.{DOMAIN}"
+
+    @property
+    def member_name(self) -> str:
+        """The pod-derived name the 4.3 scripts must use: `etcd-member-<nodeName>`."""
+        return f"etcd-member-{self.node_name}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"https://{self.ip}:2380"
+
+    @property
+    def client_url(self) -> str:
+        return f"https://{self.ip}:2379"
+
+
+@dataclass(frozen=True)
+class ClusterPki:
+    etcd_ca: certs.Issued
+    metric_ca: certs.Issued
+    root_ca: certs.Issued
+    etcd_client: certs.Issued
+
+    @classmethod
+    def create(cls) -> ClusterPki:
+        etcd_ca = certs.self_signed_ca("etcd-signer", not_before=INSTALLED)
+        return cls(
+            etcd_ca=etcd_ca,
+            metric_ca=certs.self_signed_ca("etcd-metric-signer", not_before=INSTALLED),
+            root_ca=certs.self_signed_ca("root-ca", not_before=INSTALLED),
+            etcd_client=certs.issue(etcd_ca, common_name="etcd-client",
+                                    organizations=["etcd-client"], server=False, days=365,
+                                    not_before=INSTALLED),
+        )
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name in ("etcd_ca", "metric_ca", "root_ca", "etcd_client"):
+            pair: certs.Issued = getattr(self, name)
+            _write(directory / f"{name}.crt", pair.cert_pem())
+            _write(directory / f"{name}.key", pair.key_pem(), 0o600)
+
+    @classmethod
+    def load(cls, directory: Path) -> ClusterPki:
+        from cryptography import x509
+        from cryptography.hazmat.primitives import serialization
+
+        def pair(name: str) -> certs.Issued:
+            cert = x509.load_pem_x509_certificate((directory / f"{name}.crt").read_bytes())
+            key = serialization.load_pem_private_key((directory / f"{name}.key").read_bytes(),
+                                                     None)
+            return certs.Issued(cert, key)  # type: ignore[arg-type]
+
+        return cls(pair("etcd_ca"), pair("metric_ca"), pair("root_ca"), pair("etcd_client"))
+
+
+def _write(path: Path, data: bytes | str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.chmod(path, mode)
+
+
+def _dump(path: Path, obj: Any, mode: int = 0o644) -> None:
+    _write(path, yaml.safe_dump(obj, sort_keys=False), mode)
+
+
+def etcd_member_manifest() -> dict[str, Any]:
+    volumes = [
+        ("certs", "/etc/kubernetes/static-pod-resources/etcd-member", "/etc/ssl/etcd/"),
+        ("discovery", "/run/etcd/", "/run/etcd/"),
+        ("data-dir", "/var/lib/etcd/", "/var/lib/etcd/"),
+        ("conf", "/etc/etcd", "/etc/etcd/"),
+        ("kubeconfig", "/etc/kubernetes/kubeconfig", "/etc/kubernetes/kubeconfig"),
+    ]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "etcd-member", "namespace": "openshift-etcd",
+                     "labels": {"k8s-app": "etcd"}},
+        "spec": {
+            "initContainers": [
+                {"name": "discovery", "image": "quay.io/openshift/machine-config-operator",
+                 "command": ["/usr/bin/setup-etcd-environment", "run",
+                             f"--discovery-srv={DOMAIN}",
+                             "--output-file=/run/etcd/environment", "--v=4"]},
+                {"name": "certs", "image": "quay.io/openshift/kube-client-agent",
+                 "command": ["/bin/sh", "-c", "# requests member certs when missing"]},
+            ],
+            "containers": [
+                {"name": "etcd-member", "image": "quay.io/openshift/etcd",
+                 "command": ["/bin/sh", "-c", ETCD_MEMBER_SCRIPT],
+                 "env": [{"name": "ETCD_DATA_DIR", "value": "/var/lib/etcd"},
+                         {"name": "ETCD_NAME",
+                          "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                 "volumeMounts": [{"name": n, "mountPath": m} for n, _, m in volumes]},
+                {"name": "etcd-metrics", "image": "quay.io/openshift/etcd",
+                 "command": ["/bin/sh", "-c", "exec etcd grpc-proxy start"]},
+            ],
+            "hostNetwork": True,
+            "priorityClassName": "system-node-critical",
+            "tolerations": [{"operator": "Exists"}],
+            "volumes": [{"name": n, "hostPath": {"path": h}} for n, h, _ in volumes],
+        },
+    }
+
+
+def control_plane_manifest(pod: str, revision: int) -> dict[str, Any]:
+    namespace = {"kube-apiserver": "openshift-kube-apiserver",
+                 "kube-controller-manager": "openshift-kube-controller-manager",
+                 "kube-scheduler": "openshift-kube-scheduler"}[pod]
+    resource_dir = f"/etc/kubernetes/static-pod-resources/{pod}-pod-{revision}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": pod, "namespace": namespace,
+                     "labels": {"app": pod, "revision": str(revision)}},
+        "spec": {
+            "containers": [{"name": f"{pod}-{revision}", "image": f"quay.io/openshift/{pod}",
+                            "command": ["hyperkube", pod],
+                            "volumeMounts": [{"name": "resource-dir",
+                                              "mountPath": "/etc/kubernetes/static-pod-resources"}]}],
+            "hostNetwork": True,
+            "volumes": [{"name": "resource-dir", "hostPath": {"path": resource_dir}},
+                        {"name": "cert-dir", "hostPath": {
+                            "path": f"/etc/kubernetes/static-pod-resources/{pod}-certs"}}],
+        },
+    }
+
+
+def encryption_config() -> str:
+    key = base64.b64encode(secrets.token_bytes(32)).decode()
+    return yaml.safe_dump({
+        "apiVersion": "apiserver.config.k8s.io/v1",
+        "kind": "EncryptionConfiguration",
+        "resources": [{"resources": ["secrets"], "providers": [
+            {"aescbc": {"keys": [{"name": "1", "secret": key}]}}, {"identity": {}}]}],
+    }, sort_keys=False)
+
+
+def etcd_environment(spec: MasterSpec, initial_cluster: str | None, state: str | None) -> EnvFile:
+    """What setup-etcd-environment writes: the carried-over cluster settings (exported) and
+    this host's addresses (plain). Without cluster settings it falls back to SRV discovery."""
+    env = EnvFile()
+    if initial_cluster:
+        env.exported["ETCD_INITIAL_CLUSTER"] = initial_cluster
+        if state:
+            env.exported["ETCD_INITIAL_CLUSTER_STATE"] = state
+    else:
+        env.exported["ETCD_DISCOVERY_SRV"] = DOMAIN
+    env.plain.update({
+        "ETCD_IPV4_ADDRESS": spec.ip,
+        "ETCD_ESCAPED_IP_ADDRESS": spec.ip,
+        "ETCD_ESCAPED_ALL_IPS": spec.ip,  # 0.0.0.0 on a real master; one IP per sandbox host
+        "ETCD_LOCALHOST_IP": "127.0.0.1",
+        "ETCD_ESCAPED_LOCALHOST_IP": "127.0.0.1",
+        "ETCD_DNS_NAME": spec.dns_name,
+        "ETCD_WILDCARD_DNS_NAME": f"*.{DOMAIN}",
+    })
+    return env
+
+
+def lay_out_master(root: Path, spec: MasterSpec, pki: ClusterPki, *,
+                   initial_cluster: str | None, blank: bool = False) -> None:
+    """A master host root. `blank`: a freshly installed host (MCO files only: manifests,
+    etcd.conf and the CAs; no member certs, no data, no kube-apiserver revisions)."""
+    kube = root / "etc/kubernetes"
+    _dump(kube / "manifests/etcd-member.yaml", etcd_member_manifest())
+    top = KUBE_APISERVER_REVISIONS[-1]
+    for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
+        _dump(kube / f"manifests/{pod}-pod.yaml", control_plane_manifest(pod, top))
+    _write(root / "etc/etcd/etcd.conf", ETCD_CONF)
+    member_dir = kube / "static-pod-resources/etcd-member"
+    _write(member_dir / "ca.crt", pki.etcd_ca.cert_pem())
+    _write(member_dir / "metric-ca.crt", pki.metric_ca.cert_pem())
+    _write(member_dir / "root-ca.crt", pki.root_ca.cert_pem())
+    (root / "var/lib/etcd").mkdir(parents=True, exist_ok=True, mode=0o700)
+    (root / "run/etcd").mkdir(parents=True, exist_ok=True)
+    (root / "var/home/core").mkdir(parents=True, exist_ok=True)
+    if not (root / "home").exists():
+        (root / "home").symlink_to("var/home")  # as on RHCOS
+    if blank:
+        return
+    for request in member_cert_requests(spec.dns_name, spec.ip, DOMAIN):
+        ca = pki.metric_ca if request.signer == "metric" else pki.etcd_ca
+        # The sandbox's peers all dial from 127.0.0.1, so peer certs also carry it.
+        ips = (*request.ip_addresses, "127.0.0.1") if request.kind == "peer" else \
+            request.ip_addresses
+        pair = certs.issue(ca, common_name=request.common_name,
+                           organizations=[request.organization], dns_names=request.dns_names,
+                           ip_addresses=ips, days=3 * 365, not_before=INSTALLED)
+        _write(member_dir / f"{request.file_stem}.crt", pair.cert_pem())
+        _write(member_dir / f"{request.file_stem}.key", pair.key_pem(), 0o600)
+    for revision in KUBE_APISERVER_REVISIONS:
+        rev_dir = kube / f"static-pod-resources/kube-apiserver-pod-{revision}"
+        _dump(rev_dir / "kube-apiserver-pod.yaml", control_plane_manifest("kube-apiserver",
+                                                                           revision))
+        _write(rev_dir / "configmaps/etcd-serving-ca/ca-bundle.crt", pki.etcd_ca.cert_pem())
+        _write(rev_dir / "secrets/etcd-client/tls.crt", pki.etcd_client.cert_pem(), 0o600)
+        _write(rev_dir / "secrets/etcd-client/tls.key", pki.etcd_client.key_pem(), 0o600)
+        _write(rev_dir / "secrets/encryption-config/encryption-config", encryption_config(),
+               0o600)
+    _write(root / "run/etcd/environment",
+           etcd_environment(spec, initial_cluster, "new" if initial_cluster else None).render())

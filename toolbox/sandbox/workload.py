@@ -1,0 +1,41 @@
+"""Data to put in a sandbox cluster: keys shaped like a Kubernetes cluster's."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import etcd3
+
+from toolbox.sandbox.cluster import Sandbox
+from toolbox.sandbox.layout import MasterSpec
+
+
+def kv_client(sandbox: Sandbox, index: int, timeout: float = 10) -> etcd3.Etcd3Client:
+    tls = sandbox.client_tls
+    return etcd3.client(host=MasterSpec(index).ip, port=2379, ca_cert=str(tls.ca),
+                        cert_key=str(tls.key), cert_cert=str(tls.cert), timeout=timeout)
+
+
+def value_for(key: str, size: int) -> bytes:
+    """Deterministic, incompressible-looking bytes, so a reader can check them."""
+    seed = hashlib.sha256(key.encode()).digest()
+    return (seed * (size // len(seed) + 1))[:size]
+
+
+def keys(group: str, count: int) -> Iterator[str]:
+    for i in range(count):
+        yield f"/kubernetes.io/configmaps/drill-{group}/cm-{i:06d}"
+
+
+TXN_OPS = 100  # etcd's default --max-txn-ops is 128
+
+
+def write(client: etcd3.Etcd3Client, group: str, count: int, size: int = 1024) -> list[str]:
+    """Put `count` keys, a transaction per hundred (one raft round and fsync each)."""
+    written = list(keys(group, count))
+    for start in range(0, len(written), TXN_OPS):
+        batch = written[start:start + TXN_OPS]
+        client.transaction(compare=[], failure=[], success=[
+            client.transactions.put(k, value_for(k, size)) for k in batch])
+    return written
