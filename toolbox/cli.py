@@ -14,7 +14,7 @@ import typer
 
 from toolbox import __version__, log
 from toolbox.context import Context, build_context
-from toolbox.errors import Interrupted, RecoveryError, all_error_classes
+from toolbox.errors import Interrupted, InvalidInput, RecoveryError, all_error_classes
 from toolbox.host.files import human_bytes
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -55,9 +55,27 @@ def _options(ctx: typer.Context) -> GlobalOptions:
     return ctx.find_root().obj  # type: ignore[no-any-return]
 
 
+def _host_path_argument(path: str, context: Context) -> str:
+    """Paths on the command line are host paths. A relative one (the 4.3 docs used
+    `./assets/backup`) is taken from the working directory only when we run on the host
+    itself; in a container that directory is not the host's."""
+    if path.startswith("/") or not path:
+        return path
+    if context.host_root == Path("/"):
+        return os.path.abspath(path)
+    raise InvalidInput(f"{path!r} is relative; in a container give the absolute host path",
+                       next_step=f"e.g. /home/core/{path.removeprefix('./')}")
+
+
 def _json_mode(options: GlobalOptions) -> bool:
     fmt = options.log_format or os.environ.get("OCP_RECOVERY_LOG_FORMAT")
     return fmt == "json" or (fmt is None and not sys.stderr.isatty())
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        log.say(f"ocp-recovery {__version__}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -88,11 +106,9 @@ def _global(
     dial_timeout: Annotated[float | None, typer.Option(
         help="Seconds to wait for each etcd endpoint (default 5).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version.",
+                                          is_eager=True, callback=_print_version)] = False,
 ) -> None:
-    if version:
-        log.say(f"ocp-recovery {__version__}")
-        raise typer.Exit(0)
     options = GlobalOptions(host_root, host_exec, state_dir, endpoints, cacert, cert, key,
                             log_format, dial_timeout)
     fmt = log_format or os.environ.get("OCP_RECOVERY_LOG_FORMAT") or (
@@ -115,7 +131,9 @@ def backup(
     from toolbox.procedures import backup as procedure
 
     options = _options(ctx)
-    result = procedure.run(options.context(), procedure.BackupRequest(directory, keep, progress))
+    context = options.context()
+    directory = _host_path_argument(directory, context)
+    result = procedure.run(context, procedure.BackupRequest(directory, keep, progress))
     etcd = result.manifest["etcd"]
     summary = {
         "event": "backup.summary",
@@ -159,7 +177,9 @@ def snapshot_verify(
     from toolbox.procedures import verify as procedure
 
     options = _options(ctx)
-    results = procedure.run(options.context(), path, skip_hash_check=skip_hash_check)
+    context = options.context()
+    results = procedure.run(context, _host_path_argument(path, context),
+                            skip_hash_check=skip_hash_check)
     for result in results:
         if _json_mode(options):
             r = result.report

@@ -9,7 +9,7 @@ class RecoveryError(Exception):
     """Base of every failure the operator can act on (no traceback is shown for these)."""
 
     exit_code = 1
-    summary = "unexpected failure"
+    summary = "unexpected failure (a bug): the traceback is printed; please report it"
     default_state = "unknown: inspect the host before acting"
 
     def __init__(self, what: str, *, state: str | None = None, next_step: str | None = None):

@@ -10,6 +10,7 @@ import json
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -18,7 +19,8 @@ _PEM_BLOCK = re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.D
 _SECRET_FIELDS = ("token", "password", "private_key", "key_pem")
 
 
-def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]
+            ) -> MutableMapping[str, Any]:
     """Logs never carry key material, whoever forgot: PEM blocks and secret fields go."""
     for field, value in list(event.items()):
         if any(s in field for s in _SECRET_FIELDS):
@@ -26,6 +28,18 @@ def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, str) and "-----BEGIN" in value:
             event[field] = _PEM_BLOCK.sub("<redacted PEM>", value)
     return event
+
+
+class _StderrLogger:
+    """Writes to whatever sys.stderr is at the time (not the one seen at configure time)."""
+
+    def __init__(self, *_: Any) -> None:
+        pass
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
 
 
 def configure(log_format: str, verbose: bool = False) -> None:
@@ -45,7 +59,7 @@ def configure(log_format: str, verbose: bool = False) -> None:
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.DEBUG if verbose else logging.INFO
         ),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLogger,
         cache_logger_on_first_use=False,
     )
 

@@ -88,6 +88,7 @@ def save_stream(chunks: Iterable[bytes], target: Path, *, expected_size: int = 0
                 next_step="run the backup again; if it repeats, try another member with "
                 "--endpoints",
             )
+        out.flush()
         try:
             bbolt.check_header(partial_path(target), length=hasher.size - TRAILER)
         except bbolt.BoltFormatError as exc:

@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import sh
-
 from toolbox import log
 from toolbox.errors import CommandFailed, PreconditionFailed, WaitTimedOut
 
@@ -82,6 +80,8 @@ class Executor:
                 f"command `{argv[0]}` was not found on PATH ({self.env.get('PATH', '')})",
                 next_step=f"install {argv[0]} or put it on PATH, then run the same command again",
             )
+        import sh  # imported here: a backup runs no host command and starts faster
+
         _log.debug("exec.start", argv=argv, timeout=limit)
         started = time.monotonic()
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 from collections.abc import Iterator
@@ -53,15 +54,23 @@ def partial_file(final: Path, mode: int = PRIVATE_FILE) -> Iterator[BinaryIO]:
     partial = partial_path(final)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        with os.fdopen(fd, "wb", buffering=0) as stream:
+        # 1 MiB writes instead of one syscall per etcd 32 KiB message.
+        with os.fdopen(fd, "wb", buffering=1 << 20) as stream:
             yield stream
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(partial, final)
         fsync_dir(final.parent)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise InsufficientSpace(
+                f"{final.parent} ran out of space while writing {final.name}",
+                state="unchanged: the partial file was removed",
+                next_step="free space there or choose another directory, then run the same "
+                "command again",
+            ) from exc
         raise
 
 

@@ -79,7 +79,8 @@ def self_signed_ca(common_name: str, *, days: float = 3650,
     return Issued(cert, key)
 
 
-def subject_alt_names(dns_names: Iterable[str], ip_addresses: Iterable[str]) -> list[x509.GeneralName]:
+def subject_alt_names(dns_names: Iterable[str],
+                      ip_addresses: Iterable[str]) -> list[x509.GeneralName]:
     names: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
     names += [x509.IPAddress(ipaddress.ip_address(i)) for i in ip_addresses]
     return names
@@ -138,14 +139,6 @@ def load_certificates(pem: bytes) -> list[x509.Certificate]:
     if b"-----BEGIN CERTIFICATE-----" not in pem:
         return []
     return x509.load_pem_x509_certificates(pem)
-
-
-def not_after(cert: x509.Certificate) -> dt.datetime:
-    return cert.not_valid_after_utc
-
-
-def not_before(cert: x509.Certificate) -> dt.datetime:
-    return cert.not_valid_before_utc
 
 
 def certificates_in_tree(directory: Path) -> list[tuple[Path, x509.Certificate]]:

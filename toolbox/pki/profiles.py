@@ -10,7 +10,6 @@ SERVICE_NAMES = (
     "etcd.openshift-etcd.svc",
     "etcd.openshift-etcd.svc.cluster.local",
 )
-MEMBER_CERT_KINDS = ("server", "peer", "metric")
 
 
 @dataclass(frozen=True)

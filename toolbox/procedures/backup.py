@@ -192,7 +192,7 @@ def _prune(ctx: Context, target: Path, keep: int) -> list[str]:
     """Delete sets older than the `keep` newest verified ones; never below that floor."""
     sets = find_backup_sets(target)
     verified = [s for s in sets if s.verified]
-    if len(verified) <= keep:
+    if len(verified) < keep:
         return []
     oldest_kept = verified[-keep].timestamp
     doomed: list[BackupSet] = [s for s in sets if s.timestamp < oldest_kept]

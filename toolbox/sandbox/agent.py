@@ -247,9 +247,7 @@ class Agent:
             return 5, "", f"Unit {(units or ['?'])[0]}.service not loaded (sandbox).\n"
         if verb == "stop":
             self.kubelet_active = False
-        elif verb == "start":
-            self.kubelet_active = True
-        elif verb == "restart":
+        elif verb == "start" or verb == "restart":
             self.kubelet_active = True
         elif verb == "is-active":
             state = "active" if self.kubelet_active else "inactive"

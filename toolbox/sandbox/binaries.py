@@ -26,8 +26,9 @@ class EtcdBinaries:
 
     @classmethod
     def from_dict(cls, data: dict[str, str | None]) -> EtcdBinaries:
+        etcdutl = data.get("etcdutl")
         return cls(str(data["version"]), Path(str(data["etcd"])), Path(str(data["etcdctl"])),
-                   Path(data["etcdutl"]) if data.get("etcdutl") else None)
+                   Path(etcdutl) if etcdutl else None)
 
 
 def _reported_version(etcd: Path) -> str:

@@ -100,7 +100,7 @@ def _run_backup_drill(sandbox: Sandbox, environ: Mapping[str, str], report: Dril
     _check(not got_after, f"{len(got_after)} keys written after the backup are in it")
     report.facts += [
         f"{len(before)} keys written before the backup read back from the restored snapshot",
-        "0 of 100 keys written after the backup are in it",
+        f"0 of {len(after)} keys written after the backup are in it",
         f"snapshot {result.snapshot.size} bytes, trailer sha256 verified while streaming",
         f"archive holds kube-apiserver-pod-"
         f"{result.manifest['static_resources']['kube_apiserver_revision']}",

@@ -184,8 +184,9 @@ def control_plane_manifest(pod: str, revision: int) -> dict[str, Any]:
         "spec": {
             "containers": [{"name": f"{pod}-{revision}", "image": f"quay.io/openshift/{pod}",
                             "command": ["hyperkube", pod],
-                            "volumeMounts": [{"name": "resource-dir",
-                                              "mountPath": "/etc/kubernetes/static-pod-resources"}]}],
+                            "volumeMounts": [{
+                                "name": "resource-dir",
+                                "mountPath": "/etc/kubernetes/static-pod-resources"}]}],
             "hostNetwork": True,
             "volumes": [{"name": "resource-dir", "hostPath": {"path": resource_dir}},
                         {"name": "cert-dir", "hostPath": {

@@ -1,0 +1,1 @@
+"""Benchmarks: ocp-recovery against etcdctl/etcdutl, measured in the same run."""

@@ -1,0 +1,116 @@
+"""Shared fixtures: the CLI run in-process with an expected exit code, sandboxes for both
+etcd versions, and a tree fingerprint to prove a refused run changed nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from toolbox import cli, log
+from toolbox.errors import PreconditionFailed
+from toolbox.sandbox.binaries import find_etcd
+from toolbox.sandbox.cluster import Sandbox
+
+IN_CI = os.environ.get("CI") == "true"
+log.configure("console")
+ETCD_VERSIONS = ("3.4", "3.5")
+
+
+def require_etcd(version: str) -> None:
+    """A missing etcd is a failure in CI and a skip elsewhere."""
+    try:
+        find_etcd(version)
+    except PreconditionFailed as exc:
+        if IN_CI:
+            pytest.fail(f"etcd {version} is required in CI: {exc.what}")
+        pytest.skip(f"etcd {version} not installed: {exc.what}")
+
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json_lines(self) -> list[dict]:  # type: ignore[type-arg]
+        return [json.loads(line) for line in self.stdout.splitlines() if line.startswith("{")]
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """run_cli(args, env=..., exit_code=0) -> Outcome; the real CLI, in this process."""
+
+    def invoke(args: list[str], *, env: dict[str, str] | None = None,
+               exit_code: int = 0) -> Outcome:
+        for k, v in (env or {}).items():
+            monkeypatch.setenv(k, v)
+        capsys.readouterr()
+        code = cli.run(args)
+        out, err = capsys.readouterr()
+        assert code == exit_code, f"exit {code} != {exit_code}\nstdout:\n{out}\nstderr:\n{err}"
+        return Outcome(code, out, err)
+
+    return invoke
+
+
+@pytest.fixture(scope="module", params=ETCD_VERSIONS)
+def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[Sandbox]:
+    """A 3-master sandbox per module and etcd version (one at a time: fixed addresses)."""
+    require_etcd(request.param)
+    sb = Sandbox.up(tmp_path_factory.mktemp(f"sandbox-{request.param}"), masters=3,
+                    etcd=request.param)
+    yield sb
+    sb.down()
+
+
+def tree_fingerprint(root: Path, ignore: tuple[str, ...] = ("var/lib/etcd",)) -> dict[str, str]:
+    """Path -> mode, owner and content hash (or link target) of everything under `root`."""
+    result = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel_dir = os.path.relpath(dirpath, root)
+        dirnames[:] = [d for d in dirnames
+                       if os.path.normpath(os.path.join(rel_dir, d)) not in ignore]
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            rel = os.path.normpath(os.path.join(rel_dir, name))
+            st = path.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                detail = "link:" + os.readlink(path)
+            elif stat.S_ISREG(st.st_mode):
+                detail = hashlib.sha256(path.read_bytes()).hexdigest()
+            else:
+                detail = "dir"
+            result[rel] = f"{stat.filemode(st.st_mode)} {st.st_uid}:{st.st_gid} {detail}"
+    return result
+
+
+@pytest.fixture
+def mount_tmpfs():  # type: ignore[no-untyped-def]
+    """mount_tmpfs(path, size="1m", read_only=False): a real small or read-only filesystem."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str = "1m", read_only: bool = False) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            if IN_CI:
+                pytest.fail(f"cannot mount a tmpfs in CI: {done.stderr}")
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -1,0 +1,38 @@
+"""The CLI layer: argument translation and operator-facing output, no etcd needed."""
+
+from pathlib import Path
+
+import pytest
+
+from toolbox.etcd.snapshot import ProgressLine
+from toolbox.legacy import etcd_snapshot_backup
+
+
+def test_relative_directory_in_a_container_is_refused(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "etc/kubernetes").mkdir(parents=True)
+    err = run_cli(["--host-root", str(tmp_path), "backup", "./assets/backup"],
+                  exit_code=3).stderr
+    assert "in a container give the absolute host path" in err
+    assert "/home/core/assets/backup" in err
+
+
+def test_legacy_backup_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert etcd_snapshot_backup([]) == 2
+    assert "usage: etcd-snapshot-backup.sh <path-to-backup-dir>" in capsys.readouterr().err
+
+
+def test_version(run_cli) -> None:  # type: ignore[no-untyped-def]
+    assert run_cli(["--version"]).stdout.startswith("ocp-recovery ")
+
+
+def test_unknown_command_is_a_usage_error(run_cli) -> None:  # type: ignore[no-untyped-def]
+    run_cli(["restore-everything"], exit_code=2)
+
+
+def test_progress_line_shows_share_and_rate(capsys: pytest.CaptureFixture[str]) -> None:
+    line = ProgressLine("snapshot")
+    line.last = -1.0  # draw now
+    line(512 << 20, 1024 << 20)
+    line.close()
+    err = capsys.readouterr().err
+    assert err.startswith("\rsnapshot  50.0% 512.0 MiB at ") and err.endswith("\n")
