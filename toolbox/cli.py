@@ -165,6 +165,103 @@ def backup(
             "from the snapshot (it holds the etcd encryption keys and an etcd client key)")
 
 
+@app.command()
+def restore(
+    ctx: typer.Context,
+    backup: Annotated[str, typer.Argument(
+        help="Host path: a backup directory, a snapshot_*.db, or a 4.3.0 "
+             "snapshot_db_kuberesources_*.tar.gz.")],
+    initial_cluster: Annotated[str | None, typer.Option(
+        help="NAME=https://HOST:2380[,…]: one member (quorum restore) or every master, "
+             "identical on each (env INITIAL_CLUSTER).")] = None,
+    name: Annotated[str | None, typer.Option(
+        help="This master's INITIAL_CLUSTER entry, when /run/etcd/environment cannot say.")
+    ] = None,
+    skip_hash_check: Annotated[bool, typer.Option(
+        help="Accept a raw data-dir db without sha256 trailer.")] = False,
+    bump_revision: Annotated[bool, typer.Option(
+        help="Move etcd's revision past the old one (needs etcdutl 3.5.10+).")] = True,
+    wait: Annotated[bool, typer.Option(help="Wait until the member is healthy.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Print every host change; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
+    ] = False,
+) -> None:
+    """Guide 3.2 step 1 / 3.3: restore etcd on this master from a backup."""
+    from toolbox.procedures import restore as procedure
+
+    options = _options(ctx)
+    context = options.context()
+    cluster = initial_cluster or os.environ.get("INITIAL_CLUSTER") or ""
+    request = procedure.RestoreRequest(_host_path_argument(backup, context), cluster, name,
+                                       skip_hash_check, bump_revision)
+    the_plan, changes = procedure.dry_run(context, request)
+    if dry_run or (context.interactive and not yes):
+        log.say(f"restore of {the_plan['backup']} as member {the_plan['name']} "
+                f"({the_plan['peer_url']}) of {the_plan['members']}; host changes, in order:")
+        for line in changes:
+            log.say(line)
+        if dry_run:
+            return
+        if not typer.confirm("Stop this master's control plane and restore etcd?"):
+            raise typer.Exit(1)
+    result = procedure.run(context, request, wait=wait)
+    _report_restore(options, result)
+
+
+def _report_restore(options: GlobalOptions, result: Any) -> None:
+    from toolbox.procedures import restore as procedure
+
+    members = [{"name": m.name, "id": m.hex_id, "peer_urls": list(m.peer_urls)}
+               for m in result.members]
+    if _json_mode(options):
+        log.say_json({"event": "restore.summary", "member": result.plan["name"],
+                      "healthy": result.healthy, "members": members,
+                      "warnings": result.warnings, "seconds": round(result.seconds, 2),
+                      "next": procedure.next_steps(result.plan)})
+        return
+    state = {True: "healthy", None: "not waited for (--no-wait)"}[result.healthy]
+    log.say(f"restore ok: member {result.plan['name']} {state}")
+    for m in members:
+        log.say(f"  member {m['id']} {m['name']} {','.join(m['peer_urls'])}")
+    for warning in result.warnings:
+        log.say(f"warning: {warning}")
+    for line in procedure.next_steps(result.plan):
+        log.say(line)
+
+
+@app.command()
+def status(ctx: typer.Context) -> None:
+    """What operation is in flight on this host, step by step."""
+    from toolbox.procedures import inflight
+
+    for line in inflight.status(_options(ctx).context()).lines():
+        log.say(line)
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    wait: Annotated[bool, typer.Option(help="Wait until healthy afterwards.")] = True,
+) -> None:
+    """Finish the operation a killed or failed run left part-way."""
+    from toolbox.procedures import inflight
+
+    options = _options(ctx)
+    result = inflight.resume(options.context(), wait=wait)
+    _report_restore(options, result)
+
+
+@app.command()
+def rollback(ctx: typer.Context) -> None:
+    """Undo the last operation: the host as it was before it (data dir, manifests,
+    revisions, kubelet)."""
+    from toolbox.procedures import inflight
+
+    journal = inflight.rollback(_options(ctx).context())
+    log.say(f"rolled back {journal.operation} {journal.data['id']}: the host is as before it")
+
+
 @snapshot_app.command("verify")
 def snapshot_verify(
     ctx: typer.Context,

@@ -39,6 +39,8 @@ class Timeouts:
     dial: float = 5.0            # connecting to one etcd endpoint
     stream_idle: float = 30.0    # longest silence tolerated inside a snapshot stream
     command: float = 300.0       # one host or tool command
+    pod_stop: float = 300.0      # static pods and containers to stop
+    health: float = 300.0        # etcd to become healthy after a change
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class Context:
     log_format: str
     interactive: bool
     child_env: Mapping[str, str] = field(default_factory=dict)
+    # Fault injection for the reliability tests: SIGKILL ourselves after this step.
+    fault_kill_after: str | None = None
 
     @cached_property
     def paths(self) -> HostPaths:
@@ -110,7 +114,11 @@ def build_context(
         stream_idle=stream_idle_timeout or defaults.stream_idle,
         command=command_timeout or defaults.command,
     )
-    child_env = {k: v for k, v in environ.items() if k.lower() not in PROXY_VARIABLES}
+    # Children get no proxy and no ETCDCTL_* (our flags say where etcd is; etcdctl 3.5
+    # refuses a flag that is also set in its environment); etcdctl 3.3 needs API 3.
+    child_env = {k: v for k, v in environ.items()
+                 if k.lower() not in PROXY_VARIABLES and not k.startswith("ETCDCTL_")}
+    child_env["ETCDCTL_API"] = "3"
     fmt = log_format or environ.get("OCP_RECOVERY_LOG_FORMAT") or (
         "console" if sys.stderr.isatty() else "json"
     )
@@ -123,6 +131,7 @@ def build_context(
         log_format=fmt,
         interactive=sys.stdout.isatty(),
         child_env=child_env,
+        fault_kill_after=environ.get("OCP_RECOVERY_FAULT_KILL_AFTER") or None,
     )
 
 

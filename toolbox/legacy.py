@@ -6,6 +6,7 @@ behaviour is the toolbox's (verified snapshot, no partial files, documented exit
 
 from __future__ import annotations
 
+import os
 import sys
 
 from toolbox import cli
@@ -23,6 +24,21 @@ def etcd_snapshot_backup(argv: list[str] | None = None) -> int:
         code = _usage("etcd-snapshot-backup.sh <path-to-backup-dir>")
     else:
         code = cli.run(["backup", args[0]], prog_name="etcd-snapshot-backup.sh")
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def etcd_snapshot_restore(argv: list[str] | None = None) -> int:
+    """`etcd-snapshot-restore.sh <path-to-backup> <INITIAL_CLUSTER>` (INITIAL_CLUSTER may
+    also come from the environment, as the guide exports it)."""
+    args = sys.argv[1:] if argv is None else argv
+    cluster = args[1] if len(args) > 1 else os.environ.get("INITIAL_CLUSTER", "")
+    if not args or not args[0] or not cluster or len(args) > 2:
+        code = _usage("etcd-snapshot-restore.sh <path-to-backup> <INITIAL_CLUSTER>")
+    else:
+        code = cli.run(["restore", args[0], "--initial-cluster", cluster, "--yes"],
+                       prog_name="etcd-snapshot-restore.sh")
     if argv is None:
         sys.exit(code)
     return code

@@ -31,7 +31,7 @@ def test_proxy_variables_never_reach_children(tmp_path: Path) -> None:
     env = {"OCP_RECOVERY_HOST_ROOT": str(tmp_path), "HTTPS_PROXY": "http://proxy:3128",
            "http_proxy": "http://proxy:3128", "grpc_proxy": "x", "NO_PROXY": "a", "PATH": "/bin"}
     ctx = build_context(env)
-    assert set(ctx.child_env) == {"OCP_RECOVERY_HOST_ROOT", "NO_PROXY", "PATH"}
+    assert set(ctx.child_env) == {"OCP_RECOVERY_HOST_ROOT", "NO_PROXY", "PATH", "ETCDCTL_API"}
 
 
 def test_host_exec_defaults(tmp_path: Path) -> None:

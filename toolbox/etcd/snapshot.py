@@ -176,3 +176,35 @@ class ProgressLine:
             sys.stderr.write("\n")
             sys.stderr.flush()
 
+
+
+# A fixed token, as the 4.3 script used: every master restored from the same snapshot with
+# the same INITIAL_CLUSTER derives the same cluster and member IDs, so they form one cluster.
+INITIAL_CLUSTER_TOKEN = "etcd-cluster-1"
+UNKNOWN_BUMP = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class RestoreTool:
+    """The binary that writes a data dir from a snapshot: etcdutl (3.5+) or etcdctl (3.3/3.4)."""
+
+    path: str
+    flavor: str           # "etcdutl" or "etcdctl"
+    can_bump: bool        # supports --bump-revision and --mark-compacted
+
+    def argv(self, snapshot: Path, data_dir: Path, *, name: str, initial_cluster: str,
+             peer_url: str, skip_hash_check: bool, bump: int | None) -> list[str]:
+        argv = [self.path, "snapshot", "restore", str(snapshot), "--data-dir", str(data_dir),
+                "--name", name, "--initial-cluster", initial_cluster,
+                "--initial-cluster-token", INITIAL_CLUSTER_TOKEN,
+                "--initial-advertise-peer-urls", peer_url]
+        if skip_hash_check:
+            argv.append("--skip-hash-check")
+        if bump and self.can_bump:
+            argv += ["--bump-revision", str(bump), "--mark-compacted"]
+        return argv
+
+
+def bump_for(raft_index: int | None) -> int:
+    """OpenShift's later restore: 1.2 x the last known raft index, or a billion."""
+    return int(raft_index * 1.2) if raft_index else UNKNOWN_BUMP

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolbox.errors import InvalidInput
+
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H%M%S"  # 4.3's `date "+%F_%H%M%S"`
 _TS = r"(\d{4}-\d{2}-\d{2}_\d{6})"
 _SNAPSHOT = re.compile(rf"^snapshot_{_TS}\.db$")
@@ -73,3 +75,37 @@ def new_timestamp(directory: Path, now: float | None = None) -> str:
 def set_names(timestamp: str) -> tuple[str, str, str]:
     return (f"snapshot_{timestamp}.db", f"static_kuberesources_{timestamp}.tar.gz",
             f"backup_{timestamp}.json")
+
+
+@dataclass(frozen=True)
+class BackupInput:
+    """What a restore was given, resolved: the guide's three forms (reference spec §3.1)."""
+
+    kind: str                  # "set" (a backup directory), "db" (a snapshot file), "legacy"
+    snapshot: Path | None      # None for "legacy" until extracted
+    archive: Path | None       # the static-resources archive (the legacy file itself)
+    manifest: dict[str, Any] | None
+
+
+def resolve_backup_input(path: Path, shown: str) -> BackupInput:
+    if path.is_dir():
+        sets = [s for s in find_backup_sets(path) if s.snapshot is not None]
+        if not sets:
+            raise InvalidInput(f"{shown} holds no snapshot_<timestamp>.db",
+                               next_step="give the directory `ocp-recovery backup` wrote to, "
+                               "or a snapshot file")
+        newest = sets[-1]
+        if newest.archive is None:
+            raise InvalidInput(
+                f"the newest snapshot in {shown} ({newest.snapshot.name if newest.snapshot else ''}"
+                f") has no static_kuberesources archive of the same timestamp",
+                next_step=f"give the snapshot file itself to restore without static resources "
+                f"({shown.rstrip('/')}/snapshot_{newest.timestamp}.db)")
+        return BackupInput("set", newest.snapshot, newest.archive, newest.read_manifest())
+    if path.is_file() and path.name.endswith(".tar.gz"):
+        return BackupInput("legacy", None, path, None)
+    if path.is_file():
+        return BackupInput("db", path, None, None)
+    raise InvalidInput(f"{shown} does not exist",
+                       next_step="give a backup directory, a snapshot_*.db or a 4.3.0 "
+                       "snapshot_db_kuberesources_*.tar.gz")

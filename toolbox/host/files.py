@@ -110,3 +110,61 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError("unreachable")
+
+
+def move_path(source: Path, target: Path) -> None:
+    """Move a file or directory, surviving a kill at any point: a rename when both are on
+    one filesystem; otherwise a copy under `<target>.partial`, synced, renamed, and only
+    then the source removed. Idempotent: a source already gone with the target present is
+    a move already made."""
+    if not source.exists() and not source.is_symlink():
+        if target.exists():
+            return
+        raise FileNotFoundError(f"neither {source} nor {target} exists")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(source, target)
+        fsync_dir(target.parent)
+        return
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+    staging = partial_path(target)
+    remove_quietly(staging)
+    if source.is_dir() and not source.is_symlink():
+        shutil.copytree(source, staging, symlinks=True)
+    else:
+        shutil.copy2(source, staging, follow_symlinks=False)
+    os.sync()
+    os.rename(staging, target)
+    fsync_dir(target.parent)
+    remove_quietly(source)
+
+
+def tree_bytes(path: Path) -> int:
+    if not path.exists():
+        return 0
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def same_filesystem(a: Path, b: Path) -> bool:
+    return _existing(a).stat().st_dev == _existing(b).stat().st_dev
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def remove_empty_tree(path: Path) -> None:
+    """Remove `path` if it holds nothing but empty directories (a stash after rollback)."""
+    if not path.is_dir():
+        return
+    for sub in sorted(path.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if sub.is_dir() and not sub.is_symlink() and not any(sub.iterdir()):
+            sub.rmdir()
+    if not any(path.iterdir()):
+        path.rmdir()

@@ -72,3 +72,20 @@ def host_lock(state_dir: Path, operation: str) -> Iterator[LockHolder | None]:
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+def current_holder(state_dir: Path) -> LockHolder | None:
+    """Who holds the host lock right now (None when nobody does), without taking it."""
+    path = state_dir / "lock"
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _read_holder(path) or LockHolder(0, "unknown", 0.0)
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -1,0 +1,202 @@
+"""The step runner: a journal on the host so a killed run can be resumed or rolled back.
+
+A procedure is a list of named steps, each with `do` and (when it changes the host) `undo`.
+Before a step runs the journal says `running`; after, `done`. Every `do` and `undo` is
+idempotent, because a kill can land anywhere inside one: `resume` runs the interrupted step
+again, `rollback` undoes it and every step done, newest first.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolbox import log
+from toolbox.errors import OperationInFlight, RecoveryError
+from toolbox.host.files import atomic_write, ensure_private_dir
+
+_log = log.get(__name__)
+
+PENDING, RUNNING, DONE, UNDONE = "pending", "running", "done", "undone"
+IN_FLIGHT = ("running", "failed")
+
+
+class StepFailed(RecoveryError):
+    """Raised by the runner around the failure of a step: the host is part-way."""
+
+    exit_code = 11
+    summary = "a step failed part-way; the journal says where: resume or roll back"
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str
+    change: str                       # the host change it makes, for --dry-run and status
+    do: Callable[[], None]
+    undo: Callable[[], None] | None = None
+
+
+class Journal:
+    def __init__(self, path: Path | None, data: dict[str, Any]):
+        self.path = path
+        self.data = data
+
+    @classmethod
+    def in_memory(cls, plan: dict[str, Any]) -> Journal:
+        """For --dry-run and for naming the steps: records nothing on the host."""
+        return cls(None, {"operation": "dry-run", "status": "dry-run", "plan": plan,
+                          "steps": []})
+
+    @staticmethod
+    def path_in(state_dir: Path) -> Path:
+        return state_dir / "journal.json"
+
+    @classmethod
+    def load(cls, state_dir: Path) -> Journal | None:
+        path = cls.path_in(state_dir)
+        try:
+            return cls(path, json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+
+    @classmethod
+    def begin(cls, state_dir: Path, operation: str, plan: dict[str, Any],
+              step_names: list[str]) -> Journal:
+        """A new journal; refuses while another operation is in flight, archives a finished
+        one (its rollback is no longer offered once another operation starts)."""
+        previous = cls.load(state_dir)
+        if previous is not None:
+            if previous.status in IN_FLIGHT:
+                raise OperationInFlight(
+                    f"a `{previous.operation}` started {previous.data['started']} is in "
+                    f"flight ({previous.status}, stopped at step {previous.current or '-'})",
+                    state="part-way through that operation",
+                    next_step="ocp-recovery status, then ocp-recovery resume or "
+                    "ocp-recovery rollback")
+            previous.path.rename(state_dir / f"journal-{previous.data['id']}.json")  # type: ignore[union-attr]
+        ensure_private_dir(state_dir)
+        stamp = dt.datetime.now(dt.UTC)
+        journal = cls(cls.path_in(state_dir), {
+            "id": f"{operation}-{stamp.strftime('%Y%m%dT%H%M%SZ')}",
+            "operation": operation,
+            "started": stamp.isoformat(timespec="seconds"),
+            "pid": os.getpid(),
+            "status": "running",
+            "plan": plan,
+            "steps": [{"name": n, "state": PENDING} for n in step_names],
+        })
+        journal.save()
+        return journal
+
+    @property
+    def operation(self) -> str:
+        return str(self.data["operation"])
+
+    @property
+    def status(self) -> str:
+        return str(self.data["status"])
+
+    @property
+    def plan(self) -> dict[str, Any]:
+        return dict(self.data["plan"])
+
+    @property
+    def current(self) -> str | None:
+        for step in self.data["steps"]:
+            if step["state"] in (RUNNING, PENDING):
+                return str(step["name"])
+        return None
+
+    def state_of(self, name: str) -> str:
+        for step in self.data["steps"]:
+            if step["name"] == name:
+                return str(step["state"])
+        return PENDING
+
+    def mark(self, name: str, state: str) -> None:
+        for step in self.data["steps"]:
+            if step["name"] == name:
+                step["state"] = state
+                step["at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.save()
+
+    def set_status(self, status: str) -> None:
+        self.data["status"] = status
+        self.data["pid"] = os.getpid()
+        self.save()
+
+    def record(self, key: str, value: Any) -> None:
+        """Facts a step learnt (which manifests it moved) that its undo will need."""
+        self.data.setdefault("facts", {})[key] = value
+        self.save()
+
+    def fact(self, key: str, default: Any = None) -> Any:
+        return self.data.get("facts", {}).get(key, default)
+
+    def save(self) -> None:
+        if self.path is None:
+            return
+        atomic_write(self.path, (json.dumps(self.data, indent=2) + "\n").encode())
+
+
+class Runner:
+    """Runs, resumes and rolls back the steps of one journal."""
+
+    def __init__(self, journal: Journal, steps: list[Step], *, kill_after: str | None = None):
+        self.journal = journal
+        self.steps = steps
+        self.kill_after = kill_after  # fault injection for tests: SIGKILL after this step
+
+    def run(self) -> None:
+        self.journal.set_status("running")
+        for step in self.steps:
+            if self.journal.state_of(step.name) == DONE:
+                continue
+            self.journal.mark(step.name, RUNNING)
+            started = time.monotonic()
+            _log.info("step.start", operation=self.journal.operation, step=step.name)
+            try:
+                step.do()
+            except BaseException as exc:
+                self.journal.set_status("failed")
+                raise self._failed(step, exc) from exc
+            self.journal.mark(step.name, DONE)
+            _log.info("step.done", operation=self.journal.operation, step=step.name,
+                      seconds=round(time.monotonic() - started, 3))
+            if self.kill_after == step.name:
+                os.kill(os.getpid(), signal.SIGKILL)
+        self.journal.set_status("done")
+
+    def rollback(self) -> None:
+        self.journal.set_status("failed")
+        for step in reversed(self.steps):
+            if self.journal.state_of(step.name) not in (RUNNING, DONE):
+                continue
+            if step.undo is not None:
+                _log.info("step.undo", operation=self.journal.operation, step=step.name)
+                step.undo()
+            self.journal.mark(step.name, UNDONE)
+        self.journal.set_status("rolled-back")
+
+    def _failed(self, step: Step, exc: BaseException) -> RecoveryError:
+        done = [s.name for s in self.steps if self.journal.state_of(s.name) == DONE]
+        what = exc.what if isinstance(exc, RecoveryError) else f"{type(exc).__name__}: {exc}"
+        error = StepFailed(
+            f"step `{step.name}` of {self.journal.operation} failed: {what}",
+            state=f"part-way: steps done: {', '.join(done) or 'none'}; `{step.name}` may be "
+            "half done (the journal knows)",
+            next_step="fix the cause, then `ocp-recovery resume`; or `ocp-recovery rollback` "
+            "to return the host to how it was",
+        )
+        return error
+
+
+def describe(steps: list[Step]) -> list[str]:
+    return [f"{i + 1:>2}. {s.name}: {s.change}" for i, s in enumerate(steps)]

@@ -1,0 +1,395 @@
+"""Guide 3.2 step 1 and 3.3: restore etcd from a backup on this master.
+
+`etcd-snapshot-restore.sh BACKUP INITIAL_CLUSTER`, made safe: every input is checked before
+the first change (snapshot integrity, archive safety, INITIAL_CLUSTER and this host's entry,
+the restore tool, free space, no other operation in flight); each step is journaled with its
+undo; the old data dir, the manifests and the replaced kube-apiserver revisions are moved
+into the state dir, never deleted; exactly the manifests moved out are moved back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolbox import log
+from toolbox.context import Context
+from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
+from toolbox.etcd.client import EtcdClient, Member, resolve_tls
+from toolbox.etcd.cluster import find_local_entry, parse_env_file, parse_initial_cluster
+from toolbox.etcd.snapshot import RestoreTool, bump_for, verify_file
+from toolbox.host.archive import extract_legacy_snapshot, extract_revision, inspect_archive
+from toolbox.host.backups import resolve_backup_input
+from toolbox.host.files import (
+    ensure_private_dir,
+    move_path,
+    partial_path,
+    remove_quietly,
+    require_free_space,
+    same_filesystem,
+    tree_bytes,
+)
+from toolbox.host.lock import host_lock
+from toolbox.host.paths import revision_number
+from toolbox.host.runtime import Runtime, wait_until
+from toolbox.journal import Journal, Runner, Step, describe
+
+_log = log.get(__name__)
+
+OPERATION = "restore"
+ETCD_POD = "etcd-member"
+SPACE_MARGIN = 1.10
+SPACE_FLOOR = 64 << 20
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    backup: str                      # host path: directory, snapshot_*.db or legacy .tar.gz
+    initial_cluster: str
+    name: str | None = None          # pick this host's entry by name instead of address
+    skip_hash_check: bool = False
+    bump_revision: bool = True
+
+
+@dataclass
+class RestoreResult:
+    plan: dict[str, Any]
+    members: list[Member] = field(default_factory=list)
+    healthy: bool | None = None      # None: not waited for
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+# ---- preflight: every check, no change -----------------------------------------------------
+def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
+    """Check everything and return the plan the steps follow (stored in the journal)."""
+    paths = ctx.paths
+    source = paths.host(request.backup)
+    given = resolve_backup_input(source, request.backup)
+    entries = parse_initial_cluster(request.initial_cluster)
+    local = _local_entry(ctx, entries, request.name)
+    if not paths.manifests.is_dir():
+        raise PreconditionFailed(f"{paths.shown(paths.manifests)} does not exist: this is "
+                                 "not a master's root", next_step="check --host-root")
+    revision = None
+    legacy_bytes = None
+    if given.archive is not None:
+        contents = inspect_archive(given.archive)
+        revision = contents.revision
+        legacy_bytes = contents.legacy_snapshot_bytes
+        if given.kind == "legacy" and legacy_bytes is None:
+            raise InvalidInput(f"{request.backup} holds no snapshot.db",
+                               next_step="give the backup directory or a snapshot_*.db")
+        if given.kind == "set" and revision is None:
+            raise InvalidInput(f"{given.archive.name} holds no kube-apiserver-pod-N directory")
+    report = None
+    if given.snapshot is not None:
+        report = verify_file(given.snapshot, skip_hash_check=request.skip_hash_check)
+        recorded = (given.manifest or {}).get("snapshot", {}).get("db_sha256")
+        if recorded and report.db_sha256 and recorded != report.db_sha256:
+            raise InvalidInput(f"{given.snapshot.name} does not match its backup manifest "
+                               "(sha256 differs)", next_step="use another backup")
+    tool = _restore_tool(ctx)
+    snapshot_bytes = report.size if report else (legacy_bytes or 0)
+    stash = paths.state_dir / f"restore-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+    data_dir = paths.etcd_data_dir
+    needed = int(snapshot_bytes * SPACE_MARGIN) + SPACE_FLOOR
+    require_free_space(_existing(data_dir.parent), needed, "the restored data dir")
+    if given.kind == "legacy":
+        require_free_space(_existing(paths.state_dir), needed, "the extracted snapshot")
+    if data_dir.exists() and not same_filesystem(data_dir, paths.state_dir):
+        require_free_space(_existing(paths.state_dir), tree_bytes(data_dir) + SPACE_FLOOR,
+                           f"the copy of {paths.shown(data_dir)} set aside")
+    previous = Journal.load(paths.state_dir)
+    if previous is not None and previous.status in ("running", "failed"):
+        raise PreconditionFailed(
+            f"a `{previous.operation}` is in flight on this host ({previous.status})",
+            next_step="ocp-recovery status, then ocp-recovery resume or ocp-recovery rollback")
+    raft_index = (given.manifest or {}).get("etcd", {}).get("raft_index")
+    return {
+        "backup": request.backup,
+        "kind": given.kind,
+        "snapshot": paths.shown(given.snapshot) if given.snapshot else None,
+        "archive": paths.shown(given.archive) if given.archive else None,
+        "revision": revision,
+        "snapshot_revision": report.revision if report else None,
+        "skip_hash_check": request.skip_hash_check or (report is not None and
+                                                       not report.has_trailer),
+        "name": local.name,
+        "peer_url": local.peer_url,
+        "initial_cluster": ",".join(f"{e.name}={e.peer_url}" for e in entries),
+        "members": len(entries),
+        "stash": paths.shown(stash),
+        "tool": {"path": tool.path, "flavor": tool.flavor, "can_bump": tool.can_bump},
+        "bump": bump_for(raft_index) if (request.bump_revision and tool.can_bump) else None,
+    }
+
+
+def _local_entry(ctx: Context, entries: list[Any], name: str | None) -> Any:
+    if name:
+        for entry in entries:
+            if entry.name == name:
+                return entry
+        raise InvalidInput(f"--name {name} is not in INITIAL_CLUSTER "
+                           f"({', '.join(e.name for e in entries)})")
+    env_file = ctx.paths.etcd_env_file
+    if not env_file.is_file() or not env_file.read_text().strip():
+        raise PreconditionFailed(
+            f"{ctx.paths.shown(env_file)} is missing, so this host's etcd IP and DNS name "
+            "are unknown", next_step="pass --name with this master's INITIAL_CLUSTER entry")
+    env = parse_env_file(env_file.read_text())
+    addresses = {env.get("ETCD_IPV4_ADDRESS") or "", env.get("ETCD_DNS_NAME") or ""}
+    return find_local_entry(entries, addresses)
+
+
+def _restore_tool(ctx: Context) -> RestoreTool:
+    etcdutl = ctx.executor.find_tool("etcdutl")
+    if etcdutl:
+        usage = ctx.executor.run_tool([etcdutl, "snapshot", "restore", "--help"]).stdout
+        return RestoreTool(etcdutl, "etcdutl",
+                           "--bump-revision" in usage and "--mark-compacted" in usage)
+    etcdctl = ctx.executor.find_tool("etcdctl")
+    if etcdctl:
+        return RestoreTool(etcdctl, "etcdctl", can_bump=False)
+    raise PreconditionFailed("neither etcdutl nor etcdctl is on PATH",
+                             next_step="run the ocp-recovery image (it carries both) or "
+                             "install etcd's tools")
+
+
+def _existing(path: Path) -> Path:
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+# ---- the steps -----------------------------------------------------------------------------
+def steps(ctx: Context, journal: Journal) -> list[Step]:
+    plan = journal.plan
+    paths = ctx.paths
+    runtime = Runtime(ctx.executor)
+    stash = paths.host(plan["stash"])
+    data_dir = paths.etcd_data_dir
+    set_aside_data = stash / "var-lib-etcd"
+    manifests_stash = stash / "manifests"
+    revisions_stash = stash / "static-pod-resources"
+    revision = plan["revision"]
+    snapshot = paths.host(plan["snapshot"]) if plan["snapshot"] else stash / "snapshot.db"
+    tool = RestoreTool(**plan["tool"])
+
+    def extract_snapshot() -> None:
+        ensure_private_dir(stash)
+        if not snapshot.exists():
+            extract_legacy_snapshot(paths.host(plan["archive"]), snapshot)
+        verify_file(snapshot)
+
+    def stop_static_pods() -> None:
+        ensure_private_dir(manifests_stash)
+        moved = journal.fact("moved_manifests")
+        if moved is None:
+            moved = sorted(p.name for p in paths.manifests.iterdir() if p.is_file())
+            journal.record("moved_manifests", moved)
+        for name in moved:
+            move_path(paths.manifests / name, manifests_stash / name)
+
+    def start_static_pods() -> None:
+        for name in journal.fact("moved_manifests", []):
+            move_path(manifests_stash / name, paths.manifests / name)
+
+    def stop_kubelet() -> None:
+        if journal.fact("kubelet_was_active") is None:
+            journal.record("kubelet_was_active", runtime.kubelet_active())
+        runtime.stop_kubelet()
+
+    def restart_kubelet_if_it_ran() -> None:
+        if journal.fact("kubelet_was_active", True):
+            runtime.start_kubelet()
+
+    def set_aside_data_dir() -> None:
+        if set_aside_data.exists():
+            # A cross-filesystem move killed after its copy was renamed into place: the
+            # copy is whole, the source is the leftover.
+            remove_quietly(data_dir)
+        elif data_dir.exists():
+            move_path(data_dir, set_aside_data)
+
+    def data_dir_is_ours() -> bool:
+        """True when what is at /var/lib/etcd was written by this restore."""
+        return set_aside_data.exists() or not journal.fact("had_data_dir", True)
+
+    def put_back_data_dir() -> None:
+        if data_dir_is_ours():
+            remove_quietly(data_dir, partial_path(data_dir))
+        if set_aside_data.exists():
+            move_path(set_aside_data, data_dir)
+
+    def set_aside_revisions() -> None:
+        moved = journal.fact("moved_revisions")
+        if moved is None:
+            moved = [d.name for d in paths.kube_apiserver_revisions()
+                     if (revision_number(d) or 0) >= revision]
+            journal.record("moved_revisions", moved)
+        for name in moved:
+            move_path(paths.static_pod_resources / name, revisions_stash / name)
+
+    def put_back_revisions() -> None:
+        for name in journal.fact("moved_revisions", []):
+            remove_quietly(paths.static_pod_resources / name)
+            move_path(revisions_stash / name, paths.static_pod_resources / name)
+
+    def restore_data_dir() -> None:
+        if data_dir.exists():
+            return  # the rename below is the last act of a finished restore
+        staging = partial_path(data_dir)
+        remove_quietly(staging)
+        size = snapshot.stat().st_size
+        ctx.executor.run_tool(
+            tool.argv(snapshot, staging, name=plan["name"], initial_cluster=plan[
+                "initial_cluster"], peer_url=plan["peer_url"],
+                skip_hash_check=plan["skip_hash_check"], bump=plan["bump"]),
+            timeout=ctx.timeouts.command + size / (20 << 20))
+        staging.chmod(0o700)
+        move_path(staging, data_dir)
+
+    def remove_restored_data_dir() -> None:
+        remove_quietly(partial_path(data_dir))
+        if data_dir_is_ours():
+            remove_quietly(data_dir)
+
+    target_revision = paths.static_pod_resources / f"kube-apiserver-pod-{revision}"
+
+    def extract_static_resources() -> None:
+        if target_revision.exists():
+            return
+        staging = paths.static_pod_resources / f".kube-apiserver-pod-{revision}.partial"
+        remove_quietly(staging)
+        extract_revision(paths.host(plan["archive"]), revision, staging)
+        move_path(staging, target_revision)
+
+    def remove_extracted_static_resources() -> None:
+        # Only called once this step ran; the original revision, if any, was set aside.
+        remove_quietly(paths.static_pod_resources / f".kube-apiserver-pod-{revision}.partial",
+                       target_revision)
+
+    if journal.fact("had_data_dir") is None:
+        journal.record("had_data_dir", data_dir.exists())
+    shown = paths.shown
+    result: list[Step] = []
+    if plan["kind"] == "legacy":
+        result.append(Step("extract-legacy-snapshot",
+                           f"extract snapshot.db from {plan['archive']} into {plan['stash']}",
+                           extract_snapshot, lambda: remove_quietly(snapshot)))
+    result += [
+        Step("stop-static-pods", f"move every manifest of {shown(paths.manifests)} to "
+             f"{plan['stash']}/manifests", stop_static_pods, start_static_pods),
+        Step("wait-etcd-pod-stopped", f"wait (<= {ctx.timeouts.pod_stop:.0f}s) until no "
+             f"{ETCD_POD} pod is Ready",
+             lambda: runtime.wait_pod_stopped(ETCD_POD, ctx.timeouts.pod_stop)),
+        Step("stop-kubelet", "systemctl stop kubelet.service", stop_kubelet,
+             restart_kubelet_if_it_ran),
+        Step("stop-all-containers", f"crictl stop every running container (<= "
+             f"{ctx.timeouts.pod_stop:.0f}s)",
+             lambda: runtime.stop_all_containers(ctx.timeouts.pod_stop)),
+        Step("set-aside-data-dir", f"move {shown(data_dir)} to {plan['stash']}/var-lib-etcd",
+             set_aside_data_dir, put_back_data_dir),
+    ]
+    if revision is not None:
+        result.append(Step("set-aside-revisions",
+                           f"move kube-apiserver-pod-{revision} and newer revisions to "
+                           f"{plan['stash']}/static-pod-resources",
+                           set_aside_revisions, put_back_revisions))
+    result.append(Step("restore-data-dir",
+                       f"{tool.flavor} snapshot restore into {shown(data_dir)} as member "
+                       f"{plan['name']} of {plan['members']}",
+                       restore_data_dir, remove_restored_data_dir))
+    if revision is not None:
+        result.append(Step("extract-static-resources",
+                           f"unpack kube-apiserver-pod-{revision} from {plan['archive']}",
+                           extract_static_resources, remove_extracted_static_resources))
+    result += [
+        Step("start-static-pods", "move the manifests moved out back into "
+             f"{shown(paths.manifests)}", start_static_pods, stop_static_pods),
+        Step("start-kubelet", "systemctl daemon-reload; systemctl start kubelet.service",
+             runtime.start_kubelet, runtime.stop_kubelet),
+    ]
+    return result
+
+
+# ---- after the steps -----------------------------------------------------------------------
+def wait_healthy(ctx: Context, plan: dict[str, Any]) -> list[Member]:
+    """Wait until the restored local member answers with a leader; return the members."""
+    members: list[Member] = []
+
+    def healthy() -> bool:
+        try:
+            with EtcdClient.connect(ctx, resolve_tls(ctx)) as client:
+                if not client.status().leader:
+                    return False
+                members[:] = client.members()
+                return True
+        except EtcdUnavailable:
+            return False
+
+    alone = plan["members"] == 1
+    try:
+        wait_until(healthy, timeout=ctx.timeouts.health,
+                   what=f"the restored member {plan['name']} to serve with a leader",
+                   next_step="" if alone else "restore the other masters with the same "
+                   "backup and INITIAL_CLUSTER: the member serves once a majority runs")
+    except WaitTimedOut as exc:
+        exc.state = "restored: data dir written, static pods and kubelet started"
+        if alone:
+            exc.next_step = ("check `crictl ps --name etcd-member` and its log on the host; "
+                             "`ocp-recovery rollback` returns to the state before the restore")
+        raise
+    return members
+
+
+def next_steps(plan: dict[str, Any]) -> list[str]:
+    if plan["members"] == 1:
+        return [
+            "this master now runs a one-member etcd with the backup's data (guide 3.2 "
+            "step 1 done)",
+            "next: recreate the lost masters, then add each back (guide 3.2 steps 2-5)",
+            "the API services restart on their own; this can take up to 15 minutes",
+        ]
+    return [
+        f"run the same restore on every master of INITIAL_CLUSTER ({plan['members']} "
+        "members), close together: the cluster forms when a majority is restored",
+        "the API services restart on their own; this can take up to 15 minutes",
+    ]
+
+
+def run(ctx: Context, request: RestoreRequest, *, wait: bool = True) -> RestoreResult:
+    started = time.monotonic()
+    the_plan = plan(ctx, request)
+    with host_lock(ctx.paths.state_dir, OPERATION):
+        names = [s.name for s in steps(ctx, Journal.in_memory(the_plan))]
+        journal = Journal.begin(ctx.paths.state_dir, OPERATION, the_plan, names)
+        Runner(journal, steps(ctx, journal), kill_after=ctx.fault_kill_after).run()
+    return finish(ctx, the_plan, wait=wait, started=started)
+
+
+def dry_run(ctx: Context, request: RestoreRequest) -> tuple[dict[str, Any], list[str]]:
+    """The plan and every host change, in order; nothing is changed or written."""
+    the_plan = plan(ctx, request)
+    return the_plan, describe(steps(ctx, Journal.in_memory(the_plan)))
+
+
+def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool,
+           started: float | None = None) -> RestoreResult:
+    result = RestoreResult(the_plan)
+    if the_plan["bump"] is None:
+        result.warnings.append(
+            f"{the_plan['tool']['flavor']} cannot bump the revision (--bump-revision needs "
+            "etcd 3.5.10+): etcd's revision goes back to the backup's, so clients holding a "
+            "newer resourceVersion (kube-apiserver watch caches, informers) must re-list; "
+            "restart them if they report 'too old resource version'")
+    if wait:
+        result.members = wait_healthy(ctx, the_plan)
+        result.healthy = True
+    if started is not None:
+        result.seconds = time.monotonic() - started
+    return result
