@@ -380,20 +380,39 @@ def sandbox_env(index: int, directory: DirOption = None) -> None:
 
 
 # ---- drills -------------------------------------------------------------------------------
-@drill_app.command("backup")
-def drill_backup(
-    ctx: typer.Context,
-    etcd: Annotated[str, typer.Option(help="3.4 or 3.5")] = "3.5",
-    keys: Annotated[int, typer.Option(help="Keys written before the backup.")] = 2000,
-    directory: Annotated[Path | None, typer.Option("--dir", help="Work directory.")] = None,
-    keep_sandbox: Annotated[bool, typer.Option(help="Leave the sandbox running.")] = False,
-) -> None:
-    """Guide 1.1 on a 3-master sandbox; proves the snapshot holds exactly the data."""
-    from toolbox.sandbox.drills import backup_drill
+EtcdOption = Annotated[str, typer.Option(help="3.4 or 3.5")]
+KeysOption = Annotated[int, typer.Option(help="Keys written before the backup.")]
+WorkOption = Annotated[Path | None, typer.Option("--dir", help="Work directory.")]
+KeepOption = Annotated[bool, typer.Option(help="Leave the sandbox running.")]
 
-    report = backup_drill(os.environ, etcd=etcd, keys=keys, directory=directory,
-                          keep=keep_sandbox)
+
+def _drill(name: str, etcd: str, keys: int, directory: Path | None, keep: bool) -> None:
+    from toolbox.sandbox.drills import DRILLS
+
+    report = DRILLS[name](os.environ, etcd=etcd, keys=keys, directory=directory, keep=keep)
     log.say(report.render())
+
+
+@drill_app.command("backup")
+def drill_backup(etcd: EtcdOption = "3.5", keys: KeysOption = 2000,
+                 directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
+    """Guide 1.1 on a 3-master sandbox; proves the snapshot holds exactly the data."""
+    _drill("backup", etcd, keys, directory, keep_sandbox)
+
+
+@drill_app.command("quorum-restore")
+def drill_quorum_restore(etcd: EtcdOption = "3.5", keys: KeysOption = 1000,
+                         directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
+    """Guide 3.2 step 1: lose 2 of 3 masters, restore the survivor alone."""
+    _drill("quorum-restore", etcd, keys, directory, keep_sandbox)
+
+
+@drill_app.command("restore-previous-state")
+def drill_restore_previous_state(etcd: EtcdOption = "3.5", keys: KeysOption = 1000,
+                                 directory: WorkOption = None,
+                                 keep_sandbox: KeepOption = False) -> None:
+    """Guide 3.3: restore the same backup on all three masters, close together."""
+    _drill("restore-previous-state", etcd, keys, directory, keep_sandbox)
 
 
 # ---- reference ----------------------------------------------------------------------------

@@ -11,12 +11,13 @@ class RecoveryError(Exception):
     exit_code = 1
     summary = "unexpected failure (a bug): the traceback is printed; please report it"
     default_state = "unknown: inspect the host before acting"
+    default_next = "run `ocp-recovery status`; report the message above if it is not clear"
 
     def __init__(self, what: str, *, state: str | None = None, next_step: str | None = None):
         super().__init__(what)
         self.what = what
         self.state = state or self.default_state
-        self.next_step = next_step
+        self.next_step = next_step or self.default_next
 
     def render(self) -> str:
         lines = [f"error: {self.what}", f"state: {self.state}"]
@@ -29,30 +30,36 @@ class InvalidInput(RecoveryError):
     exit_code = 3
     summary = "an argument, file or variable is invalid; nothing was changed"
     default_state = "unchanged: nothing was done"
+    default_next = "correct it and run the same command again"
 
 
 class PreconditionFailed(RecoveryError):
     exit_code = 4
     summary = "the host is not in a state the procedure can start from; nothing was changed"
     default_state = "unchanged: nothing was done"
+    default_next = "bring the host to the state named above, then run the same command again"
 
 
 class EtcdUnavailable(RecoveryError):
     exit_code = 5
     summary = "no etcd endpoint answered, or TLS was refused"
     default_state = "unchanged: nothing was done"
+    default_next = ("check etcd on this master (`crictl ps --name etcd-member`) or pass "
+                    "--endpoints of a healthy member")
 
 
 class IntegrityError(RecoveryError):
     exit_code = 6
     summary = "a snapshot or archive failed its integrity check"
     default_state = "unchanged: the file was only read"
+    default_next = "use another backup; keep this file for analysis"
 
 
 class InsufficientSpace(RecoveryError):
     exit_code = 7
     summary = "not enough free disk space"
     default_state = "unchanged: nothing was written"
+    default_next = "free space there or choose another directory, then run the same command"
 
 
 class CommandFailed(RecoveryError):
@@ -60,6 +67,7 @@ class CommandFailed(RecoveryError):
 
     exit_code = 8
     summary = "a command on the host failed"
+    default_next = "fix what the command's error says, then run the same command again"
 
     def __init__(
         self,
@@ -85,23 +93,27 @@ class CommandFailed(RecoveryError):
 class WaitTimedOut(RecoveryError):
     exit_code = 9
     summary = "a wait ran past its timeout"
+    default_next = "check what it waited for, then run the same command again"
 
 
 class OperationInFlight(RecoveryError):
     exit_code = 10
     summary = "another ocp-recovery operation holds this host's lock"
     default_state = "unchanged by this run; the other operation may still be changing the host"
+    default_next = "ocp-recovery status"
 
 
 class DrillFailed(RecoveryError):
     exit_code = 20
     summary = "a drill's check failed: the procedure did not give the expected outcome"
     default_state = "the sandbox is kept for inspection"
+    default_next = "read the sandbox logs (masters/master-N/logs) under the drill directory"
 
 
 class Interrupted(RecoveryError):
     exit_code = 130
     summary = "interrupted by the operator (Ctrl-C / SIGTERM)"
+    default_next = "ocp-recovery status (then resume or rollback if a change was under way)"
 
 
 def all_error_classes() -> list[type[RecoveryError]]:

@@ -3,6 +3,7 @@ tar, paths relative to /etc/kubernetes, modes and owners kept (4.3's `tar -cpzf`
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import re
@@ -83,6 +84,7 @@ def inspect_archive(path: Path, *, bytes_cap: int = ARCHIVE_BYTES_CAP) -> Archiv
     total = members = 0
     legacy: int | None = None
     try:
+        _read_whole_gzip(path, bytes_cap)
         with tarfile.open(path, mode="r|gz") as tar:
             for member in tar:
                 members += 1
@@ -104,13 +106,25 @@ def inspect_archive(path: Path, *, bytes_cap: int = ARCHIVE_BYTES_CAP) -> Archiv
                         "static-pod-resources/kube-apiserver-pod-<N>/")
                 revisions.add(int(match.group(1)))
                 _check_type(path, member, name)
-    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
         raise IntegrityError(f"{path.name} is not a readable gzip tar: {exc}",
                              next_step="use another backup") from exc
     if len(revisions) > 1:
         raise IntegrityError(f"{path.name} holds several revisions "
                              f"({', '.join(map(str, sorted(revisions)))}); expected one")
     return ArchiveContents(next(iter(revisions)) if revisions else None, members, total, legacy)
+
+
+def _read_whole_gzip(path: Path, bytes_cap: int) -> None:
+    """tarfile stops at the last header it can read; gzip checks the stream's end and CRC,
+    so a truncated or corrupted archive is caught here."""
+    unpacked = 0
+    with gzip.open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            unpacked += len(chunk)
+            if unpacked > bytes_cap + (1 << 20):
+                raise IntegrityError(f"{path.name} unpacks to more than {bytes_cap >> 20} MiB:"
+                                     " refused as a possible archive bomb")
 
 
 def _checked_name(path: Path, member: tarfile.TarInfo) -> str:

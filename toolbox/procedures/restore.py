@@ -203,6 +203,14 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
             journal.record("kubelet_was_active", runtime.kubelet_active())
         runtime.stop_kubelet()
 
+    def stop_control_plane() -> None:
+        """Undo of a started control plane: nothing may run on the data dir while the
+        steps before put the old one back."""
+        stop_static_pods()
+        runtime.wait_pod_stopped(ETCD_POD, ctx.timeouts.pod_stop)
+        runtime.stop_kubelet()
+        runtime.stop_all_containers(ctx.timeouts.pod_stop)
+
     def restart_kubelet_if_it_ran() -> None:
         if journal.fact("kubelet_was_active", True):
             runtime.start_kubelet()
@@ -312,7 +320,7 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
         Step("start-static-pods", "move the manifests moved out back into "
              f"{shown(paths.manifests)}", start_static_pods, stop_static_pods),
         Step("start-kubelet", "systemctl daemon-reload; systemctl start kubelet.service",
-             runtime.start_kubelet, runtime.stop_kubelet),
+             runtime.start_kubelet, stop_control_plane),
     ]
     return result
 
@@ -336,8 +344,9 @@ def wait_healthy(ctx: Context, plan: dict[str, Any]) -> list[Member]:
     try:
         wait_until(healthy, timeout=ctx.timeouts.health,
                    what=f"the restored member {plan['name']} to serve with a leader",
-                   next_step="" if alone else "restore the other masters with the same "
-                   "backup and INITIAL_CLUSTER: the member serves once a majority runs")
+                   next_step="check `crictl ps --name etcd-member` and its log on the host"
+                   if alone else "restore the other masters with the same backup and "
+                   "INITIAL_CLUSTER: the member serves once a majority runs")
     except WaitTimedOut as exc:
         exc.state = "restored: data dir written, static pods and kubelet started"
         if alone:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from toolbox.context import Context, build_context
 from toolbox.errors import DrillFailed, RecoveryError
-from toolbox.procedures import backup, verify
+from toolbox.procedures import backup, restore, verify
 from toolbox.sandbox import scratch, workload
 from toolbox.sandbox.cluster import Sandbox
 
@@ -69,7 +71,8 @@ def _kept_on_failure(sandbox: Sandbox, keep: bool) -> Iterator[None]:
     except RecoveryError as exc:
         sandbox.power_off()
         exc.state = f"drill sandbox powered off, files kept in {sandbox.dir}"
-        exc.next_step = exc.next_step or f"ocp-recovery sandbox down --dir {sandbox.dir}"
+        exc.next_step = f"{exc.next_step}; afterwards ocp-recovery sandbox down --dir " \
+            f"{sandbox.dir}"
         raise
     except BaseException:
         sandbox.power_off()
@@ -112,4 +115,93 @@ def _check(ok: bool, what: str) -> None:
         raise DrillFailed(what, next_step="read the sandbox logs under the drill directory")
 
 
-DRILLS: dict[str, Callable[..., DrillReport]] = {"backup": backup_drill}
+def _restore_request(sandbox: Sandbox, masters: list[int]) -> restore.RestoreRequest:
+    cluster = ",".join(f"{sandbox.spec(i).member_name}={sandbox.spec(i).peer_url}"
+                       for i in masters)
+    return restore.RestoreRequest("/home/core/backup", cluster)
+
+
+def _assert_restored_data(sandbox: Sandbox, index: int, before: list[str], after: list[str],
+                          report: DrillReport) -> None:
+    with workload.kv_client(sandbox, index) as kv:
+        got_before = {m.key.decode() for _, m in kv.get_prefix(
+            "/kubernetes.io/configmaps/drill-before/")}
+        got_after = {m.key.decode() for _, m in kv.get_prefix(
+            "/kubernetes.io/configmaps/drill-after/")}
+    _check(got_before == set(before), f"{len(got_before)} of {len(before)} keys written "
+           "before the backup are in the restored cluster")
+    _check(not got_after, f"{len(got_after)} keys written after the backup survived")
+    report.facts.append(f"{len(before)} keys written before the backup are back, 0 of "
+                        f"{len(after)} written after it")
+
+
+def quorum_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 1000,
+                         directory: Path | None = None, keep: bool = False) -> DrillReport:
+    """Guide 3.2 step 1: two of three masters lost; restore the survivor alone."""
+    report = DrillReport("quorum-restore", etcd)
+    where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
+    with report.phase("sandbox up (3 masters)"):
+        sandbox = Sandbox.up(where / "sandbox", masters=3, etcd=etcd)
+    with _kept_on_failure(sandbox, keep):
+        with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
+            before = workload.write(kv, "before", keys)
+        ctx = master_context(sandbox, 0, environ)
+        with report.phase("backup on master-0"):
+            backup.run(ctx, backup.BackupRequest("/home/core/backup", progress=False))
+        with workload.kv_client(sandbox, 0) as kv:
+            after = workload.write(kv, "after", 100)
+        with report.phase("lose master-1 and master-2"):
+            sandbox.stop_master(1)
+            sandbox.stop_master(2)
+        with report.phase("restore master-0 alone (to healthy)"):
+            result = restore.run(ctx, _restore_request(sandbox, [0]))
+        _check(result.healthy is True and [m.name for m in result.members] == [
+            sandbox.spec(0).member_name], f"member list after restore: {result.members}")
+        report.facts.append(f"one healthy member {sandbox.spec(0).member_name}")
+        _assert_restored_data(sandbox, 0, before, after, report)
+    return report
+
+
+def restore_previous_state_drill(environ: Mapping[str, str], *, etcd: str = "3.5",
+                                 keys: int = 1000, directory: Path | None = None,
+                                 keep: bool = False) -> DrillReport:
+    """Guide 3.3: the same backup restored on every master, close together."""
+    report = DrillReport("restore-previous-state", etcd)
+    where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
+    with report.phase("sandbox up (3 masters)"):
+        sandbox = Sandbox.up(where / "sandbox", masters=3, etcd=etcd)
+    with _kept_on_failure(sandbox, keep):
+        with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
+            before = workload.write(kv, "before", keys)
+        contexts = [master_context(sandbox, i, environ) for i in range(3)]
+        with report.phase("backup on master-0, copy to all"):
+            backup.run(contexts[0], backup.BackupRequest("/home/core/backup", progress=False))
+            source = contexts[0].paths.host("/home/core/backup")
+            for ctx in contexts[1:]:
+                shutil.copytree(source, ctx.paths.host("/home/core/backup"))
+        with workload.kv_client(sandbox, 1) as kv:
+            after = workload.write(kv, "after", 100)
+        request = _restore_request(sandbox, [0, 1, 2])
+        with report.phase("restore all three (to healthy)"), \
+                ThreadPoolExecutor(max_workers=3) as pool:
+            results = list(pool.map(lambda c: restore.run(c, request), contexts))
+        cluster_ids = set()
+        for i in range(3):
+            with sandbox.client(i) as client:
+                cluster_ids.add(client.status().cluster_id)
+                members = client.members()
+        _check(len(cluster_ids) == 1, f"masters report cluster IDs {cluster_ids}")
+        _check(sorted(m.name for m in members) == [sandbox.spec(i).member_name
+                                                    for i in range(3)],
+               f"member list after restore: {members}")
+        _check(all(r.healthy for r in results), "a restored member is not healthy")
+        report.facts.append(f"3 started members, one cluster ID {cluster_ids.pop():x}")
+        _assert_restored_data(sandbox, 2, before, after, report)
+    return report
+
+
+DRILLS: dict[str, Callable[..., DrillReport]] = {
+    "backup": backup_drill,
+    "quorum-restore": quorum_restore_drill,
+    "restore-previous-state": restore_previous_state_drill,
+}
