@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -27,17 +28,35 @@ class Samples:
 
 
 def measure(argv: list[str], env: dict[str, str], samples: Samples) -> None:
-    """Run argv to completion; record its wall time and its own peak RSS (wait4)."""
+    """Run argv to completion; record its wall time and the peak RSS of that process alone
+    (its VmHWM, sampled: wait4's figure would include the tools it runs, e.g. etcdutl)."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.02):
+            try:
+                with open(f"/proc/{proc.pid}/status") as status_file:
+                    for line in status_file:
+                        if line.startswith("VmHWM:"):
+                            peak[0] = max(peak[0], int(line.split()[1]))
+            except (OSError, ValueError):
+                return
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, status, _usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
+    done.set()
+    sampler.join()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         err = proc.stderr.read().decode() if proc.stderr else ""
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err[-2000:]}")
     samples.seconds.append(elapsed)
-    samples.peak_rss_kib.append(usage.ru_maxrss)
+    samples.peak_rss_kib.append(peak[0])
 
 
 def machine() -> str:

@@ -201,11 +201,13 @@ def restore(
                 f"({the_plan['peer_url']}) of {the_plan['members']}; host changes, in order:")
         for line in changes:
             log.say(line)
+        for warning in the_plan["warnings"]:
+            log.say(f"warning: {warning}")
         if dry_run:
             return
         if not typer.confirm("Stop this master's control plane and restore etcd?"):
             raise typer.Exit(1)
-    result = procedure.run(context, request, wait=wait)
+    result = procedure.run(context, request, wait=wait, checked_plan=the_plan)
     _report_restore(options, result)
 
 

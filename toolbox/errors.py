@@ -103,6 +103,13 @@ class OperationInFlight(RecoveryError):
     default_next = "ocp-recovery status"
 
 
+class StepFailed(RecoveryError):
+    """A step of a journaled procedure failed: the host is part-way."""
+
+    exit_code = 11
+    summary = "a step failed part-way; the host is changed: `resume` or `rollback`"
+
+
 class DrillFailed(RecoveryError):
     exit_code = 20
     summary = "a drill's check failed: the procedure did not give the expected outcome"

@@ -19,20 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from toolbox import log
-from toolbox.errors import OperationInFlight, RecoveryError
+from toolbox.errors import OperationInFlight, RecoveryError, StepFailed
 from toolbox.host.files import atomic_write, ensure_private_dir
 
 _log = log.get(__name__)
 
 PENDING, RUNNING, DONE, UNDONE = "pending", "running", "done", "undone"
 IN_FLIGHT = ("running", "failed")
-
-
-class StepFailed(RecoveryError):
-    """Raised by the runner around the failure of a step: the host is part-way."""
-
-    exit_code = 11
-    summary = "a step failed part-way; the journal says where: resume or roll back"
 
 
 @dataclass(frozen=True)

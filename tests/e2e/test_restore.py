@@ -145,6 +145,19 @@ def test_dry_run_lists_every_change_and_makes_none(sandbox: Sandbox, data: dict)
                      "start-kubelet"]
 
 
+def test_dry_run_warns_when_the_live_revision_is_newer(sandbox: Sandbox, data: dict) -> None:  # type: ignore[type-arg]
+    manifest = sandbox.root(0) / "etc/kubernetes/manifests/kube-apiserver-pod.yaml"
+    original = manifest.read_text()
+    manifest.write_text(original.replace("kube-apiserver-pod-10", "kube-apiserver-pod-12"))
+    try:
+        done = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
+                       own_cluster(sandbox), "--dry-run")
+    finally:
+        manifest.write_text(original)
+    assert done.returncode == 0, done.stderr
+    assert "warning: the running kube-apiserver-pod.yaml uses revision 12" in done.stdout
+
+
 def test_legacy_usage(sandbox: Sandbox) -> None:
     done = command(sandbox, 0, program="etcd-snapshot-restore.sh",
                    extra_env={"INITIAL_CLUSTER": ""})

@@ -216,3 +216,10 @@ def test_disk_full_while_streaming_leaves_nothing(mount_tmpfs, tmp_path: Path) -
     with pytest.raises(InsufficientSpace, match="ran out of space"):
         save_stream(chunks, small / "snapshot_x.db")
     assert list(small.iterdir()) == []
+
+
+def test_a_cluster_wide_proxy_does_not_capture_etcd_traffic(run_cli, sandbox: Sandbox) -> None:  # type: ignore[no-untyped-def]
+    dead = "http://127.0.0.1:9"  # nothing listens: a proxied connection would fail
+    env = {**master_env(sandbox), "HTTPS_PROXY": dead, "https_proxy": dead,
+           "HTTP_PROXY": dead, "http_proxy": dead, "grpc_proxy": dead, "NO_PROXY": ""}
+    summary(run_cli(["--log-format", "json", "backup", "/home/core/backup-proxy"], env=env))

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from toolbox.errors import OperationInFlight
-from toolbox.journal import Journal, Runner, Step, StepFailed
+from toolbox.errors import OperationInFlight, StepFailed
+from toolbox.journal import Journal, Runner, Step
 
 
 def recording(log: list[str], fail_on: str | None = None):  # type: ignore[no-untyped-def]

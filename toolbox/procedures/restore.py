@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
@@ -109,15 +111,26 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
             f"a `{previous.operation}` is in flight on this host ({previous.status})",
             next_step="ocp-recovery status, then ocp-recovery resume or ocp-recovery rollback")
     raft_index = (given.manifest or {}).get("etcd", {}).get("raft_index")
+    warnings = []
+    live = _live_kube_apiserver_revision(ctx)
+    if revision is not None and live is not None and live > revision:
+        warnings.append(
+            f"the running kube-apiserver-pod.yaml uses revision {live}, newer than the "
+            f"archived {revision}; as in 4.3, revisions from {revision} up are set aside and "
+            f"{revision} is restored, so the kube-apiserver pod cannot start until the "
+            "operator rolls out a new revision: if it does not within 15 minutes, copy "
+            f"kube-apiserver-pod.yaml from kube-apiserver-pod-{revision} into "
+            "/etc/kubernetes/manifests")
     return {
+        "warnings": warnings,
         "backup": request.backup,
         "kind": given.kind,
         "snapshot": paths.shown(given.snapshot) if given.snapshot else None,
         "archive": paths.shown(given.archive) if given.archive else None,
         "revision": revision,
         "snapshot_revision": report.revision if report else None,
-        "skip_hash_check": request.skip_hash_check or (report is not None and
-                                                       not report.has_trailer),
+        # The trailer was verified above (or the db has none): no second hash in etcdutl.
+        "skip_hash_check": True,
         "name": local.name,
         "peer_url": local.peer_url,
         "initial_cluster": ",".join(f"{e.name}={e.peer_url}" for e in entries),
@@ -126,6 +139,18 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
         "tool": {"path": tool.path, "flavor": tool.flavor, "can_bump": tool.can_bump},
         "bump": bump_for(raft_index) if (request.bump_revision and tool.can_bump) else None,
     }
+
+
+def _live_kube_apiserver_revision(ctx: Context) -> int | None:
+    manifest = ctx.paths.manifests / "kube-apiserver-pod.yaml"
+    try:
+        pod = yaml.safe_load(manifest.read_text())
+        for volume in pod["spec"]["volumes"]:
+            if volume.get("name") == "resource-dir":
+                return revision_number(Path(volume["hostPath"]["path"]))
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return None
+    return None
 
 
 def _local_entry(ctx: Context, entries: list[Any], name: str | None) -> Any:
@@ -371,9 +396,12 @@ def next_steps(plan: dict[str, Any]) -> list[str]:
     ]
 
 
-def run(ctx: Context, request: RestoreRequest, *, wait: bool = True) -> RestoreResult:
+def run(ctx: Context, request: RestoreRequest, *, wait: bool = True,
+        checked_plan: dict[str, Any] | None = None) -> RestoreResult:
+    """Restore; `checked_plan` is the plan a --dry-run or confirmation just made (the
+    checks are not repeated; the journal refuses if another operation began since)."""
     started = time.monotonic()
-    the_plan = plan(ctx, request)
+    the_plan = checked_plan or plan(ctx, request)
     with host_lock(ctx.paths.state_dir, OPERATION):
         names = [s.name for s in steps(ctx, Journal.in_memory(the_plan))]
         journal = Journal.begin(ctx.paths.state_dir, OPERATION, the_plan, names)
@@ -390,6 +418,7 @@ def dry_run(ctx: Context, request: RestoreRequest) -> tuple[dict[str, Any], list
 def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool,
            started: float | None = None) -> RestoreResult:
     result = RestoreResult(the_plan)
+    result.warnings += the_plan.get("warnings", [])
     if the_plan["bump"] is None:
         result.warnings.append(
             f"{the_plan['tool']['flavor']} cannot bump the revision (--bump-revision needs "

@@ -392,7 +392,7 @@ def _positional(args: list[str]) -> list[str]:
     return out
 
 
-SHIM = """#!{python}
+SHIM = """#!{python} -IS
 # {tool} for sandbox master {node}: forwards to its node agent.
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
