@@ -26,7 +26,10 @@ drill_app = typer.Typer(no_args_is_help=True,
                         help="Rehearse a procedure of the guide on a sandbox, timed.")
 app.add_typer(snapshot_app, name="snapshot")
 app.add_typer(sandbox_app, name="sandbox")
+member_app = typer.Typer(no_args_is_help=True,
+                         help="etcd members: remove a failed master's, add this master's.")
 app.add_typer(drill_app, name="drill")
+app.add_typer(member_app, name="member")
 
 _log = log.get(__name__)
 
@@ -196,17 +199,11 @@ def restore(
     request = procedure.RestoreRequest(_host_path_argument(backup, context), cluster, name,
                                        skip_hash_check, bump_revision)
     the_plan, changes = procedure.dry_run(context, request)
-    if dry_run or (context.interactive and not yes):
-        log.say(f"restore of {the_plan['backup']} as member {the_plan['name']} "
-                f"({the_plan['peer_url']}) of {the_plan['members']}; host changes, in order:")
-        for line in changes:
-            log.say(line)
-        for warning in the_plan["warnings"]:
-            log.say(f"warning: {warning}")
-        if dry_run:
-            return
-        if not typer.confirm("Stop this master's control plane and restore etcd?"):
-            raise typer.Exit(1)
+    if _show_plan(context, f"restore of {the_plan['backup']} as member {the_plan['name']} "
+                  f"({the_plan['peer_url']}) of {the_plan['members']}", changes,
+                  the_plan["warnings"], dry_run, yes,
+                  "Stop this master's control plane and restore etcd?"):
+        return
     result = procedure.run(context, request, wait=wait, checked_plan=the_plan)
     _report_restore(options, result)
 
@@ -229,6 +226,95 @@ def _report_restore(options: GlobalOptions, result: Any) -> None:
     for warning in result.warnings:
         log.say(f"warning: {warning}")
     for line in procedure.next_steps(result.plan):
+        log.say(line)
+
+
+@member_app.command("remove")
+def member_remove(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The member's exact name, etcd-member-<node>.")],
+    force: Annotated[bool, typer.Option(
+        help="Also remove the local member, or one whose removal loses quorum.")] = False,
+) -> None:
+    """Guide chapter 2: remove a failed master's member (run on a healthy master)."""
+    from toolbox.procedures import member_remove as procedure
+
+    options = _options(ctx)
+    result = procedure.run(options.context(), name, force=force)
+    members = [{"name": m.name, "id": m.hex_id, "peer_urls": list(m.peer_urls)}
+               for m in result.members]
+    if _json_mode(options):
+        log.say_json({"event": "member.removed", "name": name, "id": result.removed.hex_id,
+                      "members": members})
+        return
+    log.say(f"removed member {name} ({result.removed.hex_id}); members now:")
+    for m in members:
+        log.say(f"  {m['id']} {m['name'] or '(not started)'} {','.join(m['peer_urls'])}")
+    log.say(f"next: on the new host for {name}: ocp-recovery member add <this master's IP> "
+            f"{name} (or member recover, if it has no etcd certificates)")
+
+
+@member_app.command("add")
+def member_add(
+    ctx: typer.Context,
+    active_ip: Annotated[str, typer.Argument(help="IP of a healthy etcd member.")],
+    name: Annotated[str, typer.Argument(help="This master's member name, etcd-member-<node>.")],
+    peer_url: Annotated[str | None, typer.Option(
+        help="Peer URL to advertise (default https://<ETCD_DNS_NAME>:2380 when it resolves, "
+             "else the IP).")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until the member is healthy.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Print every host change; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
+    ] = False,
+) -> None:
+    """Guide chapter 2: add this master (valid certificates) back as a member."""
+    from toolbox.procedures import member_add as procedure
+
+    options = _options(ctx)
+    context = options.context()
+    request = procedure.AddRequest(active_ip, name, peer_url)
+    the_plan, changes = procedure.dry_run(context, request)
+    if _show_plan(context, f"add {name} ({the_plan['peer_url']}) through "
+                  f"{the_plan['active']}", changes, the_plan["warnings"], dry_run, yes,
+                  "Stop etcd on this master and add it to the cluster?"):
+        return
+    result = procedure.run(context, request, wait=wait, checked_plan=the_plan)
+    _report_member_add(options, result)
+
+
+def _show_plan(context: Context, title: str, changes: list[str], warnings: list[str],
+               dry_run: bool, yes: bool, question: str) -> bool:
+    """Print the changes for --dry-run or a confirmation on a TTY; True: stop here."""
+    if not dry_run and (yes or not context.interactive):
+        return False
+    log.say(f"{title}; host changes, in order:")
+    for line in changes:
+        log.say(line)
+    for warning in warnings:
+        log.say(f"warning: {warning}")
+    if dry_run:
+        return True
+    if not typer.confirm(question):
+        raise typer.Exit(1)
+    return False
+
+
+def _report_member_add(options: GlobalOptions, result: Any) -> None:
+    from toolbox.procedures import member_add as procedure
+
+    members = [{"name": m.name, "id": m.hex_id, "peer_urls": list(m.peer_urls)}
+               for m in result.members]
+    if _json_mode(options):
+        log.say_json({"event": "member_add.summary", "member": result.plan["name"],
+                      "healthy": result.healthy, "members": members,
+                      "warnings": result.warnings, "seconds": round(result.seconds, 2)})
+        return
+    for warning in result.warnings:
+        log.say(f"warning: {warning}")
+    for m in members:
+        log.say(f"  member {m['id']} {m['name']} {','.join(m['peer_urls'])}")
+    for line in procedure.next_steps(result.plan) if result.healthy else []:
         log.say(line)
 
 

@@ -42,3 +42,28 @@ def etcd_snapshot_restore(argv: list[str] | None = None) -> int:
     if argv is None:
         sys.exit(code)
     return code
+
+
+def etcd_member_remove(argv: list[str] | None = None) -> int:
+    """`etcd-member-remove.sh <etcd_name>`"""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0]:
+        code = _usage("etcd-member-remove.sh <etcd_name>")
+    else:
+        code = cli.run(["member", "remove", args[0]], prog_name="etcd-member-remove.sh")
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+def etcd_member_add(argv: list[str] | None = None) -> int:
+    """`etcd-member-add.sh <active_member_IP> <etcd_name>`"""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or not all(args):
+        code = _usage("etcd-member-add.sh <active_member_IP> <etcd_name>")
+    else:
+        code = cli.run(["member", "add", args[0], args[1], "--yes"],
+                       prog_name="etcd-member-add.sh")
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -180,6 +180,20 @@ class EtcdClient:
         return [Member(m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs))
                 for m in reply.members]
 
+    def add_member(self, peer_urls: tuple[str, ...]) -> tuple[Member, list[Member]]:
+        reply = self._unary(self.cluster.MemberAdd, rpc.MemberAddRequest(peerURLs=peer_urls),
+                            "member add")
+        added = Member(reply.member.ID, reply.member.name, tuple(reply.member.peerURLs),
+                       tuple(reply.member.clientURLs))
+        return added, [Member(m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs))
+                       for m in reply.members]
+
+    def remove_member(self, member_id: int) -> list[Member]:
+        reply = self._unary(self.cluster.MemberRemove, rpc.MemberRemoveRequest(ID=member_id),
+                            "member remove")
+        return [Member(m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs))
+                for m in reply.members]
+
     def key_count(self, revision: int = 0) -> int:
         """Number of live keys at `revision` (0: now), counted by etcd without values."""
         request = rpc.RangeRequest(key=b"\0", range_end=b"\0", count_only=True,

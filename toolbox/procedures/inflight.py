@@ -11,9 +11,10 @@ from toolbox.errors import PreconditionFailed
 from toolbox.host.files import remove_empty_tree
 from toolbox.host.lock import current_holder, host_lock
 from toolbox.journal import IN_FLIGHT, Journal, Runner
-from toolbox.procedures import restore
+from toolbox.procedures import member_add, restore
 
-PROCEDURES: dict[str, ModuleType] = {restore.OPERATION: restore}
+PROCEDURES: dict[str, ModuleType] = {restore.OPERATION: restore,
+                                     member_add.OPERATION: member_add}
 
 
 @dataclass

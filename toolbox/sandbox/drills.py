@@ -54,20 +54,21 @@ def backup_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 2
     """Guide 1.1 on master-0 of a 3-master sandbox, then prove the snapshot: keys written
     before the backup come back from it, keys written after do not."""
     report = DrillReport("backup", etcd)
-    where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
-    with report.phase("sandbox up (3 masters)"):
-        sandbox = Sandbox.up(where / "sandbox", masters=3, etcd=etcd)
-    with _kept_on_failure(sandbox, keep):
+    with _drill_sandbox(report, directory, keep) as sandbox:
         _run_backup_drill(sandbox, environ, report, keys)
     return report
 
 
 @contextmanager
-def _kept_on_failure(sandbox: Sandbox, keep: bool) -> Iterator[None]:
-    """Tear the sandbox down after a drill; after a failure power it off but keep its files
-    (logs, host roots) and say where they are."""
+def _drill_sandbox(report: DrillReport, directory: Path | None,
+                   keep: bool) -> Iterator[Sandbox]:
+    """A 3-master sandbox for one drill, torn down afterwards; after a failure powered off
+    but kept (logs, host roots), and the error says where."""
+    where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
+    with report.phase("sandbox up (3 masters)"):
+        sandbox = Sandbox.up(where / "sandbox", masters=3, etcd=report.etcd)
     try:
-        yield
+        yield sandbox
     except RecoveryError as exc:
         sandbox.power_off()
         exc.state = f"drill sandbox powered off, files kept in {sandbox.dir}"
@@ -139,10 +140,7 @@ def quorum_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
                          directory: Path | None = None, keep: bool = False) -> DrillReport:
     """Guide 3.2 step 1: two of three masters lost; restore the survivor alone."""
     report = DrillReport("quorum-restore", etcd)
-    where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
-    with report.phase("sandbox up (3 masters)"):
-        sandbox = Sandbox.up(where / "sandbox", masters=3, etcd=etcd)
-    with _kept_on_failure(sandbox, keep):
+    with _drill_sandbox(report, directory, keep) as sandbox:
         with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
             before = workload.write(kv, "before", keys)
         ctx = master_context(sandbox, 0, environ)
@@ -167,10 +165,7 @@ def restore_previous_state_drill(environ: Mapping[str, str], *, etcd: str = "3.5
                                  keep: bool = False) -> DrillReport:
     """Guide 3.3: the same backup restored on every master, close together."""
     report = DrillReport("restore-previous-state", etcd)
-    where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
-    with report.phase("sandbox up (3 masters)"):
-        sandbox = Sandbox.up(where / "sandbox", masters=3, etcd=etcd)
-    with _kept_on_failure(sandbox, keep):
+    with _drill_sandbox(report, directory, keep) as sandbox:
         with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
             before = workload.write(kv, "before", keys)
         contexts = [master_context(sandbox, i, environ) for i in range(3)]

@@ -1,0 +1,307 @@
+"""Guide chapter 2: add this master back as an etcd member (it has valid certificates).
+
+`etcd-member-add.sh ACTIVE_IP NAME`, made safe: refuses while a working member runs here;
+the manifest, env file and data dir are set aside, not deleted; `member add` goes through
+the active member; ETCD_INITIAL_CLUSTER and ETCD_INITIAL_CLUSTER_STATE=existing are written
+to /run/etcd/environment, where the 4.3 pod's init step carries them over; then it waits
+for the new member to start. A rollback removes the member again: a cluster that waits on a
+member that never starts may have lost quorum.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolbox import log
+from toolbox.context import Context
+from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
+from toolbox.etcd.client import EtcdClient, Member, resolve_tls
+from toolbox.etcd.cluster import parse_env_file
+from toolbox.host.files import atomic_write, ensure_private_dir, move_path
+from toolbox.host.lock import host_lock
+from toolbox.host.runtime import Runtime, wait_until
+from toolbox.journal import Journal, Runner, Step, describe
+from toolbox.pki.certs import load_certificates
+from toolbox.procedures.member_remove import healthy_members, quorum
+from toolbox.procedures.restore import ETCD_POD
+
+_log = log.get(__name__)
+
+OPERATION = "member-add"
+MEMBER_CERT_KINDS = ("server", "peer")
+
+
+@dataclass(frozen=True)
+class AddRequest:
+    active_ip: str
+    name: str
+    peer_url: str | None = None   # default: https://<ETCD_DNS_NAME>:2380 if it resolves
+
+
+@dataclass
+class AddResult:
+    plan: dict[str, Any]
+    members: list[Member] = field(default_factory=list)
+    healthy: bool | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def plan(ctx: Context, request: AddRequest) -> dict[str, Any]:
+    paths = ctx.paths
+    if not request.name:
+        raise InvalidInput("a member name is required (etcd-member-<node name>)")
+    env_path = paths.etcd_env_file
+    if not env_path.is_file():
+        raise PreconditionFailed(f"{paths.shown(env_path)} is missing: the etcd-member pod "
+                                 "writes it when it starts",
+                                 next_step="start kubelet so the etcd-member pod runs its "
+                                 "init step, then run this again")
+    env = parse_env_file(env_path.read_text())
+    dns_name, ip = env.get("ETCD_DNS_NAME"), env.get("ETCD_IPV4_ADDRESS")
+    if not dns_name or not ip:
+        raise PreconditionFailed(f"{paths.shown(env_path)} has no ETCD_DNS_NAME / "
+                                 "ETCD_IPV4_ADDRESS")
+    _check_member_certs(ctx, dns_name)
+    if not paths.etcd_manifest.is_file():
+        raise PreconditionFailed(f"{paths.shown(paths.etcd_manifest)} is missing",
+                                 next_step="restore the MCO-provided etcd-member.yaml first")
+    peer_url = request.peer_url or _default_peer_url(dns_name, ip)
+    tls = resolve_tls(ctx)
+    active = f"https://{request.active_ip}:2379"
+    with EtcdClient.connect(ctx, tls, endpoints=(active,)) as client:
+        members = client.members()
+    local_member = _running_local_member(ctx, tls, members)
+    if local_member is not None:
+        raise PreconditionFailed(
+            f"etcd already runs here as member {local_member.name} of that cluster",
+            next_step="nothing to add; to replace it, `ocp-recovery member remove "
+            f"{local_member.name}` on another master first")
+    if any(m.name == request.name for m in members):
+        raise PreconditionFailed(
+            f"a member named {request.name} is already in the cluster",
+            next_step=f"on a healthy master: ocp-recovery member remove {request.name}")
+    if any(peer_url in m.peer_urls and m.name for m in members):
+        raise PreconditionFailed(f"{peer_url} is the peer URL of a started member")
+    healthy = healthy_members(ctx, tls, members)
+    warnings = []
+    if len(healthy) < quorum(len(members) + 1):
+        warnings.append(
+            f"the cluster has {len(healthy)} healthy member(s); with this one added its "
+            f"quorum is {quorum(len(members) + 1)}: it stops serving until this member runs")
+    stash = paths.state_dir / f"{OPERATION}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+    return {"active": active, "name": request.name, "peer_url": peer_url,
+            "stash": paths.shown(stash), "warnings": warnings,
+            "members_before": [m.name for m in members]}
+
+
+def _check_member_certs(ctx: Context, dns_name: str) -> None:
+    member_dir = ctx.paths.etcd_member_resources
+    ca_path = member_dir / "ca.crt"
+    if not ca_path.is_file():
+        raise PreconditionFailed(f"{ctx.paths.shown(ca_path)} is missing")
+    cas = load_certificates(ca_path.read_bytes())
+    now = dt.datetime.now(dt.UTC)
+    for kind in MEMBER_CERT_KINDS:
+        stem = member_dir / f"system:etcd-{kind}:{dns_name}"
+        crt, key = stem.with_name(stem.name + ".crt"), stem.with_name(stem.name + ".key")
+        if not crt.is_file() or not key.is_file():
+            raise PreconditionFailed(
+                f"{ctx.paths.shown(crt)} (or its key) is missing: this master has no valid "
+                "etcd certificates", next_step="use `ocp-recovery member recover` instead, "
+                "which gets new certificates from the signer")
+        [cert, *_] = load_certificates(crt.read_bytes())
+        if not any(cert.issuer == ca.subject for ca in cas) or cert.not_valid_after_utc < now:
+            raise PreconditionFailed(
+                f"{ctx.paths.shown(crt)} is expired or not issued by the etcd CA",
+                next_step="use `ocp-recovery member recover` to get new certificates")
+
+
+def _default_peer_url(dns_name: str, ip: str) -> str:
+    """4.3 advertised https://<ETCD_DNS_NAME>:2380; where that name does not resolve (the
+    sandbox has no DNS), the IP is the only URL peers can reach."""
+    try:
+        socket.getaddrinfo(dns_name, 2380)
+        return f"https://{dns_name}:2380"
+    except OSError:
+        return f"https://{ip}:2380"
+
+
+def _running_local_member(ctx: Context, tls: Any, members: list[Member]) -> Member | None:
+    """The cluster member that the etcd running here is, if it is one."""
+    try:
+        with EtcdClient.connect(ctx, tls) as local:
+            local_id = local.status().member_id
+    except EtcdUnavailable:
+        return None
+    return next((m for m in members if m.id == local_id), None)
+
+
+def _add_when_ready(ctx: Context, client: EtcdClient,
+                    peer_url: str) -> tuple[Member, list[Member]]:
+    """etcd refuses a member add ("unhealthy cluster") until its leader has been connected
+    to every voting member for 5 s, e.g. just after a member was removed: retry for 30 s."""
+    outcome: list[tuple[Member, list[Member]]] = []
+    last: list[str] = []
+
+    def added() -> bool:
+        try:
+            outcome.append(client.add_member((peer_url,)))
+            return True
+        except EtcdUnavailable as exc:
+            if "unhealthy cluster" not in exc.what:
+                raise
+            last[:] = [exc.what]
+            return False
+
+    wait_until(added, timeout=30, what="etcd to accept the member add (it answered: "
+               "unhealthy cluster)", next_step="check every member's health with "
+               "`ocp-recovery sandbox status` or `etcdctl endpoint health`, then resume")
+    return outcome[0]
+
+
+def steps(ctx: Context, journal: Journal) -> list[Step]:
+    the_plan = journal.plan
+    paths = ctx.paths
+    runtime = Runtime(ctx.executor)
+    stash = paths.host(the_plan["stash"])
+    tls = resolve_tls(ctx)
+    saved_env = stash / "environment"
+    set_aside_data = stash / "var-lib-etcd"
+
+    def save_member_files() -> None:
+        ensure_private_dir(stash)
+        for source, name in ((paths.etcd_env_file, "environment"),
+                             (paths.etcd_manifest, "etcd-member.yaml"),
+                             (paths.etcd_conf, "etcd.conf")):
+            if source.is_file() and not (stash / name).exists():
+                shutil.copy2(source, stash / name)
+
+    def stop_etcd() -> None:
+        if paths.etcd_manifest.exists():
+            move_path(paths.etcd_manifest, stash / "manifests" / "etcd-member.yaml")
+        runtime.wait_pod_stopped(ETCD_POD, ctx.timeouts.pod_stop)
+
+    def start_etcd() -> None:
+        move_path(stash / "manifests" / "etcd-member.yaml", paths.etcd_manifest)
+
+    def set_aside_data_dir() -> None:
+        if set_aside_data.exists():
+            shutil.rmtree(paths.etcd_data_dir, ignore_errors=True)
+        elif paths.etcd_data_dir.exists():
+            move_path(paths.etcd_data_dir, set_aside_data)
+
+    def put_back_data_dir() -> None:
+        if set_aside_data.exists():
+            shutil.rmtree(paths.etcd_data_dir, ignore_errors=True)
+            move_path(set_aside_data, paths.etcd_data_dir)
+
+    def add_member() -> None:
+        with EtcdClient.connect(ctx, tls, endpoints=(the_plan["active"],)) as client:
+            existing = [m for m in client.members() if the_plan["peer_url"] in m.peer_urls]
+            if existing:  # a kill after the call: the member is already added
+                added, members = existing[0], client.members()
+            else:
+                added, members = _add_when_ready(ctx, client, the_plan["peer_url"])
+        cluster = ",".join(
+            f"{m.name or the_plan['name'] if m.id == added.id else m.name}={url}"
+            for m in members for url in m.peer_urls if m.name or m.id == added.id)
+        journal.record("member_id", added.id)
+        journal.record("initial_cluster", cluster)
+
+    def remove_added_member() -> None:
+        member_id = journal.fact("member_id")
+        if member_id is None:
+            return
+        with EtcdClient.connect(ctx, tls, endpoints=(the_plan["active"],)) as client:
+            if any(m.id == member_id for m in client.members()):
+                client.remove_member(member_id)
+
+    def write_environment() -> None:
+        env = parse_env_file(saved_env.read_text())
+        for key in ("ETCD_INITIAL_CLUSTER", "ETCD_INITIAL_CLUSTER_STATE"):
+            env.plain.pop(key, None)
+        env.exported["ETCD_INITIAL_CLUSTER"] = journal.fact("initial_cluster")
+        env.exported["ETCD_INITIAL_CLUSTER_STATE"] = "existing"
+        atomic_write(paths.etcd_env_file, env.render().encode(), mode=0o644)
+
+    def put_back_environment() -> None:
+        if saved_env.exists():
+            atomic_write(paths.etcd_env_file, saved_env.read_bytes(), mode=0o644)
+
+    shown = paths.shown
+    return [
+        Step("save-member-files", f"copy etcd-member.yaml, {shown(paths.etcd_env_file)} "
+             f"and etcd.conf to {the_plan['stash']}", save_member_files),
+        Step("stop-etcd", f"move etcd-member.yaml to {the_plan['stash']}/manifests; wait "
+             "until the pod is gone", stop_etcd, start_etcd),
+        Step("set-aside-data-dir", f"move {shown(paths.etcd_data_dir)} to "
+             f"{the_plan['stash']}/var-lib-etcd", set_aside_data_dir, put_back_data_dir),
+        Step("member-add", f"etcd member add {the_plan['name']} {the_plan['peer_url']} "
+             f"through {the_plan['active']}", add_member, remove_added_member),
+        Step("write-environment", f"ETCD_INITIAL_CLUSTER and ETCD_INITIAL_CLUSTER_STATE="
+             f"existing into {shown(paths.etcd_env_file)}", write_environment,
+             put_back_environment),
+        Step("start-etcd", "move etcd-member.yaml back into the manifests", start_etcd,
+             stop_etcd),
+    ]
+
+
+def dry_run(ctx: Context, request: AddRequest) -> tuple[dict[str, Any], list[str]]:
+    the_plan = plan(ctx, request)
+    return the_plan, describe(steps(ctx, Journal.in_memory(the_plan)))
+
+
+def run(ctx: Context, request: AddRequest, *, wait: bool = True,
+        checked_plan: dict[str, Any] | None = None) -> AddResult:
+    started = time.monotonic()
+    the_plan = checked_plan or plan(ctx, request)
+    with host_lock(ctx.paths.state_dir, OPERATION):
+        names = [s.name for s in steps(ctx, Journal.in_memory(the_plan))]
+        journal = Journal.begin(ctx.paths.state_dir, OPERATION, the_plan, names)
+        Runner(journal, steps(ctx, journal), kill_after=ctx.fault_kill_after).run()
+    result = finish(ctx, the_plan, wait=wait)
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool) -> AddResult:
+    result = AddResult(the_plan, warnings=list(the_plan["warnings"]))
+    if not wait:
+        return result
+    tls = resolve_tls(ctx)
+    members: list[Member] = []
+
+    def started_and_healthy() -> bool:
+        try:
+            with EtcdClient.connect(ctx, tls, endpoints=(the_plan["active"],)) as client:
+                members[:] = client.members()
+        except EtcdUnavailable:
+            return False
+        mine = [m for m in members if m.name == the_plan["name"]]
+        return bool(mine) and bool(healthy_members(ctx, tls, mine))
+
+    try:
+        wait_until(started_and_healthy, timeout=ctx.timeouts.health,
+                   what=f"member {the_plan['name']} to start and serve",
+                   next_step="")
+    except WaitTimedOut as exc:
+        exc.state = (f"member {the_plan['name']} is added but has not started: the cluster "
+                     "counts it toward quorum and may have stopped serving")
+        exc.next_step = ("check `crictl ps --name etcd-member` and its log here; "
+                         "`ocp-recovery rollback` removes the member again and puts this "
+                         "host back as it was")
+        raise
+    result.members = members
+    result.healthy = True
+    return result
+
+
+def next_steps(the_plan: dict[str, Any]) -> list[str]:
+    return [f"member {the_plan['name']} is started and healthy",
+            "next: add the remaining masters the same way, one at a time"]
