@@ -30,6 +30,9 @@ member_app = typer.Typer(no_args_is_help=True,
                          help="etcd members: remove a failed master's, add this master's.")
 app.add_typer(drill_app, name="drill")
 app.add_typer(member_app, name="member")
+signer_app = typer.Typer(no_args_is_help=True,
+                         help="The etcd certificate signer for new masters (guide 3.2).")
+app.add_typer(signer_app, name="signer")
 
 _log = log.get(__name__)
 
@@ -283,6 +286,64 @@ def member_add(
     _report_member_add(options, result)
 
 
+@member_app.command("recover")
+def member_recover(
+    ctx: typer.Context,
+    signer_ip: Annotated[str, typer.Argument(
+        help="IP of the surviving master, which runs etcd and the signer.")],
+    name: Annotated[str, typer.Argument(help="This master's member name, etcd-member-<node>.")],
+    peer_url: Annotated[str | None, typer.Option(help="Peer URL to advertise.")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until the member is healthy.")] = True,
+    dry_run: Annotated[bool, typer.Option(help="Print every host change; change nothing.")
+    ] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
+    ] = False,
+) -> None:
+    """Guide 3.2 steps 3-4: get certificates from the signer, then join as a member
+    (needs OCP_RECOVERY_SIGNER_TOKEN)."""
+    from toolbox.procedures import member_recover as procedure
+
+    options = _options(ctx)
+    context = options.context()
+    the_plan, changes = procedure.dry_run(context, signer_ip, name, peer_url)
+    if _show_plan(context, f"recover {name} ({the_plan['peer_url']}) with certificates from "
+                  f"{the_plan['signer']}", changes, the_plan["warnings"], dry_run, yes,
+                  "Get new etcd certificates and add this master to the cluster?"):
+        return
+    result = procedure.run(context, the_plan, wait=wait)
+    _report_member_add(options, result)
+
+
+@signer_app.command("serve")
+def signer_serve(
+    ctx: typer.Context,
+    expect: Annotated[list[str], typer.Option(
+        help="etcd DNS name of a new master to sign for (repeat per master).")],
+    ca_cert: Annotated[str, typer.Option(help="etcd CA cert (secret etcd-signer tls.crt).")],
+    ca_key: Annotated[str, typer.Option(help="etcd CA key (secret etcd-signer tls.key).")],
+    metric_ca_cert: Annotated[str, typer.Option(help="metric CA cert (etcd-metric-signer).")],
+    metric_ca_key: Annotated[str, typer.Option(help="metric CA key (etcd-metric-signer).")],
+    address: Annotated[str | None, typer.Option(
+        help="IP:PORT to listen on (default: this master's etcd IP, port 9943).")] = None,
+    deadline: Annotated[float, typer.Option(help="Stop after this many seconds.")] = 3600,
+) -> None:
+    """Sign member certificates for the expected new masters; prints a one-time token."""
+    from toolbox.procedures import signer as procedure
+
+    context = _options(ctx).context()
+    request = procedure.SignerRequest(expect, (ca_cert, ca_key),
+                                      (metric_ca_cert, metric_ca_key), address,
+                                      context.signer_token, deadline)
+    signer, where, cert, key = procedure.prepare(context, request)
+    if not context.signer_token:
+        log.say(f"token: {signer.token}")
+    log.say(f"signer on https://{where[0]}:{where[1]} for {', '.join(sorted(signer.expected))}"
+            f"; on each new master: export OCP_RECOVERY_SIGNER_TOKEN=<token>; "
+            f"ocp-recovery member recover {where[0]} etcd-member-<node>")
+    procedure.serve(signer, where, cert, key, deadline)
+    log.say("signer done: every expected member has its certificates")
+
+
 def _show_plan(context: Context, title: str, changes: list[str], warnings: list[str],
                dry_run: bool, yes: bool, question: str) -> bool:
     """Print the changes for --dry-run or a confirmation on a TTY; True: stop here."""
@@ -486,6 +547,13 @@ def drill_backup(etcd: EtcdOption = "3.5", keys: KeysOption = 2000,
                  directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
     """Guide 1.1 on a 3-master sandbox; proves the snapshot holds exactly the data."""
     _drill("backup", etcd, keys, directory, keep_sandbox)
+
+
+@drill_app.command("replace-master")
+def drill_replace_master(etcd: EtcdOption = "3.5", keys: KeysOption = 1000,
+                         directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
+    """Chapter 2: lose a master, remove its member, recover a blank one via the signer."""
+    _drill("replace-master", etcd, keys, directory, keep_sandbox)
 
 
 @drill_app.command("quorum-restore")

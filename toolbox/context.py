@@ -55,6 +55,10 @@ class Context:
     child_env: Mapping[str, str] = field(default_factory=dict)
     # Fault injection for the reliability tests: SIGKILL ourselves after this step.
     fault_kill_after: str | None = None
+    # The one-time token `signer serve` printed; never logged, never journaled.
+    signer_token: str | None = None
+    # Extra peer-certificate IPs for new members (the sandbox sets 127.0.0.1).
+    extra_peer_ips: tuple[str, ...] = ()
 
     @cached_property
     def paths(self) -> HostPaths:
@@ -132,6 +136,9 @@ def build_context(
         interactive=sys.stdout.isatty(),
         child_env=child_env,
         fault_kill_after=environ.get("OCP_RECOVERY_FAULT_KILL_AFTER") or None,
+        signer_token=environ.get("OCP_RECOVERY_SIGNER_TOKEN") or None,
+        extra_peer_ips=tuple(i for i in environ.get("OCP_RECOVERY_SANDBOX_PEER_IPS", "")
+                             .split(",") if i),
     )
 
 

@@ -67,3 +67,17 @@ def etcd_member_add(argv: list[str] | None = None) -> int:
     if argv is None:
         sys.exit(code)
     return code
+
+
+def etcd_member_recover(argv: list[str] | None = None) -> int:
+    """`etcd-member-recover.sh <RECOVERY_SERVER_IP> <etcd_name>` (SETUP_ETCD_ENVIRONMENT and
+    KUBE_CLIENT_AGENT may be set, as the guide says; they are not needed)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or not all(args):
+        code = _usage("etcd-member-recover.sh <RECOVERY_SERVER_IP> <etcd_name>")
+    else:
+        code = cli.run(["member", "recover", args[0], args[1], "--yes"],
+                       prog_name="etcd-member-recover.sh")
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import grpc
@@ -23,6 +24,7 @@ from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, Wa
 from toolbox.host.paths import HostPaths, revision_number
 
 _log = log.get(__name__)
+T = TypeVar("T")
 
 CLIENT_CERT_FILES = (
     "configmaps/etcd-serving-ca/ca-bundle.crt",
@@ -30,6 +32,9 @@ CLIENT_CERT_FILES = (
     "secrets/etcd-client/tls.key",
 )
 _MAX_MESSAGE = 64 * 1024 * 1024
+# A membership change is a raft proposal; one lost in a leader change is never answered,
+# so callers retry (see change_membership) rather than wait long.
+MEMBERSHIP_DEADLINE = 10.0
 
 
 @dataclass(frozen=True)
@@ -182,7 +187,7 @@ class EtcdClient:
 
     def add_member(self, peer_urls: tuple[str, ...]) -> tuple[Member, list[Member]]:
         reply = self._unary(self.cluster.MemberAdd, rpc.MemberAddRequest(peerURLs=peer_urls),
-                            "member add")
+                            "member add", deadline=MEMBERSHIP_DEADLINE)
         added = Member(reply.member.ID, reply.member.name, tuple(reply.member.peerURLs),
                        tuple(reply.member.clientURLs))
         return added, [Member(m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs))
@@ -190,9 +195,25 @@ class EtcdClient:
 
     def remove_member(self, member_id: int) -> list[Member]:
         reply = self._unary(self.cluster.MemberRemove, rpc.MemberRemoveRequest(ID=member_id),
-                            "member remove")
+                            "member remove", deadline=MEMBERSHIP_DEADLINE)
         return [Member(m.ID, m.name, tuple(m.peerURLs), tuple(m.clientURLs))
                 for m in reply.members]
+
+    def change_membership(self, attempt: Callable[[], T], done: Callable[[], bool],
+                          what: str, tries: int = 4) -> T | None:
+        """Run a membership change, retrying when it was lost in a leader change: before
+        each retry `done()` says whether the previous attempt took effect after all."""
+        for n in range(tries):
+            try:
+                return attempt()
+            except EtcdUnavailable as exc:
+                if n == tries - 1 or "deadline" not in exc.what:
+                    raise
+                _log.warning("etcd.retry", what=what, attempt=n + 1, reason=exc.what)
+                time.sleep(1)
+                if done():
+                    return None
+        return None
 
     def key_count(self, revision: int = 0) -> int:
         """Number of live keys at `revision` (0: now), counted by etcd without values."""
@@ -236,9 +257,10 @@ class EtcdClient:
             finished.set()
             call.cancel()
 
-    def _unary(self, method, request, what: str):  # type: ignore[no-untyped-def]
+    def _unary(self, method, request, what: str,  # type: ignore[no-untyped-def]
+               deadline: float | None = None):
         try:
-            return method(request, timeout=self.dial)
+            return method(request, timeout=max(self.dial, deadline or 0))
         except grpc.RpcError as exc:
             raise _unavailable(self.endpoint, what, exc) from exc
 

@@ -27,13 +27,16 @@ class CertRequest:
         return self.common_name
 
 
-def member_cert_requests(dns_name: str, ip: str, discovery_domain: str) -> list[CertRequest]:
+def member_cert_requests(dns_name: str, ip: str, discovery_domain: str,
+                         extra_peer_ips: tuple[str, ...] = ()) -> list[CertRequest]:
+    """`extra_peer_ips`: the sandbox's masters all dial their peers from 127.0.0.1, which
+    etcd checks against the peer certificate's IP SANs; a real master needs none."""
     wildcard = f"*.{discovery_domain}"
     return [
         CertRequest("server", f"system:etcd-server:{dns_name}", "system:etcd-servers",
                     ("localhost", *SERVICE_NAMES, wildcard), (ip, "127.0.0.1"), "etcd"),
         CertRequest("peer", f"system:etcd-peer:{dns_name}", "system:etcd-peers",
-                    (dns_name, discovery_domain), (ip,), "etcd"),
+                    (dns_name, discovery_domain), (ip, *extra_peer_ips), "etcd"),
         CertRequest("metric", f"system:etcd-metric:{dns_name}", "system:etcd-metrics",
                     ("localhost", *SERVICE_NAMES, dns_name), (ip,), "metric"),
     ]

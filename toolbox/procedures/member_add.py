@@ -20,7 +20,7 @@ from typing import Any
 from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
-from toolbox.etcd.client import EtcdClient, Member, resolve_tls
+from toolbox.etcd.client import EtcdClient, Member, TlsFiles, resolve_tls
 from toolbox.etcd.cluster import parse_env_file
 from toolbox.host.files import atomic_write, ensure_private_dir, move_path
 from toolbox.host.lock import host_lock
@@ -52,7 +52,9 @@ class AddResult:
     seconds: float = 0.0
 
 
-def plan(ctx: Context, request: AddRequest) -> dict[str, Any]:
+def plan(ctx: Context, request: AddRequest, *, certificates: bool = True) -> dict[str, Any]:
+    """`certificates`: this master must already have valid member certificates (member
+    add); member recover gets them from the signer first."""
     paths = ctx.paths
     if not request.name:
         raise InvalidInput("a member name is required (etcd-member-<node name>)")
@@ -67,13 +69,28 @@ def plan(ctx: Context, request: AddRequest) -> dict[str, Any]:
     if not dns_name or not ip:
         raise PreconditionFailed(f"{paths.shown(env_path)} has no ETCD_DNS_NAME / "
                                  "ETCD_IPV4_ADDRESS")
-    _check_member_certs(ctx, dns_name)
+    if certificates:
+        _check_member_certs(ctx, dns_name)
     if not paths.etcd_manifest.is_file():
         raise PreconditionFailed(f"{paths.shown(paths.etcd_manifest)} is missing",
                                  next_step="restore the MCO-provided etcd-member.yaml first")
     peer_url = request.peer_url or _default_peer_url(dns_name, ip)
-    tls = resolve_tls(ctx)
     active = f"https://{request.active_ip}:2379"
+    warnings: list[str] = []
+    stash = paths.state_dir / f"{OPERATION}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+    the_plan = {"active": active, "name": request.name, "peer_url": peer_url,
+                "dns_name": dns_name, "ip": ip, "stash": paths.shown(stash),
+                "warnings": warnings}
+    try:
+        tls = member_tls(ctx, dns_name)
+    except PreconditionFailed:
+        if certificates:
+            raise
+        # A blank master: no client certificate until the signer's arrive; the cluster is
+        # checked then, in the member-add step.
+        warnings.append("no etcd client certificate on this host yet: the cluster is "
+                        "checked once the signer's certificates are here")
+        return the_plan
     with EtcdClient.connect(ctx, tls, endpoints=(active,)) as client:
         members = client.members()
     local_member = _running_local_member(ctx, tls, members)
@@ -89,15 +106,27 @@ def plan(ctx: Context, request: AddRequest) -> dict[str, Any]:
     if any(peer_url in m.peer_urls and m.name for m in members):
         raise PreconditionFailed(f"{peer_url} is the peer URL of a started member")
     healthy = healthy_members(ctx, tls, members)
-    warnings = []
     if len(healthy) < quorum(len(members) + 1):
         warnings.append(
             f"the cluster has {len(healthy)} healthy member(s); with this one added its "
             f"quorum is {quorum(len(members) + 1)}: it stops serving until this member runs")
-    stash = paths.state_dir / f"{OPERATION}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
-    return {"active": active, "name": request.name, "peer_url": peer_url,
-            "stash": paths.shown(stash), "warnings": warnings,
-            "members_before": [m.name for m in members]}
+    return the_plan
+
+
+def member_tls(ctx: Context, dns_name: str) -> TlsFiles:
+    """The kube-apiserver's etcd client certificate, as 4.3 used; on a new master that has
+    none yet, this member's own server certificate (signed by the etcd CA for client and
+    server auth, so etcd accepts it as a client)."""
+    try:
+        return resolve_tls(ctx)
+    except PreconditionFailed:
+        member_dir = ctx.paths.etcd_member_resources
+        stem = f"system:etcd-server:{dns_name}"
+        files = TlsFiles(member_dir / "ca.crt", member_dir / f"{stem}.crt",
+                         member_dir / f"{stem}.key", source="this member's server certificate")
+        if all(f.is_file() for f in (files.ca, files.cert, files.key)):
+            return files
+        raise
 
 
 def _check_member_certs(ctx: Context, dns_name: str) -> None:
@@ -149,9 +178,18 @@ def _add_when_ready(ctx: Context, client: EtcdClient,
     outcome: list[tuple[Member, list[Member]]] = []
     last: list[str] = []
 
+    def lost_but_added() -> bool:
+        return any(peer_url in m.peer_urls for m in client.members())
+
     def added() -> bool:
         try:
-            outcome.append(client.add_member((peer_url,)))
+            result = client.change_membership(lambda: client.add_member((peer_url,)),
+                                              lost_but_added, "member add")
+            if result is None:
+                members = client.members()
+                member = next(m for m in members if peer_url in m.peer_urls)
+                result = (member, members)
+            outcome.append(result)
             return True
         except EtcdUnavailable as exc:
             if "unhealthy cluster" not in exc.what:
@@ -170,7 +208,6 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
     paths = ctx.paths
     runtime = Runtime(ctx.executor)
     stash = paths.host(the_plan["stash"])
-    tls = resolve_tls(ctx)
     saved_env = stash / "environment"
     set_aside_data = stash / "var-lib-etcd"
 
@@ -202,7 +239,10 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
             move_path(set_aside_data, paths.etcd_data_dir)
 
     def add_member() -> None:
+        tls = member_tls(ctx, the_plan["dns_name"])
         with EtcdClient.connect(ctx, tls, endpoints=(the_plan["active"],)) as client:
+            if _running_local_member(ctx, tls, client.members()) is not None:
+                raise PreconditionFailed("etcd already runs here as a member of that cluster")
             existing = [m for m in client.members() if the_plan["peer_url"] in m.peer_urls]
             if existing:  # a kill after the call: the member is already added
                 added, members = existing[0], client.members()
@@ -218,6 +258,7 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
         member_id = journal.fact("member_id")
         if member_id is None:
             return
+        tls = member_tls(ctx, the_plan["dns_name"])
         with EtcdClient.connect(ctx, tls, endpoints=(the_plan["active"],)) as client:
             if any(m.id == member_id for m in client.members()):
                 client.remove_member(member_id)
@@ -274,7 +315,7 @@ def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool) -> AddResult:
     result = AddResult(the_plan, warnings=list(the_plan["warnings"]))
     if not wait:
         return result
-    tls = resolve_tls(ctx)
+    tls = member_tls(ctx, the_plan["dns_name"])
     members: list[Member] = []
 
     def started_and_healthy() -> bool:

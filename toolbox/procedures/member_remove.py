@@ -73,6 +73,9 @@ def run(ctx: Context, name: str, *, force: bool = False) -> RemoveResult:
                 next_step="bring the other members back first (or pass --force if you "
                 "know they are gone for good and will be re-added)")
         with host_lock(ctx.paths.state_dir, "member remove"):
-            after = client.remove_member(target.id)
+            client.change_membership(
+                lambda: client.remove_member(target.id),
+                lambda: all(m.id != target.id for m in client.members()), "member remove")
+            after = client.members()
         _log.info("member.removed", name=name, id=target.hex_id)
     return RemoveResult(target, after, [m.name for m in healthy])

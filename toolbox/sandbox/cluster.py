@@ -19,7 +19,7 @@ from toolbox.etcd.client import EtcdClient, TlsFiles
 from toolbox.etcd.cluster import render_initial_cluster
 from toolbox.sandbox.agent import write_shims
 from toolbox.sandbox.binaries import EtcdBinaries, find_etcd
-from toolbox.sandbox.layout import ClusterPki, MasterSpec, lay_out_master
+from toolbox.sandbox.layout import SANDBOX_PEER_IPS, ClusterPki, MasterSpec, lay_out_master
 
 DEFAULT_DIR = Path("/var/tmp/ocp-recovery-sandbox")
 HEALTH_TIMEOUT = 60.0
@@ -172,6 +172,15 @@ class Sandbox:
         self._save(state)
         self._create_host(index, self.pki, initial_cluster=None, blank=True)
         self.start_master(index)
+        # Booted means its etcd-member pod ran the discovery init step, as on a real host.
+        env_file = self.root(index) / "run/etcd/environment"
+        deadline = time.monotonic() + HEALTH_TIMEOUT
+        while not env_file.exists():
+            if time.monotonic() > deadline:
+                raise WaitTimedOut(f"master-{index}'s node agent did not start its etcd-member "
+                                   f"pod within {HEALTH_TIMEOUT:.0f}s",
+                                   next_step=f"read {self.master_dir(index)}/agent.log")
+            time.sleep(0.05)
         return index
 
     def power_off(self) -> None:
@@ -247,6 +256,7 @@ class Sandbox:
             "export OCP_RECOVERY_HOST_EXEC=direct",
             f"export ETCDCTL_ENDPOINTS={spec.client_url}",
             f"export PATH={bindir}:{self.tools_dir}:$PATH",
+            f"export OCP_RECOVERY_SANDBOX_PEER_IPS={','.join(SANDBOX_PEER_IPS)}",
             f"# etcdctl --cacert {self.client_tls.ca} --cert {self.client_tls.cert} "
             f"--key {self.client_tls.key} member list",
         ]) + "\n"
@@ -259,6 +269,7 @@ class Sandbox:
             "OCP_RECOVERY_HOST_ROOT": str(self.root(index)),
             "OCP_RECOVERY_HOST_EXEC": "direct",
             "ETCDCTL_ENDPOINTS": spec.client_url,
+            "OCP_RECOVERY_SANDBOX_PEER_IPS": ",".join(SANDBOX_PEER_IPS),
             "PATH": f"{self.master_dir(index) / 'bin'}:{self.tools_dir}:"
                     f"{base.get('PATH', '/usr/bin:/bin')}",
         }

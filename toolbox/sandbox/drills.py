@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -11,11 +12,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+
 from toolbox.context import Context, build_context
 from toolbox.errors import DrillFailed, RecoveryError
-from toolbox.procedures import backup, restore, verify
+from toolbox.pki.certs import load_certificates
+from toolbox.pki.profiles import member_cert_requests
+from toolbox.procedures import backup, member_recover, member_remove, restore, signer, verify
 from toolbox.sandbox import scratch, workload
 from toolbox.sandbox.cluster import Sandbox
+from toolbox.sandbox.layout import DOMAIN, SANDBOX_PEER_IPS
 
 
 @dataclass
@@ -195,7 +201,108 @@ def restore_previous_state_drill(environ: Mapping[str, str], *, etcd: str = "3.5
     return report
 
 
+def _signer_for(sandbox: Sandbox, survivor: int, expect: list[str],
+                environ: Mapping[str, str]) -> tuple[threading.Thread, str, list[Exception]]:
+    """Run the signer on `survivor` in a thread, with the CA pairs an operator would dump
+    from the secrets etcd-signer and etcd-metric-signer into files on that master."""
+    secrets_dir = sandbox.root(survivor) / "root/signer"
+    secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for name in ("etcd_ca", "metric_ca"):
+        for ext in ("crt", "key"):
+            shutil.copy(sandbox.dir / "pki" / f"{name}.{ext}", secrets_dir / f"{name}.{ext}")
+    ctx = master_context(sandbox, survivor, environ)
+    request = signer.SignerRequest(expect, ("/root/signer/etcd_ca.crt", "/root/signer/etcd_ca.key"),
+                                   ("/root/signer/metric_ca.crt", "/root/signer/metric_ca.key"),
+                                   deadline=300)
+    the_signer, address, cert, key = signer.prepare(ctx, request)
+    ready = threading.Event()
+    failures: list[Exception] = []
+
+    def serve() -> None:
+        try:
+            signer.serve(the_signer, address, cert, key, request.deadline, ready)
+        except Exception as exc:  # reported by the drill, not lost in the thread
+            failures.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    ready.wait(30)
+    return thread, the_signer.token, failures
+
+
+def _recover(sandbox: Sandbox, index: int, signer_ip: str, token: str,
+             environ: Mapping[str, str]) -> None:
+    ctx = master_context(sandbox, index, {**environ, "OCP_RECOVERY_SIGNER_TOKEN": token})
+    name = sandbox.spec(index).member_name
+    member_recover.run(ctx, member_recover.plan(ctx, signer_ip, name, None))
+
+
+def _check_new_certificates(sandbox: Sandbox, index: int, report: DrillReport) -> None:
+    spec = sandbox.spec(index)
+    member_dir = sandbox.root(index) / "etc/kubernetes/static-pod-resources/etcd-member"
+    pki = sandbox.pki
+    for request in member_cert_requests(spec.dns_name, spec.ip, DOMAIN, SANDBOX_PEER_IPS):
+        [cert] = load_certificates((member_dir / f"{request.file_stem}.crt").read_bytes())
+        ca = pki.metric_ca if request.signer == "metric" else pki.etcd_ca
+        cert.verify_directly_issued_by(ca.cert)
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        _check(set(sans.get_values_for_type(x509.DNSName)) == set(request.dns_names),
+               f"{request.kind} certificate DNS SANs differ from the 4.3 profile")
+        _check({str(i) for i in sans.get_values_for_type(x509.IPAddress)} ==
+               set(request.ip_addresses), f"{request.kind} certificate IP SANs differ")
+        key = member_dir / f"{request.file_stem}.key"
+        _check(key.stat().st_mode & 0o777 == 0o600, f"{key.name} is not 0600")
+    report.facts.append(f"{spec.node_name}'s server, peer and metric certificates chain to "
+                        "their CAs with the 4.3 profile's SANs; keys 0600")
+
+
+def _check_members(sandbox: Sandbox, index: int, expected: list[int]) -> None:
+    with sandbox.client(index) as client:
+        members = client.members()
+    _check(sorted(m.name for m in members) == sorted(sandbox.spec(i).member_name
+                                                      for i in expected),
+           f"member list: {[m.name for m in members]}")
+    sandbox.wait_healthy(expected, 60)
+
+
+def replace_master_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 1000,
+                         directory: Path | None = None, keep: bool = False) -> DrillReport:
+    """Guide chapter 2: a master is lost; remove its member, add a blank master and recover
+    it through the signer."""
+    report = DrillReport("replace-master", etcd)
+    with _drill_sandbox(report, directory, keep) as sandbox:
+        with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
+            written = workload.write(kv, "before", keys)
+        ctx = master_context(sandbox, 0, environ)
+        with report.phase("lose master-2, remove its member"):
+            sandbox.stop_master(2)
+            member_remove.run(ctx, sandbox.spec(2).member_name)
+            sandbox.wipe_master(2)
+        with report.phase("add a blank master"):
+            new = sandbox.add_master()
+        with report.phase(f"signer on master-0, recover master-{new} (to healthy)"):
+            thread, token, failures = _signer_for(sandbox, 0, [sandbox.spec(new).dns_name],
+                                                  environ)
+            _recover(sandbox, new, sandbox.spec(0).ip, token, environ)
+            thread.join(30)
+        _check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
+        _check_members(sandbox, 0, [0, 1, new])
+        report.facts.append(f"3 started healthy members: master-0, master-1, master-{new}")
+        _check(len(workload_keys(sandbox, new)) == len(written), "data lost on the new member")
+        report.facts.append(f"{len(written)} keys read back from master-{new}")
+        _check_new_certificates(sandbox, new, report)
+    return report
+
+
+def workload_keys(sandbox: Sandbox, index: int) -> set[str]:
+    with workload.kv_client(sandbox, index) as kv:
+        return {m.key.decode() for _, m in kv.get_prefix(
+            "/kubernetes.io/configmaps/drill-before/")}
+
+
 DRILLS: dict[str, Callable[..., DrillReport]] = {
+    "replace-master": replace_master_drill,
     "backup": backup_drill,
     "quorum-restore": quorum_restore_drill,
     "restore-previous-state": restore_previous_state_drill,

@@ -20,6 +20,7 @@ DOMAIN = "sandbox.ocp4.test"
 # The simulated cluster was installed two days ago: past the first certificate rotation.
 INSTALLED = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
 FIRST_IP_OCTET = 11
+SANDBOX_PEER_IPS = ("127.0.0.1",)  # every sandbox peer dials from it
 KUBE_APISERVER_REVISIONS = (2, 9, 10)  # 10 > 9 by number, not by text: natural sort matters
 ETCD_CONF = """ETCD_SNAPSHOT_COUNT=100000
 ETCD_HEARTBEAT_INTERVAL=100
@@ -248,14 +249,12 @@ def lay_out_master(root: Path, spec: MasterSpec, pki: ClusterPki, *,
         (root / "home").symlink_to("var/home")  # as on RHCOS
     if blank:
         return
-    for request in member_cert_requests(spec.dns_name, spec.ip, DOMAIN):
+    for request in member_cert_requests(spec.dns_name, spec.ip, DOMAIN, SANDBOX_PEER_IPS):
         ca = pki.metric_ca if request.signer == "metric" else pki.etcd_ca
-        # The sandbox's peers all dial from 127.0.0.1, so peer certs also carry it.
-        ips = (*request.ip_addresses, "127.0.0.1") if request.kind == "peer" else \
-            request.ip_addresses
         pair = certs.issue(ca, common_name=request.common_name,
                            organizations=[request.organization], dns_names=request.dns_names,
-                           ip_addresses=ips, days=3 * 365, not_before=INSTALLED)
+                           ip_addresses=request.ip_addresses, days=3 * 365,
+                           not_before=INSTALLED)
         _write(member_dir / f"{request.file_stem}.crt", pair.cert_pem())
         _write(member_dir / f"{request.file_stem}.key", pair.key_pem(), 0o600)
     for revision in KUBE_APISERVER_REVISIONS:

@@ -1,0 +1,108 @@
+"""Guide 3.2 step 2: the etcd certificate signer, run on the surviving master.
+
+`ocp-recovery signer serve` signs member certificates for the new masters it was told to
+expect (their etcd DNS names), with the etcd and metric CAs, for whoever holds the one-time
+token it prints; it stops once every expected member has its three certificates, or at its
+deadline.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from toolbox import log
+from toolbox.context import Context
+from toolbox.errors import InvalidInput, PreconditionFailed, WaitTimedOut
+from toolbox.etcd.cluster import parse_env_file
+from toolbox.pki.certs import Issued
+from toolbox.pki.signer import Signer, make_server
+
+_log = log.get(__name__)
+
+
+@dataclass(frozen=True)
+class SignerRequest:
+    expect: list[str]             # etcd DNS names of the members to sign for
+    ca: tuple[str, str]           # host paths: etcd CA cert and key (secret etcd-signer)
+    metric_ca: tuple[str, str]    # secret etcd-metric-signer
+    address: str | None = None    # default <this master's etcd IP>:9943
+    token: str | None = None
+    deadline: float = 3600.0
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def prepare(ctx: Context, request: SignerRequest) -> tuple[Signer, tuple[str, int], Path, Path]:
+    if not request.expect:
+        raise InvalidInput("tell the signer which members to expect",
+                           next_step="--expect etcd-1.<cluster domain> (once per new master)")
+    env = parse_env_file(ctx.paths.etcd_env_file.read_text()) \
+        if ctx.paths.etcd_env_file.is_file() else None
+    dns_name = env.get("ETCD_DNS_NAME") if env else None
+    ip = env.get("ETCD_IPV4_ADDRESS") if env else None
+    if not dns_name or not ip:
+        raise PreconditionFailed("this master's ETCD_DNS_NAME / ETCD_IPV4_ADDRESS are unknown "
+                                 "(no /run/etcd/environment)",
+                                 next_step="run the signer on the surviving master")
+    member_dir = ctx.paths.etcd_member_resources
+    serving = (member_dir / f"system:etcd-server:{dns_name}.crt",
+               member_dir / f"system:etcd-server:{dns_name}.key")
+    for path in serving:
+        if not path.is_file():
+            raise PreconditionFailed(f"{ctx.paths.shown(path)} is missing: the signer serves "
+                                     "with this master's etcd server certificate")
+    signer = Signer(_load_pair(ctx, request.ca), _load_pair(ctx, request.metric_ca),
+                    request.token or new_token(), set(request.expect),
+                    dns_name.split(".", 1)[1])
+    host, _, port = (request.address or f"{ip}:9943").rpartition(":")
+    return signer, (host, int(port)), serving[0], serving[1]
+
+
+def _load_pair(ctx: Context, pair: tuple[str, str]) -> Issued:
+    cert_path, key_path = (ctx.paths.host(p) for p in pair)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot load the CA pair {pair[0]} / {pair[1]}: {exc}",
+                           next_step="write tls.crt and tls.key of the secrets etcd-signer "
+                           "and etcd-metric-signer (namespace openshift-config) to files and "
+                           "pass them with --ca/--metric-ca") from exc
+    return Issued(cert, key)  # type: ignore[arg-type]
+
+
+def serve(signer: Signer, address: tuple[str, int], cert: Path, key: Path,
+          deadline: float, ready: threading.Event | None = None) -> Signer:
+    server = make_server(signer, address, cert, key)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              daemon=True)
+    thread.start()
+    _log.info("signer.listening", address=f"{address[0]}:{address[1]}",
+              expect=sorted(signer.expected))
+    if ready is not None:
+        ready.set()
+    ends = time.monotonic() + deadline
+    try:
+        while not signer.spent:
+            if time.monotonic() > ends:
+                raise WaitTimedOut(
+                    f"the signer served {deadline:.0f}s and "
+                    f"{sorted(d for d in signer.expected if len(signer.issued.get(d, ())) < 3)}"
+                    " did not get all their certificates",
+                    state="signer stopped; certificates issued so far are valid",
+                    next_step="start it again with a new token for the members left")
+            time.sleep(0.2)
+    finally:
+        server.shutdown()
+        server.server_close()
+    _log.info("signer.done", members=sorted(signer.expected))
+    return signer
