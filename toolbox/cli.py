@@ -344,6 +344,37 @@ def signer_serve(
     log.say("signer done: every expected member has its certificates")
 
 
+@signer_app.command("manifest")
+def signer_manifest(
+    ctx: typer.Context,
+    hostname: Annotated[str, typer.Argument(
+        help="The survivor's kubernetes.io/hostname label, e.g. ip-10-0-143-125.")],
+    expect: Annotated[list[str] | None, typer.Option(
+        help="etcd DNS name of a new master (repeat); default: every etcd-<n> of a "
+             "3-master cluster but this one.")] = None,
+    image: Annotated[str | None, typer.Option(
+        help="The ocp-recovery image (env OCP_RECOVERY_IMAGE, or KUBE_ETCD_SIGNER_SERVER "
+             "as the guide exports it).")] = None,
+    output: Annotated[Path, typer.Option(help="Where to write it.")] = Path(
+        "./assets/manifests/kube-etcd-cert-signer.yaml"),
+) -> None:
+    """Render the signer pod (and its one-time token) to run it through the API."""
+    from toolbox.procedures import signer as procedure
+
+    context = _options(ctx).context()
+    chosen = image or os.environ.get("OCP_RECOVERY_IMAGE") or \
+        os.environ.get("KUBE_ETCD_SIGNER_SERVER") or "localhost/ocp-recovery:latest"
+    rendered = procedure.render_manifest(
+        hostname, chosen, expect or procedure.default_expectations(context),
+        context.signer_token)
+    written = procedure.write_manifest(rendered, output)
+    log.say(f"Tokenized template now ready: {written}")
+    log.say(f"token: {rendered.token}")
+    log.say(f"next: oc create -f {written}; then on each new master ({', '.join(rendered.expect)}"
+            "): export OCP_RECOVERY_SIGNER_TOKEN=<token>; ocp-recovery member recover "
+            "<this master's IP> etcd-member-<node>")
+
+
 def _show_plan(context: Context, title: str, changes: list[str], warnings: list[str],
                dry_run: bool, yes: bool, question: str) -> bool:
     """Print the changes for --dry-run or a confirmation on a TTY; True: stop here."""
@@ -397,8 +428,11 @@ def resume(
     from toolbox.procedures import inflight
 
     options = _options(ctx)
-    result = inflight.resume(options.context(), wait=wait)
-    _report_restore(options, result)
+    operation, result = inflight.resume(options.context(), wait=wait)
+    if operation == "restore":
+        _report_restore(options, result)
+    else:
+        _report_member_add(options, result)
 
 
 @app.command()
@@ -554,6 +588,13 @@ def drill_replace_master(etcd: EtcdOption = "3.5", keys: KeysOption = 1000,
                          directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
     """Chapter 2: lose a master, remove its member, recover a blank one via the signer."""
     _drill("replace-master", etcd, keys, directory, keep_sandbox)
+
+
+@drill_app.command("quorum-loss")
+def drill_quorum_loss(etcd: EtcdOption = "3.5", keys: KeysOption = 1000,
+                      directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
+    """Guide 3.2 whole: lose 2 of 3, restore the survivor, recover 2 new masters."""
+    _drill("quorum-loss", etcd, keys, directory, keep_sandbox)
 
 
 @drill_app.command("quorum-restore")

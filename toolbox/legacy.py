@@ -81,3 +81,15 @@ def etcd_member_recover(argv: list[str] | None = None) -> int:
     if argv is None:
         sys.exit(code)
     return code
+
+
+def tokenize_signer(argv: list[str] | None = None) -> int:
+    """`tokenize-signer.sh <MASTER_HOSTNAME>` (KUBE_ETCD_SIGNER_SERVER names the image)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0]:
+        code = _usage("tokenize-signer.sh <MASTER_HOSTNAME>")
+    else:
+        code = cli.run(["signer", "manifest", args[0]], prog_name="tokenize-signer.sh")
+    if argv is None:
+        sys.exit(code)
+    return code

@@ -18,3 +18,13 @@ def test_replace_master_drill(run_cli, tmp_path: Path, etcd: str) -> None:  # ty
     assert "ok: 3 started healthy members: master-0, master-1, master-3" in out
     assert "ok: 300 keys read back from master-3" in out
     assert "chain to their CAs with the 4.3 profile's SANs; keys 0600" in out
+
+
+@pytest.mark.parametrize("etcd", ETCD_VERSIONS)
+def test_quorum_loss_drill(run_cli, tmp_path: Path, etcd: str) -> None:  # type: ignore[no-untyped-def]
+    require_etcd(etcd)
+    out = run_cli(["drill", "quorum-loss", "--etcd", etcd, "--keys", "300", "--dir",
+                   str(tmp_path)]).stdout
+    assert "ok: 3 started healthy members: master-0, master-3, master-4" in out
+    assert "ok: 300 keys written before the backup are back, 0 of 100 written after it" in out
+    assert "ok: the old master-2 was refused: cluster ID mismatch" in out

@@ -54,12 +54,13 @@ def _module(journal: Journal) -> ModuleType:
     return module
 
 
-def resume(ctx: Context, *, wait: bool = True) -> Any:
+def resume(ctx: Context, *, wait: bool = True) -> tuple[str, Any]:
+    """Finish the operation in flight; returns its name and its procedure's result."""
     with host_lock(ctx.paths.state_dir, "resume"):
         journal = _journal(ctx, IN_FLIGHT, "resume")
         module = _module(journal)
         Runner(journal, module.steps(ctx, journal), kill_after=ctx.fault_kill_after).run()
-    return module.finish(ctx, journal.plan, wait=wait)
+    return journal.operation, module.finish(ctx, journal.plan, wait=wait)
 
 
 def rollback(ctx: Context) -> Journal:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
@@ -21,6 +22,7 @@ from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import InvalidInput, PreconditionFailed, WaitTimedOut
 from toolbox.etcd.cluster import parse_env_file
+from toolbox.host.files import atomic_write, ensure_private_dir
 from toolbox.pki.certs import Issued
 from toolbox.pki.signer import Signer, make_server
 
@@ -106,3 +108,56 @@ def serve(signer: Signer, address: tuple[str, int], cert: Path, key: Path,
         server.server_close()
     _log.info("signer.done", members=sorted(signer.expected))
     return signer
+
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "manifests/signer/kube-etcd-cert-signer.yaml"
+DEFAULT_MANIFEST = "./assets/manifests/kube-etcd-cert-signer.yaml"  # where 4.3 put it
+
+
+@dataclass(frozen=True)
+class RenderedSigner:
+    manifest: str
+    token: str
+    expect: list[str]
+
+
+def default_expectations(ctx: Context, members: int = 3) -> list[str]:
+    """Without --expect: every etcd-<n>.<domain> of a 3-master cluster but this host's."""
+    env = parse_env_file(ctx.paths.etcd_env_file.read_text()) \
+        if ctx.paths.etcd_env_file.is_file() else None
+    dns_name = env.get("ETCD_DNS_NAME") if env else None
+    if not dns_name or "." not in dns_name:
+        raise PreconditionFailed("this master's ETCD_DNS_NAME is unknown, so the members to "
+                                 "expect cannot be guessed", next_step="pass --expect "
+                                 "etcd-<n>.<cluster domain> for each new master")
+    domain = dns_name.split(".", 1)[1]
+    return [f"etcd-{n}.{domain}" for n in range(members) if f"etcd-{n}.{domain}" != dns_name]
+
+
+def render_manifest(hostname: str, image: str, expect: list[str],
+                    token: str | None = None) -> RenderedSigner:
+    """The signer Pod (and its token Secret) for `oc create -f`: the toolbox image serving,
+    on the node whose kubernetes.io/hostname label is `hostname`."""
+    if not hostname or any(c in hostname for c in ' "\n'):
+        raise InvalidInput(f"master hostname {hostname!r} is not a node's hostname label",
+                           next_step="give the short hostname, e.g. ip-10-0-143-125")
+    if not expect:
+        raise InvalidInput("no member to expect", next_step="--expect etcd-1.<domain> …")
+    token = token or new_token()
+    document = yaml.safe_load(TEMPLATE.read_text())
+    secret, pod = document["items"]
+    secret["stringData"]["token"] = token
+    pod["spec"]["nodeSelector"]["kubernetes.io/hostname"] = hostname
+    container = pod["spec"]["containers"][0]
+    container["image"] = image
+    for name in expect:
+        container["command"] += ["--expect", name]
+    header = "# Rendered by ocp-recovery signer manifest: apply with `oc create -f`.\n"
+    return RenderedSigner(header + yaml.safe_dump(document, sort_keys=False), token, expect)
+
+
+def write_manifest(rendered: RenderedSigner, output: Path) -> Path:
+    """Where `oc create -f` will read it; 0600, since it holds the token."""
+    ensure_private_dir(output.parent)
+    atomic_write(output, rendered.manifest.encode(), mode=0o600)
+    return output

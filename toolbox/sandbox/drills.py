@@ -295,6 +295,60 @@ def replace_master_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
     return report
 
 
+def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 1000,
+                      directory: Path | None = None, keep: bool = False) -> DrillReport:
+    """Guide 3.2 whole: back up, lose two of three masters, restore the survivor, add two
+    blank masters and recover them one at a time through the signer; an old member that
+    comes back must not join."""
+    report = DrillReport("quorum-loss", etcd)
+    with _drill_sandbox(report, directory, keep) as sandbox:
+        with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
+            before = workload.write(kv, "before", keys)
+        ctx = master_context(sandbox, 0, environ)
+        with report.phase("backup on master-0"):
+            backup.run(ctx, backup.BackupRequest("/home/core/backup", progress=False))
+        with workload.kv_client(sandbox, 0) as kv:
+            after = workload.write(kv, "after", 100)
+        with report.phase("lose master-1 and master-2"):
+            sandbox.stop_master(1)
+            sandbox.wipe_master(1)
+            sandbox.stop_master(2)  # powered off, disk kept: it comes back at the end
+        with report.phase("restore master-0 alone (to healthy)"):
+            restore.run(ctx, _restore_request(sandbox, [0]))
+        with report.phase("add two blank masters"):
+            new = [sandbox.add_master(), sandbox.add_master()]
+        with report.phase("signer on master-0, recover both in turn (to healthy)"):
+            thread, token, failures = _signer_for(
+                sandbox, 0, [sandbox.spec(i).dns_name for i in new], environ)
+            for index in new:
+                _recover(sandbox, index, sandbox.spec(0).ip, token, environ)
+            thread.join(30)
+        _check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
+        _check_members(sandbox, 0, [0, *new])
+        report.facts.append(f"3 started healthy members: master-0, master-{new[0]}, "
+                            f"master-{new[1]}")
+        _assert_restored_data(sandbox, new[1], before, after, report)
+        with report.phase("old master-2 powers on"):
+            sandbox.start_master(2)
+            mismatch = _wait_for_log(sandbox, [0, 2], "cluster ID mismatch", 30)
+        _check(mismatch, "the old member's cluster ID mismatch was not reported")
+        _check_members(sandbox, 0, [0, *new])
+        report.facts.append("the old master-2 was refused: cluster ID mismatch in the etcd "
+                            "log; the member list is unchanged")
+    return report
+
+
+def _wait_for_log(sandbox: Sandbox, masters: list[int], text: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for index in masters:
+            for log_file in (sandbox.master_dir(index) / "logs").glob("etcd-member-*.log"):
+                if text in log_file.read_text(errors="replace"):
+                    return True
+        time.sleep(0.5)
+    return False
+
+
 def workload_keys(sandbox: Sandbox, index: int) -> set[str]:
     with workload.kv_client(sandbox, index) as kv:
         return {m.key.decode() for _, m in kv.get_prefix(
@@ -303,6 +357,7 @@ def workload_keys(sandbox: Sandbox, index: int) -> set[str]:
 
 DRILLS: dict[str, Callable[..., DrillReport]] = {
     "replace-master": replace_master_drill,
+    "quorum-loss": quorum_loss_drill,
     "backup": backup_drill,
     "quorum-restore": quorum_restore_drill,
     "restore-previous-state": restore_previous_state_drill,
