@@ -58,6 +58,6 @@ def test_tokenize_signer_writes_a_private_file(run_cli, tmp_path: Path) -> None:
     pod = models(out.read_text())["Pod"]
     command = pod.spec.containers[0].command  # type: ignore[attr-defined]
     assert command[-4:] == ["--expect", "etcd-1.example.com", "--expect", "etcd-2.example.com"]
-    token = [line for line in said.splitlines() if line.startswith("token: ")][0][7:]
+    token = next(line for line in said.splitlines() if line.startswith("token: "))[7:]
     assert token in out.read_text()
     assert os.path.basename(str(out)) in said
