@@ -21,6 +21,7 @@ from typing import Any
 from toolbox import log
 from toolbox.errors import OperationInFlight, RecoveryError, StepFailed
 from toolbox.host.files import atomic_write, ensure_private_dir
+from toolbox.host.lock import host_lock
 
 _log = log.get(__name__)
 
@@ -189,6 +190,15 @@ class Runner:
             "to return the host to how it was",
         )
         return error
+
+
+def execute(state_dir: Path, operation: str, plan: dict[str, Any],
+            build: Callable[[Journal], list[Step]], *, kill_after: str | None = None) -> None:
+    """Run a procedure's steps under the host lock with a new journal."""
+    with host_lock(state_dir, operation):
+        names = [s.name for s in build(Journal.in_memory(plan))]
+        journal = Journal.begin(state_dir, operation, plan, names)
+        Runner(journal, build(journal), kill_after=kill_after).run()
 
 
 def describe(steps: list[Step]) -> list[str]:

@@ -23,9 +23,8 @@ from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, Wa
 from toolbox.etcd.client import EtcdClient, Member, TlsFiles, resolve_tls
 from toolbox.etcd.cluster import parse_env_file
 from toolbox.host.files import atomic_write, ensure_private_dir, move_path
-from toolbox.host.lock import host_lock
 from toolbox.host.runtime import Runtime, wait_until
-from toolbox.journal import Journal, Runner, Step, describe
+from toolbox.journal import Journal, Step, describe, execute
 from toolbox.pki.certs import load_certificates
 from toolbox.procedures.member_remove import healthy_members, quorum
 from toolbox.procedures.restore import ETCD_POD
@@ -302,10 +301,8 @@ def run(ctx: Context, request: AddRequest, *, wait: bool = True,
         checked_plan: dict[str, Any] | None = None) -> AddResult:
     started = time.monotonic()
     the_plan = checked_plan or plan(ctx, request)
-    with host_lock(ctx.paths.state_dir, OPERATION):
-        names = [s.name for s in steps(ctx, Journal.in_memory(the_plan))]
-        journal = Journal.begin(ctx.paths.state_dir, OPERATION, the_plan, names)
-        Runner(journal, steps(ctx, journal), kill_after=ctx.fault_kill_after).run()
+    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j),
+            kill_after=ctx.fault_kill_after)
     result = finish(ctx, the_plan, wait=wait)
     result.seconds = time.monotonic() - started
     return result

@@ -14,8 +14,7 @@ from typing import Any
 
 from toolbox.context import Context
 from toolbox.errors import PreconditionFailed
-from toolbox.host.lock import host_lock
-from toolbox.journal import Journal, Runner, Step, describe
+from toolbox.journal import Journal, Step, describe, execute
 from toolbox.pki.agent import SignerEndpoint, request_certificate
 from toolbox.pki.certs import load_certificates
 from toolbox.pki.profiles import member_cert_requests
@@ -83,10 +82,8 @@ def dry_run(ctx: Context, signer_ip: str, name: str,
 
 def run(ctx: Context, the_plan: dict[str, Any], *, wait: bool = True) -> AddResult:
     started = time.monotonic()
-    with host_lock(ctx.paths.state_dir, OPERATION):
-        names = [s.name for s in steps(ctx, Journal.in_memory(the_plan))]
-        journal = Journal.begin(ctx.paths.state_dir, OPERATION, the_plan, names)
-        Runner(journal, steps(ctx, journal), kill_after=ctx.fault_kill_after).run()
+    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j),
+            kill_after=ctx.fault_kill_after)
     result = finish(ctx, the_plan, wait=wait)
     result.seconds = time.monotonic() - started
     return result

@@ -34,10 +34,9 @@ from toolbox.host.files import (
     same_filesystem,
     tree_bytes,
 )
-from toolbox.host.lock import host_lock
 from toolbox.host.paths import revision_number
 from toolbox.host.runtime import Runtime, wait_until
-from toolbox.journal import Journal, Runner, Step, describe
+from toolbox.journal import Journal, Step, describe, execute
 
 _log = log.get(__name__)
 
@@ -402,10 +401,8 @@ def run(ctx: Context, request: RestoreRequest, *, wait: bool = True,
     checks are not repeated; the journal refuses if another operation began since)."""
     started = time.monotonic()
     the_plan = checked_plan or plan(ctx, request)
-    with host_lock(ctx.paths.state_dir, OPERATION):
-        names = [s.name for s in steps(ctx, Journal.in_memory(the_plan))]
-        journal = Journal.begin(ctx.paths.state_dir, OPERATION, the_plan, names)
-        Runner(journal, steps(ctx, journal), kill_after=ctx.fault_kill_after).run()
+    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j),
+            kill_after=ctx.fault_kill_after)
     return finish(ctx, the_plan, wait=wait, started=started)
 
 

@@ -142,18 +142,25 @@ def _assert_restored_data(sandbox: Sandbox, index: int, before: list[str], after
                         f"{len(after)} written after it")
 
 
+def _backup_between_writes(sandbox: Sandbox, environ: Mapping[str, str], report: DrillReport,
+                           keys: int) -> tuple[Context, list[str], list[str]]:
+    """Keys "before", a backup on master-0, keys "after": what a restore must tell apart."""
+    with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
+        before = workload.write(kv, "before", keys)
+    ctx = master_context(sandbox, 0, environ)
+    with report.phase("backup on master-0"):
+        backup.run(ctx, backup.BackupRequest("/home/core/backup", progress=False))
+    with workload.kv_client(sandbox, 0) as kv:
+        after = workload.write(kv, "after", 100)
+    return ctx, before, after
+
+
 def quorum_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 1000,
                          directory: Path | None = None, keep: bool = False) -> DrillReport:
     """Guide 3.2 step 1: two of three masters lost; restore the survivor alone."""
     report = DrillReport("quorum-restore", etcd)
     with _drill_sandbox(report, directory, keep) as sandbox:
-        with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
-            before = workload.write(kv, "before", keys)
-        ctx = master_context(sandbox, 0, environ)
-        with report.phase("backup on master-0"):
-            backup.run(ctx, backup.BackupRequest("/home/core/backup", progress=False))
-        with workload.kv_client(sandbox, 0) as kv:
-            after = workload.write(kv, "after", 100)
+        ctx, before, after = _backup_between_writes(sandbox, environ, report, keys)
         with report.phase("lose master-1 and master-2"):
             sandbox.stop_master(1)
             sandbox.stop_master(2)
@@ -302,13 +309,7 @@ def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: in
     comes back must not join."""
     report = DrillReport("quorum-loss", etcd)
     with _drill_sandbox(report, directory, keep) as sandbox:
-        with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
-            before = workload.write(kv, "before", keys)
-        ctx = master_context(sandbox, 0, environ)
-        with report.phase("backup on master-0"):
-            backup.run(ctx, backup.BackupRequest("/home/core/backup", progress=False))
-        with workload.kv_client(sandbox, 0) as kv:
-            after = workload.write(kv, "after", 100)
+        ctx, before, after = _backup_between_writes(sandbox, environ, report, keys)
         with report.phase("lose master-1 and master-2"):
             sandbox.stop_master(1)
             sandbox.wipe_master(1)
