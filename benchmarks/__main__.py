@@ -1,0 +1,25 @@
+"""Every benchmark in one run: `python -m benchmarks [--size-mib N] [--rounds N]`.
+
+Runs backup, verify and restore one after the other (each builds its own sandbox, since the
+sandbox addresses are shared) and prints their figures.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from benchmarks import backup, restore, verify
+
+BENCHMARKS = (("backup", backup.main), ("verify", verify.main), ("restore", restore.main))
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    for name, run in BENCHMARKS:
+        print(f"== {name} ==", flush=True)
+        sys.argv = [f"benchmarks.{name}", *args]
+        run()
+
+
+if __name__ == "__main__":
+    main()
