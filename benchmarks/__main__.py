@@ -14,11 +14,9 @@ BENCHMARKS = (("backup", backup.main), ("verify", verify.main), ("restore", rest
 
 
 def main() -> None:
-    args = sys.argv[1:]
     for name, run in BENCHMARKS:
         print(f"== {name} ==", flush=True)
-        sys.argv = [f"benchmarks.{name}", *args]
-        run()
+        run(sys.argv[1:])
 
 
 if __name__ == "__main__":

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import os
 import platform
+import shutil
 import statistics
 import subprocess
+import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolbox.host.paths import resolve_under
+from toolbox.sandbox import workload
+from toolbox.sandbox.cluster import Sandbox
 
 
 @dataclass
@@ -57,6 +69,74 @@ def measure(argv: list[str], env: dict[str, str], samples: Samples) -> None:
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}): {err[-2000:]}")
     samples.seconds.append(elapsed)
     samples.peak_rss_kib.append(peak[0])
+
+
+VALUE_BYTES = 96 * 1024  # a large ConfigMap/Secret; several revisions of each
+KEYS_PER_TXN = 12        # under etcd's default 1.5 MiB request limit
+TOOL = str(Path(sys.executable).with_name("ocp-recovery"))
+
+
+def fill(sandbox: Sandbox, size_mib: int) -> tuple[int, float]:
+    """Write until the db holds about size_mib; overwrite keys so revisions pile up, and
+    compact half of history so free pages exist, as in a live cluster."""
+    started = time.monotonic()
+    keys = max(1, (size_mib << 20) // VALUE_BYTES // 3)
+    with workload.kv_client(sandbox, 0, timeout=60) as kv:
+        rounds = 0
+        while True:
+            for start in range(0, keys, KEYS_PER_TXN):
+                batch = [f"/kubernetes.io/secrets/bench/s-{i:07d}"
+                         for i in range(start, min(keys, start + KEYS_PER_TXN))]
+                kv.transaction(compare=[], failure=[], success=[
+                    kv.transactions.put(k, os.urandom(VALUE_BYTES)) for k in batch])
+            rounds += 1
+            status = kv.status()
+            if rounds == 2:
+                kv.compact(int(kv.get_response("/").header.revision) // 2)
+            if status.db_size >= size_mib << 20:
+                return status.db_size, time.monotonic() - started
+
+
+@dataclass
+class Bench:
+    sandbox: Sandbox
+    work: Path
+    env: dict[str, str]     # ocp-recovery acting on the sandbox's master-0
+
+    def backup(self, directory: str = "/home/core/bench") -> Path:
+        """One backup (not measured); returns its snapshot file."""
+        measure([TOOL, "backup", directory], self.env, Samples("setup"))
+        [snapshot] = resolve_under(self.sandbox.root(0), directory).glob("snapshot_*.db")
+        return snapshot
+
+
+@contextlib.contextmanager
+def bench_sandbox(argv: list[str] | None, description: str) -> Iterator[tuple[Bench, Any]]:
+    """The common command line (--size-mib, --rounds, --etcd), a 1-master sandbox filled to
+    the size, the machine line; everything removed afterwards."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--etcd", default="3.5")
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="ocpr-bench-", dir="/var/tmp"))
+    sandbox = Sandbox.up(work / "sandbox", masters=1, etcd=args.etcd)
+    try:
+        db_size, fill_seconds = fill(sandbox, args.size_mib)
+        print(f"machine: {machine()}")
+        print(f"etcd {args.etcd}: db {db_size / 2**20:.0f} MiB filled in {fill_seconds:.0f} s")
+        env = {**sandbox.env_vars(0, dict(os.environ)), "OCP_RECOVERY_LOG_FORMAT": "json"}
+        yield Bench(sandbox, work, env), args
+    finally:
+        sandbox.down()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def report(name: str, ours: Samples, theirs: Samples, target: float) -> None:
+    print(ours.line())
+    print(theirs.line())
+    print(ratio_line(name, ours, theirs, target))
+    print(f"toolbox peak RSS {max(ours.peak_rss_kib) / 1024:.1f} MiB (target < 100 MiB)")
 
 
 def machine() -> str:

@@ -569,47 +569,35 @@ WorkOption = Annotated[Path | None, typer.Option("--dir", help="Work directory."
 KeepOption = Annotated[bool, typer.Option(help="Leave the sandbox running.")]
 
 
-def _drill(name: str, etcd: str, keys: int, directory: Path | None, keep: bool) -> None:
-    from toolbox.sandbox.drills import DRILLS
-
-    report = DRILLS[name](os.environ, etcd=etcd, keys=keys, directory=directory, keep=keep)
-    log.say(report.render())
-
-
-@drill_app.command("backup")
-def drill_backup(etcd: EtcdOption = "3.5", keys: KeysOption = 2000,
-                 directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
-    """Guide 1.1 on a 3-master sandbox; proves the snapshot holds exactly the data."""
-    _drill("backup", etcd, keys, directory, keep_sandbox)
-
-
-@drill_app.command("replace-master")
-def drill_replace_master(etcd: EtcdOption = "3.5", keys: KeysOption = 1000,
-                         directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
-    """Chapter 2: lose a master, remove its member, recover a blank one via the signer."""
-    _drill("replace-master", etcd, keys, directory, keep_sandbox)
+# name -> (help, default keys); the drills themselves are imported only when one runs.
+DRILL_COMMANDS = {
+    "backup": ("Guide 1.1 on a 3-master sandbox; proves the snapshot holds exactly the data.",
+               2000),
+    "quorum-restore": ("Guide 3.2 step 1: lose 2 of 3 masters, restore the survivor alone.",
+                       1000),
+    "restore-previous-state": ("Guide 3.3: restore the same backup on all three masters, "
+                               "close together.", 1000),
+    "replace-master": ("Chapter 2: lose a master, remove its member, recover a blank one via "
+                       "the signer.", 1000),
+    "quorum-loss": ("Guide 3.2 whole: lose 2 of 3, restore the survivor, recover 2 new "
+                    "masters.", 1000),
+}
 
 
-@drill_app.command("quorum-loss")
-def drill_quorum_loss(etcd: EtcdOption = "3.5", keys: KeysOption = 1000,
-                      directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
-    """Guide 3.2 whole: lose 2 of 3, restore the survivor, recover 2 new masters."""
-    _drill("quorum-loss", etcd, keys, directory, keep_sandbox)
+def _drill_command(name: str, default_keys: int) -> Any:
+    def command(etcd: EtcdOption = "3.5", keys: KeysOption = default_keys,
+                directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
+        from toolbox.sandbox.drills import DRILLS
+
+        report = DRILLS[name](os.environ, etcd=etcd, keys=keys, directory=directory,
+                              keep=keep_sandbox)
+        log.say(report.render())
+
+    return command
 
 
-@drill_app.command("quorum-restore")
-def drill_quorum_restore(etcd: EtcdOption = "3.5", keys: KeysOption = 1000,
-                         directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
-    """Guide 3.2 step 1: lose 2 of 3 masters, restore the survivor alone."""
-    _drill("quorum-restore", etcd, keys, directory, keep_sandbox)
-
-
-@drill_app.command("restore-previous-state")
-def drill_restore_previous_state(etcd: EtcdOption = "3.5", keys: KeysOption = 1000,
-                                 directory: WorkOption = None,
-                                 keep_sandbox: KeepOption = False) -> None:
-    """Guide 3.3: restore the same backup on all three masters, close together."""
-    _drill("restore-previous-state", etcd, keys, directory, keep_sandbox)
+for _name, (_help, _keys) in DRILL_COMMANDS.items():
+    drill_app.command(_name, help=_help)(_drill_command(_name, _keys))
 
 
 # ---- reference ----------------------------------------------------------------------------
