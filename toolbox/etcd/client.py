@@ -207,7 +207,7 @@ class EtcdClient:
             try:
                 return attempt()
             except EtcdUnavailable as exc:
-                if n == tries - 1 or "deadline" not in exc.what:
+                if n == tries - 1 or not _maybe_applied(exc):
                     raise
                 _log.warning("etcd.retry", what=what, attempt=n + 1, reason=exc.what)
                 time.sleep(1)
@@ -263,6 +263,12 @@ class EtcdClient:
             return method(request, timeout=max(self.dial, deadline or 0))
         except grpc.RpcError as exc:
             raise _unavailable(self.endpoint, what, exc) from exc
+
+
+def _maybe_applied(exc: EtcdUnavailable) -> bool:
+    """Our deadline, or etcd's own "request timed out" after a leader change: in both the
+    proposal may or may not have been applied, so check, then retry."""
+    return "deadline" in exc.what or "request timed out" in exc.what
 
 
 def _channel(endpoint: str, ca: bytes, key: bytes, cert: bytes) -> grpc.Channel:
