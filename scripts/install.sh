@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs ocp-recovery into ./.venv from this checkout, with the sandbox's etcd 3.5.
-#   --test   also what the test suite needs: Debian's etcd 3.4 and the test extras.
+#   --test   also what the test suite needs: Debian's etcd 3.4, the test extras, and a real
+#            kube-apiserver (scripts/build-kube-apiserver.sh: built once, then cached).
 # Works on a fresh Debian 12 as root; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,4 +33,7 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
 extras=sandbox
 $with_tests && extras=sandbox,test
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[${extras}]"
+if $with_tests; then
+  echo "install.sh: kube-apiserver at $(bash scripts/build-kube-apiserver.sh)"
+fi
 echo "install.sh: ocp-recovery installed in $(pwd)/.venv ($(.venv/bin/ocp-recovery --version))"

@@ -16,7 +16,7 @@ import pytest
 
 from toolbox import cli, log
 from toolbox.errors import PreconditionFailed
-from toolbox.sandbox.binaries import find_etcd
+from toolbox.sandbox.binaries import find_etcd, find_kube_apiserver
 from toolbox.sandbox.cluster import Sandbox
 
 IN_CI = os.environ.get("CI") == "true"
@@ -29,6 +29,13 @@ def missing(what: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{what} is required in CI")
     pytest.skip(f"{what} is not available here")
+
+
+def require_kube_apiserver() -> Path:
+    binary = find_kube_apiserver()
+    if binary is None:
+        missing("kube-apiserver v1.20+ (bash scripts/build-kube-apiserver.sh builds it)")
+    return binary
 
 
 def require_etcd(version: str) -> None:

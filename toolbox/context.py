@@ -59,6 +59,8 @@ class Context:
     signer_token: str | None = None
     # Extra peer-certificate IPs for new members (the sandbox sets 127.0.0.1).
     extra_peer_ips: tuple[str, ...] = ()
+    # The Kubernetes API's kubeconfig, a host path; None: the recovery API server's.
+    kubeconfig: str | None = None
 
     @cached_property
     def paths(self) -> HostPaths:
@@ -92,6 +94,7 @@ def build_context(
     dial_timeout: float | None = None,
     stream_idle_timeout: float | None = None,
     command_timeout: float | None = None,
+    kubeconfig: str | None = None,
 ) -> Context:
     root = Path(host_root) if host_root else default_host_root(environ)
     if not root.is_dir():
@@ -139,6 +142,7 @@ def build_context(
         signer_token=environ.get("OCP_RECOVERY_SIGNER_TOKEN") or None,
         extra_peer_ips=tuple(i for i in environ.get("OCP_RECOVERY_SANDBOX_PEER_IPS", "")
                              .split(",") if i),
+        kubeconfig=kubeconfig or environ.get("KUBECONFIG") or None,
     )
 
 

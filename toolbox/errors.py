@@ -110,6 +110,22 @@ class StepFailed(RecoveryError):
     summary = "a step failed part-way; the host is changed: `resume` or `rollback`"
 
 
+class ApiUnavailable(RecoveryError):
+    exit_code = 12
+    summary = "the Kubernetes API did not answer, refused TLS or our credentials, or a request"
+    default_state = "unchanged by the failed request"
+    default_next = ("check the API server the kubeconfig names (for expired certificates: "
+                    "`ocp-recovery recovery-apiserver create`), then run the same command")
+
+
+class CertificatesExpiring(RecoveryError):
+    exit_code = 13
+    summary = "`certs report` found a certificate that expires within --warn-days"
+    default_state = "unchanged: the report only reads"
+    default_next = ("plan the rotation now; for expired control-plane certificates follow "
+                    "`ocp-recovery recovery-apiserver create` and `regenerate-certificates`")
+
+
 class DrillFailed(RecoveryError):
     exit_code = 20
     summary = "a drill's check failed: the procedure did not give the expected outcome"

@@ -65,3 +65,8 @@ def tokenize_signer(argv: list[str] | None = None) -> int:
     """KUBE_ETCD_SIGNER_SERVER, as the guide exports it, names the image."""
     return _shim(argv, "tokenize-signer.sh <MASTER_HOSTNAME>", 1,
                  lambda a: ["signer", "manifest", a[0]])
+
+
+def recover_kubeconfig(argv: list[str] | None = None) -> int:
+    """No arguments; KUBECONFIG (the recovery API server's, in the guide) says which API."""
+    return _shim(argv, "recover-kubeconfig.sh", 0, lambda a: ["kubeconfig", "recover"])

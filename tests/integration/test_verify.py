@@ -15,7 +15,7 @@ from toolbox.sandbox.cluster import Sandbox
 @pytest.fixture(scope="module")
 def backup_dir(sandbox: Sandbox) -> Path:
     from toolbox.procedures import backup
-    from toolbox.sandbox.drills import master_context
+    from toolbox.sandbox.drill_report import master_context
 
     ctx = master_context(sandbox, 0, dict(os.environ))
     backup.run(ctx, backup.BackupRequest("/home/core/verify", progress=False))

@@ -108,6 +108,27 @@ class HostPaths:
     def state_dir(self) -> Path:
         return self.host(self.state_dir_on_host)
 
+    @property
+    def kubelet_dir(self) -> Path:
+        return self.host("/var/lib/kubelet")
+
+    @property
+    def bootstrap_kubeconfig(self) -> Path:
+        """The kubeconfig kubelet bootstraps with (and the etcd certs init container uses)."""
+        return self.host("/etc/kubernetes/kubeconfig")
+
+    @property
+    def recovery_apiserver_dir(self) -> Path:
+        return self.static_pod_resources / "recovery-kube-apiserver-pod"
+
+    @property
+    def recovery_apiserver_manifest(self) -> Path:
+        return self.manifests / "recovery-kube-apiserver-pod.yaml"
+
+    @property
+    def recovery_kubeconfig(self) -> Path:
+        return self.recovery_apiserver_dir / "admin.kubeconfig"
+
     def kube_apiserver_revisions(self) -> list[Path]:
         """`kube-apiserver-pod-N` directories, lowest N first (the 4.3 scripts' `ls -v`)."""
         if not self.static_pod_resources.is_dir():

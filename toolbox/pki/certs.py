@@ -23,7 +23,7 @@ class Issued:
     key: PrivateKey
 
     def cert_pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
+        return pem(self.cert)
 
     def key_pem(self) -> bytes:
         return self.key.private_bytes(
@@ -54,13 +54,25 @@ def _validity(days: float, not_before: dt.datetime | None) -> tuple[dt.datetime,
 def self_signed_ca(common_name: str, *, days: float = 3650,
                    not_before: dt.datetime | None = None, key_kind: str = "ec") -> Issued:
     key = new_key(key_kind)
+    return Issued(_ca_certificate(_name(common_name), key, None, days, not_before), key)
+
+
+def issue_ca(ca: Issued, common_name: str, *, days: float,
+             not_before: dt.datetime | None = None, key_kind: str = "rsa") -> Issued:
+    """An intermediate CA signed by `ca` (as the csr-signer is, under csr-signer-signer)."""
+    key = new_key(key_kind)
+    return Issued(_ca_certificate(_name(common_name), key, ca, days, not_before), key)
+
+
+def _ca_certificate(subject: x509.Name, key: PrivateKey, issuer: Issued | None, days: float,
+                    not_before: dt.datetime | None) -> x509.Certificate:
     start, end = _validity(days, not_before)
-    subject = _name(common_name)
-    cert = (
+    signing_key = issuer.key if issuer else key
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
+        .issuer_name(issuer.cert.subject if issuer else subject)
+        .public_key(key.public_key())  # type: ignore[arg-type]
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(end)
@@ -72,11 +84,18 @@ def self_signed_ca(common_name: str, *, days: float = 3650,
                           encipher_only=False, decipher_only=False),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),  # type: ignore[arg-type]
                        critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return Issued(cert, key)
+    if issuer:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.key.public_key()),  # type: ignore[arg-type]
+            critical=False)
+    return builder.sign(signing_key, hashes.SHA256())
+
+
+def pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def subject_alt_names(dns_names: Iterable[str],

@@ -11,11 +11,21 @@ from toolbox.errors import PreconditionFailed
 from toolbox.host.files import remove_empty_tree
 from toolbox.host.lock import current_holder, host_lock
 from toolbox.journal import IN_FLIGHT, Journal, Runner
-from toolbox.procedures import member_add, member_recover, restore
+from toolbox.procedures import (
+    kubelet,
+    member_add,
+    member_recover,
+    recovery_apiserver,
+    regenerate_certs,
+    restore,
+)
 
 PROCEDURES: dict[str, ModuleType] = {restore.OPERATION: restore,
                                      member_add.OPERATION: member_add,
-                                     member_recover.OPERATION: member_recover}
+                                     member_recover.OPERATION: member_recover,
+                                     recovery_apiserver.OPERATION: recovery_apiserver,
+                                     regenerate_certs.OPERATION: regenerate_certs,
+                                     kubelet.OPERATION: kubelet}
 
 
 @dataclass

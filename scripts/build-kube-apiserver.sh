@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The real kube-apiserver the sandbox runs for the certificate-recovery procedures (guide 3.4):
+# v1.20 built from Debian 12's `kubernetes` source package (it vendors every Go module, so the
+# build needs no Go proxy). Cached: when the binary is there and runs, nothing is done.
+# Prints the binary's path. Root (apt-get), about 3 GB of disk and 4-6 minutes the first time.
+#   usage: build-kube-apiserver.sh [CACHE_DIR]   (default $KUBE_APISERVER_CACHE or
+#                                                  ~/.cache/ocp-recovery)
+set -euo pipefail
+cache=${1:-${KUBE_APISERVER_CACHE:-$HOME/.cache/ocp-recovery}}
+binary=$cache/bin/kube-apiserver
+if [ -x "$binary" ] && "$binary" --version >/dev/null 2>&1; then
+  echo "$binary"; exit 0
+fi
+mkdir -p "$cache/bin" "$cache/src"
+build=$(mktemp -d "$cache/src/kube-apiserver.XXXXXX")
+trap 'rm -rf "$build"' EXIT
+log=$cache/build-kube-apiserver.log
+echo "build-kube-apiserver.sh: building kube-apiserver from Debian's source (log: $log)" >&2
+
+# A private apt state holding only deb-src lines for the machine's own archives, so the
+# system's apt configuration is not touched.
+mkdir -p "$build/apt/sources" "$build/apt/lists/partial"
+for f in /etc/apt/sources.list.d/*.sources; do
+  [ -e "$f" ] && sed 's/^Types: deb$/Types: deb-src/' "$f" >"$build/apt/sources/$(basename "$f")"
+done
+[ -f /etc/apt/sources.list ] && sed -n 's/^deb /deb-src /p' /etc/apt/sources.list \
+  >"$build/apt/sources/main.list"
+apt_private=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$build/apt/sources"
+             -o "Dir::State::Lists=$build/apt/lists")
+{
+  apt-get "${apt_private[@]}" update
+  (cd "$build" && apt-get "${apt_private[@]}" source --download-only kubernetes)
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    golang-go make rsync golang-github-modern-go-reflect2-dev
+} >"$log" 2>&1 || { echo "build-kube-apiserver.sh: fetching failed, see $log" >&2; exit 1; }
+
+cd "$build"
+tar xzf kubernetes_*.orig.tar.gz
+cd "$(find . -maxdepth 1 -type d -name 'kubernetes-*' | head -1)"
+# reflect2 1.0.1 (vendored) breaks with Go 1.18+; Debian ships the compatible 1.0.2.
+reflect2=vendor/github.com/modern-go/reflect2
+rm -rf "$reflect2" && mkdir -p "$reflect2"
+find -L /usr/share/gocode/src/github.com/modern-go/reflect2 -maxdepth 1 \
+  \( -name '*.go' -o -name '*.s' \) -exec cp -L {} "$reflect2/" \;
+mkdir -p .gopath/src/k8s.io && ln -sfn ../../.. .gopath/src/k8s.io/kubernetes
+if ! GOPATH=$PWD/.gopath CGO_ENABLED=0 GOPROXY=off GOFLAGS=-mod=vendor \
+    make WHAT=cmd/kube-apiserver >>"$log" 2>&1; then
+  echo "build-kube-apiserver.sh: the build failed, see $log" >&2; exit 1
+fi
+install -m 0755 _output/bin/kube-apiserver "$binary.new"
+mv "$binary.new" "$binary"
+"$binary" --version >>"$log" 2>&1
+echo "$binary"

@@ -1,0 +1,212 @@
+"""Guide 3.4 piece by piece against a real kube-apiserver on a 1-master sandbox: the recovery
+API server, regenerate-certificates (dry run and refusals), kubeconfig recover, and CSR
+verdicts on real CSRs made in the API by real identities."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from tests.conftest import Outcome, require_etcd, require_kube_apiserver, tree_fingerprint
+from toolbox.kube import config as kubeconfig
+from toolbox.kube.client import KubeClient, path_of, secret_value
+from toolbox.pki import certs, rotation
+from toolbox.sandbox.cluster import Sandbox
+
+pytestmark = pytest.mark.timeout(600)
+IGNORED = ("var/lib/etcd", "var/lib/ocp-recovery")
+BOOTSTRAPPER = "system:serviceaccount:openshift-machine-config-operator:node-bootstrapper"
+
+
+@pytest.fixture(scope="module")
+def api_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    binary = require_kube_apiserver()
+    require_etcd("3.5")
+    sandbox = Sandbox.up(tmp_path_factory.mktemp("api-sandbox"), masters=1, etcd="3.5",
+                         kube_apiserver=binary)
+    yield sandbox
+    sandbox.down()
+
+
+@pytest.fixture
+def on_master(api_sandbox: Sandbox, run_cli):  # type: ignore[no-untyped-def]
+    env = api_sandbox.env_vars(0, {})
+
+    def run(*args: str, exit_code: int = 0) -> Outcome:
+        return run_cli(["--log-format", "json", *args], env=env,  # type: ignore[no-any-return]
+                       exit_code=exit_code)
+
+    return run
+
+
+def _recovery_client(root: Path) -> KubeClient:
+    path = root / "etc/kubernetes/static-pod-resources/recovery-kube-apiserver-pod/admin.kubeconfig"
+    return KubeClient(kubeconfig.load(path), timeout=10)
+
+
+def test_recovery_apiserver_serves_with_sans_and_refuses_a_second_create(
+        api_sandbox: Sandbox, on_master) -> None:  # type: ignore[no-untyped-def]
+    root = api_sandbox.root(0)
+    before = tree_fingerprint(root, IGNORED)
+    out = on_master("recovery-apiserver", "create", "--yes")
+    ready = out.json_lines()[-1]
+    assert ready["event"] == "recovery_apiserver.ready"
+    recovery = root / "etc/kubernetes/static-pod-resources/recovery-kube-apiserver-pod"
+    assert ready["kubeconfig"] == "/etc/kubernetes/static-pod-resources/" \
+        "recovery-kube-apiserver-pod/admin.kubeconfig"
+
+    client = _recovery_client(root)
+    status, body = client.request("GET", "/api/v1/namespaces/kube-system")
+    assert status == 200 and body["metadata"]["name"] == "kube-system"
+    # The data is the cluster's: what the seeded (normal) API wrote is read back here.
+    infra = client.get(path_of("Infrastructure", "cluster"))
+    assert infra and infra["status"]["apiServerInternalURI"] == "https://127.0.0.11:6443"
+
+    ca = x509.load_pem_x509_certificate((recovery / "serving-ca.crt").read_bytes())
+    serving = x509.load_pem_x509_certificate((recovery / "serving.crt").read_bytes())
+    assert rotation.issued_by(serving, ca)
+    assert rotation.hostnames_of(serving) == ("127.0.0.1", "localhost")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in recovery.iterdir()}
+    assert modes["serving-ca.key"] == modes["etcd-client.key"] == 0o600
+    assert modes["admin.kubeconfig"] == modes["encryption-config"] == 0o600
+    assert modes["serving-ca.crt"] == modes["config.yaml"] == 0o644
+    revision = root / "etc/kubernetes/static-pod-resources/kube-apiserver-pod-10"
+    assert (recovery / "encryption-config").read_bytes() == \
+        (revision / "secrets/encryption-config/encryption-config").read_bytes()
+
+    made = tree_fingerprint(root, IGNORED)
+    refused = on_master("recovery-apiserver", "create", "--yes", exit_code=4)
+    assert "already exists" in refused.stderr and "destroy" in refused.stderr
+    assert tree_fingerprint(root, IGNORED) == made
+    assert set(made) - set(before) == {
+        "etc/kubernetes/manifests/recovery-kube-apiserver-pod.yaml",
+        "etc/kubernetes/static-pod-resources/recovery-kube-apiserver-pod",
+        *(f"etc/kubernetes/static-pod-resources/recovery-kube-apiserver-pod/{name}"
+          for name in ("etcd-client.crt", "etcd-client.key", "etcd-serving-ca-bundle.crt",
+                       "serving-ca.crt", "serving-ca.key", "serving.crt", "serving.key",
+                       "config.yaml", "encryption-config", "admin.kubeconfig"))}
+
+
+def test_regenerate_dry_run_lists_what_is_due_and_changes_nothing(
+        api_sandbox: Sandbox, on_master) -> None:  # type: ignore[no-untyped-def]
+    root = api_sandbox.root(0)
+    admin = KubeClient(kubeconfig.load(api_sandbox.admin_kubeconfig), timeout=10)
+    signer = path_of("Secret", "kube-control-plane-signer", rotation.KAS_OPERATOR)
+    version = (admin.get(signer) or {})["metadata"]["resourceVersion"]
+    before = tree_fingerprint(root, IGNORED)
+    out = on_master("regenerate-certificates", "--dry-run")
+    assert "0 objects are due" in out.stdout  # rotated two days ago: nothing due yet
+    assert "annotate the three manifests" in out.stdout
+    assert tree_fingerprint(root, IGNORED) == before
+    assert (admin.get(signer) or {})["metadata"]["resourceVersion"] == version
+
+
+def test_kubeconfig_recover_prints_a_kubeconfig_whose_token_works(
+        api_sandbox: Sandbox, on_master) -> None:  # type: ignore[no-untyped-def]
+    root = api_sandbox.root(0)
+    before = tree_fingerprint(root, IGNORED)
+    out = on_master("kubeconfig", "recover")
+    doc = yaml.safe_load(out.stdout)
+    assert doc["current-context"] == "kubelet"
+    assert doc["clusters"][0]["cluster"]["server"] == "https://127.0.0.11:6443"
+    assert doc["clusters"][0]["name"] == "recovery"
+    config = kubeconfig.parse(doc, "printed", Path)
+    made = KubeClient(config, timeout=10).create(path_of("CertificateSigningRequest"),
+                                                  _csr("system:node:master-0",
+                                                       ["client auth"], []))
+    assert made["spec"]["username"] == BOOTSTRAPPER
+    assert tree_fingerprint(root, IGNORED) == before  # printing writes nothing
+
+
+def _csr(common_name: str, usages: list[str], dns_names: list[str],
+         signer: str = "kubernetes.io/kube-apiserver-client-kubelet") -> dict[str, object]:
+    key = certs.new_key()
+    builder = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([
+        x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, "system:nodes"),
+        x509.NameAttribute(x509.NameOID.COMMON_NAME, common_name)]))
+    if dns_names:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(d) for d in dns_names]), critical=False)
+    pem = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    return {"apiVersion": "certificates.k8s.io/v1beta1", "kind": "CertificateSigningRequest",
+            "metadata": {"generateName": "csr-"},
+            "spec": {"request": base64.b64encode(pem).decode(), "signerName": signer,
+                     "usages": ["digital signature", "key encipherment", *usages]}}
+
+
+def _node_client(root: Path, node: str) -> KubeClient:
+    """A kubelet's identity on the recovery API: a client cert from its CA."""
+    recovery = root / "etc/kubernetes/static-pod-resources/recovery-kube-apiserver-pod"
+    ca = certs.Issued(x509.load_pem_x509_certificate((recovery / "serving-ca.crt").read_bytes()),
+                      serialization.load_pem_private_key(
+                          (recovery / "serving-ca.key").read_bytes(), None))  # type: ignore[arg-type]
+    pair = certs.issue(ca, common_name=f"system:node:{node}", organizations=["system:nodes"],
+                       server=False, days=1)
+    base = kubeconfig.load(recovery / "admin.kubeconfig")
+    return KubeClient(kubeconfig.KubeConfig(base.server, ca_pem=base.ca_pem,
+                                            client_cert_pem=pair.cert_pem(),
+                                            client_key_pem=pair.key_pem()), timeout=10)
+
+
+def test_csr_verdicts_and_approval_on_real_csrs(api_sandbox: Sandbox, on_master) -> None:  # type: ignore[no-untyped-def]
+    root = api_sandbox.root(0)
+    admin = _recovery_client(root)
+    master0 = _node_client(root, "master-0")
+    token = admin.get(path_of("Secret", "node-bootstrapper-token",
+                              "openshift-machine-config-operator")) or {}
+    bootstrap = KubeClient(kubeconfig.KubeConfig(
+        "https://127.0.0.11:6443", ca_pem=secret_value(token, "ca.crt"),
+        token=secret_value(token, "token").decode()), timeout=10)
+    csrs = path_of("CertificateSigningRequest")
+    serving = "kubernetes.io/kubelet-serving"
+    valid_client = bootstrap.create(csrs, _csr("system:node:master-0", ["client auth"], []))
+    valid_serving = master0.create(csrs, _csr("system:node:master-0", ["server auth"],
+                                              ["master-0"], serving))
+    other_node = master0.create(csrs, _csr("system:node:master-2", ["server auth"],
+                                           ["master-2"], serving))
+    not_a_node = admin.create(csrs, _csr("system:node:master-0", ["server auth"],
+                                         ["master-0"], serving))
+    names = {n: obj["metadata"]["name"] for n, obj in (
+        ("valid_client", valid_client), ("valid_serving", valid_serving),
+        ("other_node", other_node), ("not_a_node", not_a_node))}
+
+    listed = {row["name"]: row for row in on_master("csr", "list").json_lines()[-1]["csrs"]}
+    assert listed[names["valid_client"]]["valid"] and listed[names["valid_serving"]]["valid"]
+    assert listed[names["valid_client"]]["requestor"] == BOOTSTRAPPER
+    assert not listed[names["other_node"]]["valid"]
+    assert "master-2" in listed[names["other_node"]]["reason"]
+    assert not listed[names["not_a_node"]]["valid"]
+    assert "system:admin" in listed[names["not_a_node"]]["reason"]
+
+    refused = on_master("csr", "approve", names["other_node"], exit_code=4)
+    assert "master-2" in refused.stderr
+    on_master("csr", "approve", "--all-valid")
+    for key, name in names.items():
+        conditions = ((admin.get(f"{csrs}/{name}") or {}).get("status") or {}).get(
+            "conditions") or []
+        approved = any(c["type"] == "Approved" for c in conditions)
+        assert approved == key.startswith("valid"), f"{key}: {conditions}"
+
+
+def test_destroy_removes_exactly_what_create_made(api_sandbox: Sandbox, on_master) -> None:  # type: ignore[no-untyped-def]
+    root = api_sandbox.root(0)
+    recovery = root / "etc/kubernetes/static-pod-resources/recovery-kube-apiserver-pod"
+    assert recovery.is_dir()
+    (recovery / "notes.txt").write_text("an operator's file\n")
+    out = on_master("recovery-apiserver", "destroy")
+    assert "notes.txt" in out.stdout
+    assert [p.name for p in recovery.iterdir()] == ["notes.txt"]
+    assert not (root / "etc/kubernetes/manifests/recovery-kube-apiserver-pod.yaml").exists()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", 7443), timeout=2).close()
+    (recovery / "notes.txt").unlink()
+    recovery.rmdir()
+    on_master("recovery-apiserver", "destroy", exit_code=4)

@@ -1,0 +1,250 @@
+"""Guide 3.4 steps 1-3: a recovery kube-apiserver on 127.0.0.1:7443, and its removal.
+
+`cluster-kube-apiserver-operator recovery-apiserver create|destroy` (reference spec §10), made
+safe: its own short-lived CA signs a serving certificate with the SANs modern TLS stacks need
+(4.3 served the CA itself, with none), the encryption config is copied when the cluster has
+one (BZ 1802161), modes are the octal ones intended (the Go tool's decimal 644 meant 0o1204),
+a kill part-way is resumed or rolled back from the journal, and `create` waits (bounded)
+until the API answers. `destroy` removes exactly the files `create` wrote.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import shutil
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from toolbox import log
+from toolbox.context import Context
+from toolbox.errors import PreconditionFailed
+from toolbox.host.files import atomic_write, remove_quietly
+from toolbox.host.lock import host_lock
+from toolbox.host.runtime import wait_until
+from toolbox.journal import Journal, Step, describe, execute
+from toolbox.kube import config as kubeconfig
+from toolbox.kube.client import KubeClient
+from toolbox.kube.manifests import host_path_of, load_pod
+from toolbox.pki import certs
+
+_log = log.get(__name__)
+
+OPERATION = "recovery-apiserver-create"
+BIND = "127.0.0.1:7443"
+SERVER = "https://localhost:7443"
+VALID_DAYS = 7
+IN_POD = "/etc/kubernetes/static-pod-resources"
+CONTAINER = re.compile(r"^kube-apiserver-[a-zA-Z0-9]+$")
+EMPTY_ENCRYPTION = (b"apiVersion: apiserver.config.k8s.io/v1\n"
+                    b"kind: EncryptionConfiguration\nresources: []\n")
+# name in the recovery dir -> (where create takes it from in the revision dir, mode)
+COPIED = {"etcd-client.crt": ("secrets/etcd-client/tls.crt", 0o600),
+          "etcd-client.key": ("secrets/etcd-client/tls.key", 0o600),
+          "etcd-serving-ca-bundle.crt": ("configmaps/etcd-serving-ca/ca-bundle.crt", 0o644)}
+ENCRYPTION = "secrets/encryption-config/encryption-config"
+MADE = ("serving-ca.crt", "serving-ca.key", "serving.crt", "serving.key", "config.yaml",
+        "encryption-config", "admin.kubeconfig")
+
+
+@dataclass(frozen=True)
+class Created:
+    kubeconfig: str      # host path
+    expires: str
+
+
+def plan(ctx: Context) -> dict[str, Any]:
+    """Everything checked before the first change."""
+    paths = ctx.paths
+    for existing in (paths.recovery_apiserver_manifest, paths.recovery_apiserver_dir):
+        if existing.exists():
+            raise PreconditionFailed(
+                f"a recovery API server already exists ({paths.shown(existing)})",
+                next_step="use it (export KUBECONFIG="
+                f"{paths.shown(paths.recovery_kubeconfig)}), or remove it with "
+                "`ocp-recovery recovery-apiserver destroy` and create it again")
+    manifest = paths.manifests / "kube-apiserver-pod.yaml"
+    pod = load_pod(manifest, paths.shown(manifest))
+    resource_dir = host_path_of(pod, "resource-dir", paths.shown(manifest))
+    local_dir = paths.host(resource_dir)
+    for relative, _ in COPIED.values():
+        if not (local_dir / relative).is_file():
+            raise PreconditionFailed(
+                f"{resource_dir}/{relative} is missing: the current kube-apiserver revision "
+                "has no etcd client material to copy",
+                next_step="check /etc/kubernetes/manifests/kube-apiserver-pod.yaml names a "
+                "complete kube-apiserver-pod-N directory")
+    images = [c.get("image", "") for c in pod["spec"].get("containers", [])
+              if CONTAINER.match(c.get("name", ""))]
+    if not images:
+        raise PreconditionFailed(f"{paths.shown(manifest)} has no kube-apiserver-N container "
+                                 "to take the image from")
+    return {"resource_dir": resource_dir, "image": images[-1],
+            "etcd_urls": list(ctx.etcd.endpoints),
+            "encrypted": (local_dir / ENCRYPTION).is_file()}
+
+
+def steps(ctx: Context, journal: Journal) -> list[Step]:
+    the_plan = journal.plan
+    paths = ctx.paths
+    recovery_dir = paths.recovery_apiserver_dir
+    manifest = paths.recovery_apiserver_manifest
+    shown_dir = paths.shown(recovery_dir)
+
+    def write_recovery_dir() -> None:
+        recovery_dir.mkdir(mode=0o755, exist_ok=True)
+        source = paths.host(the_plan["resource_dir"])
+        for name, (relative, mode) in COPIED.items():
+            atomic_write(recovery_dir / name, (source / relative).read_bytes(), mode)
+        encryption = source / ENCRYPTION
+        atomic_write(recovery_dir / "encryption-config",
+                     encryption.read_bytes() if encryption.is_file() else EMPTY_ENCRYPTION,
+                     0o600)
+        ca = certs.self_signed_ca("ocp-recovery-localhost-ca", days=VALID_DAYS)
+        serving = certs.issue(ca, common_name="localhost", dns_names=["localhost"],
+                              ip_addresses=["127.0.0.1"], days=VALID_DAYS, client=False)
+        admin = certs.issue(ca, common_name="system:admin", organizations=["system:masters"],
+                            days=VALID_DAYS, server=False)
+        for name, pair in (("serving-ca", ca), ("serving", serving)):
+            atomic_write(recovery_dir / f"{name}.crt", pair.cert_pem(), 0o644)
+            atomic_write(recovery_dir / f"{name}.key", pair.key_pem(), 0o600)
+        atomic_write(recovery_dir / "config.yaml", _config(the_plan["etcd_urls"]), 0o644)
+        atomic_write(recovery_dir / "admin.kubeconfig", kubeconfig.render(
+            cluster="recovery", server=SERVER, user="admin", context="admin",
+            ca_pem=ca.cert_pem(), client_cert_pem=admin.cert_pem(),
+            client_key_pem=admin.key_pem()), 0o600)
+        journal.record("expires", ca.cert.not_valid_after_utc.isoformat(timespec="seconds"))
+
+    def write_manifest() -> None:
+        atomic_write(manifest, _manifest(the_plan["image"], paths.shown(recovery_dir)), 0o644)
+
+    def wait_ready() -> None:
+        client = KubeClient(kubeconfig.load(paths.recovery_kubeconfig, paths.host),
+                            timeout=ctx.timeouts.dial)
+        client.wait_ready(ctx.timeouts.health, next_step=(
+            "check the kube-apiserver-recovery container (`crictl ps --name "
+            "kube-apiserver-recovery`, `crictl logs <id>`), then `ocp-recovery resume`"))
+
+    return [
+        Step("write-recovery-dir",
+             f"create {shown_dir}: etcd client material, encryption config, a "
+             f"{VALID_DAYS}-day CA, serving cert (localhost, 127.0.0.1), admin.kubeconfig",
+             write_recovery_dir, lambda: shutil.rmtree(recovery_dir, ignore_errors=True)),
+        Step("write-manifest", f"write {paths.shown(manifest)} (kubelet starts the recovery "
+             f"kube-apiserver on {BIND})", write_manifest, lambda: remove_quietly(manifest)),
+        Step("wait-ready", f"wait up to {ctx.timeouts.health:.0f}s for {SERVER}/readyz",
+             wait_ready),
+    ]
+
+
+def dry_run(ctx: Context) -> tuple[dict[str, Any], list[str]]:
+    the_plan = plan(ctx)
+    return the_plan, describe(steps(ctx, Journal.in_memory(the_plan)))
+
+
+def create(ctx: Context, checked_plan: dict[str, Any] | None = None) -> Created:
+    the_plan = checked_plan or plan(ctx)
+    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j),
+            kill_after=ctx.fault_kill_after)
+    return finish(ctx, the_plan)
+
+
+def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool = True) -> Created:
+    journal = Journal.load(ctx.paths.state_dir)
+    expires = str(journal.fact("expires", "")) if journal else ""
+    return Created(ctx.paths.shown(ctx.paths.recovery_kubeconfig), expires)
+
+
+def destroy(ctx: Context) -> list[str]:
+    """Remove the recovery manifest, then the files create made; returns what was left
+    behind (files create did not make are never deleted)."""
+    paths = ctx.paths
+    manifest = paths.recovery_apiserver_manifest
+    recovery_dir = paths.recovery_apiserver_dir
+    if manifest.exists():
+        pod = load_pod(manifest, paths.shown(manifest))
+        named = host_path_of(pod, "resource-dir", paths.shown(manifest))
+        if paths.host(named) != recovery_dir:
+            raise PreconditionFailed(
+                f"{paths.shown(manifest)} mounts {named}, not {paths.shown(recovery_dir)}: "
+                "it was not made by recovery-apiserver create; nothing was removed",
+                next_step="inspect that manifest and remove it by hand if it is yours")
+    elif not recovery_dir.exists():
+        raise PreconditionFailed("there is no recovery API server on this host",
+                                 state="unchanged: nothing to remove",
+                                 next_step="nothing to do")
+    with host_lock(paths.state_dir, "recovery-apiserver destroy"):
+        remove_quietly(manifest)
+        wait_until(lambda: not _answers(), timeout=ctx.timeouts.pod_stop,
+                   what=f"the recovery kube-apiserver on {BIND} to stop",
+                   next_step="check `crictl ps --name kube-apiserver-recovery`, then run "
+                   "destroy again")
+        remove_quietly(*(recovery_dir / name for name in (*COPIED, *MADE)))
+        left = sorted(p.name for p in recovery_dir.iterdir()) if recovery_dir.exists() else []
+        if recovery_dir.exists() and not left:
+            recovery_dir.rmdir()
+    _log.info("recovery_apiserver.destroyed", left=left)
+    return left
+
+
+def _answers() -> bool:
+    host, port = BIND.split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _config(etcd_urls: list[str]) -> bytes:
+    config = {
+        "apiVersion": "kubecontrolplane.config.openshift.io/v1",
+        "kind": "KubeAPIServerConfig",
+        "servingInfo": {"bindAddress": BIND, "bindNetwork": "tcp4",
+                        "certFile": f"{IN_POD}/serving.crt", "keyFile": f"{IN_POD}/serving.key",
+                        "clientCA": f"{IN_POD}/serving-ca.crt"},
+        "storageConfig": {"urls": etcd_urls, "ca": f"{IN_POD}/etcd-serving-ca-bundle.crt",
+                          "certFile": f"{IN_POD}/etcd-client.crt",
+                          "keyFile": f"{IN_POD}/etcd-client.key"},
+        # Nothing here issues or checks service-account tokens; the CA's key stands in.
+        "serviceAccountPublicKeyFiles": [f"{IN_POD}/serving-ca.crt"],
+        "apiServerArguments": {
+            "storage-backend": ["etcd3"],
+            "storage-media-type": ["application/vnd.kubernetes.protobuf"],
+            "encryption-provider-config": [f"{IN_POD}/encryption-config"],
+        },
+    }
+    return yaml.safe_dump(config, sort_keys=False).encode()
+
+
+def _manifest(image: str, recovery_dir: str) -> bytes:
+    pod = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "kube-apiserver-recovery", "namespace": "openshift-kube-apiserver",
+                     "labels": {"revision": "recovery"}},
+        "spec": {
+            "containers": [{
+                "name": "kube-apiserver-recovery", "image": image,
+                "command": ["hyperkube", "kube-apiserver"],
+                "args": [f"--openshift-config={IN_POD}/config.yaml"],
+                "resources": {"requests": {"memory": "1Gi", "cpu": "150m"}},
+                "ports": [{"containerPort": 7443}],
+                "volumeMounts": [{"name": "resource-dir", "mountPath": IN_POD}]}],
+            "hostNetwork": True,
+            "terminationGracePeriodSeconds": 0,
+            "priorityClassName": "system-node-critical",
+            "tolerations": [{"operator": "Exists"}],
+            "volumes": [{"name": "resource-dir", "hostPath": {"path": recovery_dir}}],
+        },
+    }
+    return yaml.safe_dump(pod, sort_keys=False).encode()
+
+
+def expiry_note(expires: str) -> str:
+    if not expires:
+        return ""
+    left = dt.datetime.fromisoformat(expires) - dt.datetime.now(dt.UTC)
+    return f"its certificates are valid until {expires} ({left.days} days)"
