@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from tests.conftest import Outcome, require_etcd, require_kube_apiserver, tree_fingerprint
+from tests.e2e.helpers import command
 from toolbox.kube import config as kubeconfig
 from toolbox.kube.client import KubeClient, path_of, secret_value
 from toolbox.pki import certs, rotation
@@ -126,6 +127,16 @@ def test_kubeconfig_recover_prints_a_kubeconfig_whose_token_works(
     assert tree_fingerprint(root, IGNORED) == before  # printing writes nothing
 
 
+def test_recover_kubeconfig_sh_prints_the_same_kubeconfig(
+        api_sandbox: Sandbox, on_master, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+    from toolbox import legacy
+
+    printed = yaml.safe_load(on_master("kubeconfig", "recover").stdout)
+    assert legacy.recover_kubeconfig([]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == printed
+    assert legacy.recover_kubeconfig(["extra"]) == 2
+
+
 def _csr(common_name: str, usages: list[str], dns_names: list[str],
          signer: str = "kubernetes.io/kube-apiserver-client-kubelet") -> dict[str, object]:
     key = certs.new_key()
@@ -194,6 +205,28 @@ def test_csr_verdicts_and_approval_on_real_csrs(api_sandbox: Sandbox, on_master)
             "conditions") or []
         approved = any(c["type"] == "Approved" for c in conditions)
         assert approved == key.startswith("valid"), f"{key}: {conditions}"
+
+
+def test_regenerate_killed_part_way_is_resumed_then_rolled_back(api_sandbox: Sandbox) -> None:
+    manifests = api_sandbox.root(0) / "etc/kubernetes/manifests"
+    names = ("kube-apiserver-pod.yaml", "kube-controller-manager-pod.yaml",
+             "kube-scheduler-pod.yaml")
+    before = {n: (manifests / n).read_bytes() for n in names}
+    killed = command(api_sandbox, 0, "regenerate-certificates", "--yes",
+                     extra_env={"OCP_RECOVERY_FAULT_KILL_AFTER": "write-pod-files"})
+    assert killed.returncode == -9, killed.stderr
+    status = command(api_sandbox, 0, "status").stdout
+    assert "done     write-pod-files" in status and "pending  annotate-manifests" in status
+    assert {n: (manifests / n).read_bytes() for n in names} == before
+
+    resumed = command(api_sandbox, 0, "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    for name in names:
+        pod = yaml.safe_load((manifests / name).read_text())
+        assert "force-triggered-by-fix-certs-at" in pod["metadata"]["annotations"]
+    rolled = command(api_sandbox, 0, "rollback")
+    assert rolled.returncode == 0, rolled.stderr
+    assert {n: (manifests / n).read_bytes() for n in names} == before
 
 
 def test_destroy_removes_exactly_what_create_made(api_sandbox: Sandbox, on_master) -> None:  # type: ignore[no-untyped-def]

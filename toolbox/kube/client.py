@@ -204,8 +204,15 @@ def _reason(exc: BaseException) -> str:
 
 
 def connect(ctx: Context) -> KubeClient:
-    """The API the context's kubeconfig names; by default the recovery API server's."""
-    path = ctx.paths.host(ctx.kubeconfig) if ctx.kubeconfig else ctx.paths.recovery_kubeconfig
+    """The API the context's kubeconfig names; by default the recovery API server's. A
+    given path is the host's; failing that, this machine's (a file mounted into the
+    toolbox container, or the sandbox's admin kubeconfig)."""
+    path = ctx.paths.recovery_kubeconfig
+    if ctx.kubeconfig:
+        path = ctx.paths.host(ctx.kubeconfig)
+        local = Path(ctx.kubeconfig)
+        if not path.exists() and local.is_absolute() and local.exists():
+            return KubeClient(load(local), timeout=ctx.timeouts.dial * 6)
     if not path.exists():
         raise PreconditionFailed(
             f"no kubeconfig: {ctx.paths.shown(path)} does not exist",
