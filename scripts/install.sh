@@ -15,16 +15,28 @@ python3 -c 'import venv, ensurepip' 2>/dev/null || packages+=(python3-venv)
 command -v mount >/dev/null || packages+=(mount)
 if $with_tests; then
   [ -x /usr/bin/etcd ] && [ -x /usr/bin/etcdctl ] || packages+=(etcd-server etcd-client)
+  # The image tests: podman (runc) builds and runs the image on a debootstrap base;
+  # kubectl (Debian's kubernetes-client) renders the kustomize manifests.
+  command -v podman >/dev/null || packages+=(podman)
+  command -v runc >/dev/null || packages+=(runc)
+  command -v debootstrap >/dev/null || packages+=(debootstrap)
+  command -v kubectl >/dev/null || packages+=(kubernetes-client)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   echo "install.sh: apt-get install ${packages[*]}"
   apt-get update -qq
   # The Debian etcd package would start a system etcd; the sandbox never needs it.
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-    "${packages[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
   if $with_tests && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl disable --now etcd >/dev/null 2>&1 || true
   fi
+fi
+
+if $with_tests && ! grep -qs 'runtime = "runc"' /etc/containers/containers.conf; then
+  # crun and the default ulimits fail on this kind of machine; runc with these works.
+  mkdir -p /etc/containers
+  printf '%s\n' '[containers]' 'default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]' \
+    '[engine]' 'runtime = "runc"' >/etc/containers/containers.conf
 fi
 
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {

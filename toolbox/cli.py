@@ -75,7 +75,11 @@ def _options(ctx: typer.Context) -> GlobalOptions:
 def _host_path_argument(path: str, context: Context) -> str:
     """Paths on the command line are host paths. A relative one (the 4.3 docs used
     `./assets/backup`) is taken from the working directory only when we run on the host
-    itself; in a container that directory is not the host's."""
+    itself; in a container that directory is not the host's. `/host/home/core/backup` in a
+    container whose host root is /host is taken as the host's `/home/core/backup`."""
+    root = str(context.host_root).rstrip("/")
+    if root and path.startswith(root + "/"):
+        return path[len(root):]
     if path.startswith("/") or not path:
         return path
     if context.host_root == Path("/"):

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from toolbox import log
 from toolbox.errors import InvalidInput
-from toolbox.host.exec import HOST_EXEC_MODES, Executor
+from toolbox.host.exec import HOST_EXEC_MODES, Executor, default_mode
 from toolbox.host.paths import HostPaths
 
 DEFAULT_ENDPOINT = "https://127.0.0.1:2379"
@@ -103,9 +104,11 @@ def build_context(
             next_step="pass --host-root (or OCP_RECOVERY_HOST_ROOT) pointing at the host's / "
             "(in a container: -v /:/host)",
         )
-    mode = host_exec or environ.get("OCP_RECOVERY_HOST_EXEC") or (
-        "direct" if root == Path("/") else "nsenter"
-    )
+    mode = host_exec or environ.get("OCP_RECOVERY_HOST_EXEC")
+    if not mode:
+        mode, fallback = default_mode(root)
+        if fallback:
+            log.get(__name__).warning("host_exec.fallback", why=fallback)
     if mode not in HOST_EXEC_MODES:
         raise InvalidInput(f"host exec mode {mode!r} is not one of {', '.join(HOST_EXEC_MODES)}")
     endpoint_text = endpoints or environ.get("ETCDCTL_ENDPOINTS") or DEFAULT_ENDPOINT

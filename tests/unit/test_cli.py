@@ -16,6 +16,16 @@ def test_relative_directory_in_a_container_is_refused(run_cli, tmp_path: Path) -
     assert "/home/core/assets/backup" in err
 
 
+def test_a_path_with_the_host_root_in_front_means_the_host_path(tmp_path: Path) -> None:
+    from toolbox.cli import _host_path_argument
+    from toolbox.context import build_context
+
+    (tmp_path / "etc/kubernetes").mkdir(parents=True)
+    context = build_context({}, host_root=str(tmp_path), host_exec="direct")
+    assert _host_path_argument(f"{tmp_path}/home/core/backup", context) == "/home/core/backup"
+    assert _host_path_argument("/home/core/backup", context) == "/home/core/backup"
+
+
 def test_legacy_backup_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert etcd_snapshot_backup([]) == 2
     assert "usage: etcd-snapshot-backup.sh <path-to-backup-dir>" in capsys.readouterr().err

@@ -4,6 +4,7 @@ import pytest
 
 from toolbox.context import build_context, parse_endpoints
 from toolbox.errors import InvalidInput
+from toolbox.host.exec import pid1_is_the_host
 
 
 def test_endpoints_get_https_and_keep_order() -> None:
@@ -36,7 +37,9 @@ def test_proxy_variables_never_reach_children(tmp_path: Path) -> None:
 
 def test_host_exec_defaults(tmp_path: Path) -> None:
     assert build_context({"OCP_RECOVERY_HOST_ROOT": "/"}).host_exec == "direct"
-    assert build_context({"OCP_RECOVERY_HOST_ROOT": str(tmp_path)}).host_exec == "nsenter"
+    # In a container: nsenter into PID 1 when it is the host's, else chroot (warned).
+    expected = "nsenter" if pid1_is_the_host() else "chroot"
+    assert build_context({"OCP_RECOVERY_HOST_ROOT": str(tmp_path)}).host_exec == expected
     with pytest.raises(InvalidInput):
         build_context({"OCP_RECOVERY_HOST_ROOT": str(tmp_path)}, host_exec="ssh")
 

@@ -12,6 +12,7 @@ Context, with the proxy variables removed so no command sends etcd traffic throu
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from collections.abc import Mapping
@@ -24,6 +25,26 @@ from toolbox.errors import CommandFailed, PreconditionFailed, WaitTimedOut
 _log = log.get(__name__)
 
 HOST_EXEC_MODES = ("nsenter", "chroot", "direct")
+
+
+def pid1_is_the_host() -> bool:
+    """With `--pid=host` (or `oc debug node`), PID 1 is the host's init, in another mount
+    namespace than ours; without it, PID 1 is this container's own first process."""
+    try:
+        return os.readlink("/proc/1/ns/mnt") != os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return False
+
+
+def default_mode(host_root: Path) -> tuple[str, str | None]:
+    """The mode to use when none was asked for, and a warning when it is a fallback."""
+    if host_root == Path("/"):
+        return "direct", None
+    if pid1_is_the_host():
+        return "nsenter", None
+    return "chroot", (f"PID 1 is not the host's (run the container with --pid=host "
+                      f"--privileged): host commands run with `chroot {host_root}`, which "
+                      "reaches the host's systemd and CRI-O only through their sockets")
 
 
 @dataclass(frozen=True)
