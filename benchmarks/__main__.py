@@ -1,7 +1,8 @@
 """Every benchmark in one run: `python -m benchmarks [--size-mib N] [--rounds N]`.
 
 Runs backup, verify and restore one after the other (each builds its own sandbox, since the
-sandbox addresses are shared) and prints their figures.
+sandbox addresses are shared) and prints their figures. The drill times at scale take their
+own options: `python -m benchmarks.drills --sizes 100,1024`.
 """
 
 from __future__ import annotations

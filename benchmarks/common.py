@@ -71,30 +71,7 @@ def measure(argv: list[str], env: dict[str, str], samples: Samples) -> None:
     samples.peak_rss_kib.append(peak[0])
 
 
-VALUE_BYTES = 96 * 1024  # a large ConfigMap/Secret; several revisions of each
-KEYS_PER_TXN = 12        # under etcd's default 1.5 MiB request limit
 TOOL = str(Path(sys.executable).with_name("ocp-recovery"))
-
-
-def fill(sandbox: Sandbox, size_mib: int) -> tuple[int, float]:
-    """Write until the db holds about size_mib; overwrite keys so revisions pile up, and
-    compact half of history so free pages exist, as in a live cluster."""
-    started = time.monotonic()
-    keys = max(1, (size_mib << 20) // VALUE_BYTES // 3)
-    with workload.kv_client(sandbox, 0, timeout=60) as kv:
-        rounds = 0
-        while True:
-            for start in range(0, keys, KEYS_PER_TXN):
-                batch = [f"/kubernetes.io/secrets/bench/s-{i:07d}"
-                         for i in range(start, min(keys, start + KEYS_PER_TXN))]
-                kv.transaction(compare=[], failure=[], success=[
-                    kv.transactions.put(k, os.urandom(VALUE_BYTES)) for k in batch])
-            rounds += 1
-            status = kv.status()
-            if rounds == 2:
-                kv.compact(int(kv.get_response("/").header.revision) // 2)
-            if status.db_size >= size_mib << 20:
-                return status.db_size, time.monotonic() - started
 
 
 @dataclass
@@ -122,7 +99,7 @@ def bench_sandbox(argv: list[str] | None, description: str) -> Iterator[tuple[Be
     work = Path(tempfile.mkdtemp(prefix="ocpr-bench-", dir="/var/tmp"))
     sandbox = Sandbox.up(work / "sandbox", masters=1, etcd=args.etcd)
     try:
-        db_size, fill_seconds = fill(sandbox, args.size_mib)
+        db_size, fill_seconds = workload.fill(sandbox, args.size_mib)
         print(f"machine: {machine()}")
         print(f"etcd {args.etcd}: db {db_size / 2**20:.0f} MiB filled in {fill_seconds:.0f} s")
         env = {**sandbox.env_vars(0, dict(os.environ)), "OCP_RECOVERY_LOG_FORMAT": "json"}

@@ -57,16 +57,18 @@ class Outcome:
 
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """run_cli(args, env=..., exit_code=0) -> Outcome; the real CLI, in this process."""
+    """run_cli(args, env=..., exit_code=0) -> Outcome; the real CLI, in this process
+    (exit_code=None: any code, the test looks at it)."""
 
     def invoke(args: list[str], *, env: dict[str, str] | None = None,
-               exit_code: int = 0) -> Outcome:
+               exit_code: int | None = 0) -> Outcome:
         for k, v in (env or {}).items():
             monkeypatch.setenv(k, v)
         capsys.readouterr()
         code = cli.run(args)
         out, err = capsys.readouterr()
-        assert code == exit_code, f"exit {code} != {exit_code}\nstdout:\n{out}\nstderr:\n{err}"
+        assert exit_code is None or code == exit_code, \
+            f"exit {code} != {exit_code}\nstdout:\n{out}\nstderr:\n{err}"
         return Outcome(code, out, err)
 
     return invoke

@@ -846,16 +846,28 @@ DRILL_COMMANDS = {
 }
 
 
+FillOption = Annotated[int, typer.Option(
+    help="First grow the db to this many MiB (drill times at scale).")]
+FILLABLE = ("quorum-restore", "quorum-loss")
+
+
 def _drill_command(name: str, default_keys: int) -> Any:
     def command(etcd: EtcdOption = "3.5", keys: KeysOption = default_keys,
                 directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
+        run_drill(etcd=etcd, keys=keys, directory=directory, keep=keep_sandbox)
+
+    def fillable(etcd: EtcdOption = "3.5", keys: KeysOption = default_keys,
+                 directory: WorkOption = None, keep_sandbox: KeepOption = False,
+                 fill_mib: FillOption = 0) -> None:
+        run_drill(etcd=etcd, keys=keys, directory=directory, keep=keep_sandbox,
+                  fill_mib=fill_mib)
+
+    def run_drill(**options: Any) -> None:
         from toolbox.sandbox.drills import DRILLS
 
-        report = DRILLS[name](os.environ, etcd=etcd, keys=keys, directory=directory,
-                              keep=keep_sandbox)
-        log.say(report.render())
+        log.say(DRILLS[name](os.environ, **options).render())
 
-    return command
+    return fillable if name in FILLABLE else command
 
 
 for _name, (_help, _keys) in DRILL_COMMANDS.items():

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,7 +147,11 @@ class Runner:
     def __init__(self, journal: Journal, steps: list[Step], *, kill_after: str | None = None):
         self.journal = journal
         self.steps = steps
-        self.kill_after = kill_after  # fault injection for tests: SIGKILL after this step
+        # Fault injection for the reliability tests: SIGKILL after step NAME, or with
+        # NAME@SECONDS that long into it (in the middle of a long step).
+        name, _, seconds = (kill_after or "").partition("@")
+        self.kill_after = name if name and not seconds else None
+        self.kill_during = (name, float(seconds)) if seconds else None
 
     def run(self) -> None:
         self.journal.set_status("running")
@@ -154,6 +159,9 @@ class Runner:
             if self.journal.state_of(step.name) == DONE:
                 continue
             self.journal.mark(step.name, RUNNING)
+            if self.kill_during and self.kill_during[0] == step.name:
+                threading.Timer(self.kill_during[1], os.kill,
+                                (os.getpid(), signal.SIGKILL)).start()
             started = time.monotonic()
             _log.info("step.start", operation=self.journal.operation, step=step.name)
             try:

@@ -1,15 +1,22 @@
-"""Backup when a member is frozen: the next endpoint serves, and nothing hangs."""
+"""Backup when a member is frozen or killed mid-stream, or the disk fills: the next endpoint
+serves or the backup fails cleanly, nothing hangs, and no partial file is left as if good."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.test_sandbox_lifecycle import processes_mentioning
+from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
+
+pytestmark = pytest.mark.fault("backup")
 
 
 def etcd_pid(sandbox: Sandbox, index: int) -> int:
@@ -50,3 +57,36 @@ def test_only_a_frozen_endpoint_fails_within_the_timeout(run_cli, sandbox: Sandb
         os.kill(pid, signal.SIGCONT)
     assert "127.0.0.13:2379" in err and "no answer before the deadline" in err
     assert not (sandbox.root(0) / "var/home/core/backup-frozen-only").exists()
+
+
+def test_member_killed_mid_stream_fails_cleanly_or_the_next_serves(
+        run_cli, sandbox: Sandbox) -> None:  # type: ignore[no-untyped-def]
+    workload.fill(sandbox, 64)  # a stream that lasts long enough to be cut
+    target = sandbox.root(0) / "var/home/core/backup-killed"
+    victim = etcd_pid(sandbox, 2)
+
+    def kill_once_streaming() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if target.is_dir() and any(target.glob("*.partial")):
+                os.kill(victim, signal.SIGKILL)
+                return
+            time.sleep(0.001)
+
+    killer = threading.Thread(target=kill_once_streaming)
+    killer.start()
+    outcome = run_cli(["--log-format", "json", "--dial-timeout", "1", "--endpoints",
+                       "https://127.0.0.13:2379,https://127.0.0.11:2379", "backup",
+                       "/home/core/backup-killed"], env=sandbox.env_vars(0, dict(os.environ)),
+                      exit_code=None)
+    killer.join()
+    assert not list(target.glob("*.partial")), "a partial file was left behind"
+    if outcome.code == 0:  # retried on the next endpoint: a whole, verified backup
+        manifest = json.loads(next(target.glob("backup_*.json")).read_text())
+        assert manifest["etcd"]["endpoint"] == "https://127.0.0.11:2379"
+        assert run_cli(["--host-root", str(sandbox.root(0)), "--host-exec", "direct",
+                        "snapshot", "verify", "/home/core/backup-killed"]).code == 0
+    else:
+        assert outcome.code == 5, outcome.stderr
+        assert not list(target.glob("snapshot_*.db"))
+    sandbox.wait_healthy([0, 1, 2], 60)  # its kubelet restarted it

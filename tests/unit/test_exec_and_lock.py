@@ -1,14 +1,10 @@
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from toolbox.errors import CommandFailed, OperationInFlight, PreconditionFailed, WaitTimedOut
+from toolbox.errors import CommandFailed, PreconditionFailed, WaitTimedOut
 from toolbox.host.exec import Executor
-from toolbox.host.lock import host_lock
 
 
 def executor(mode: str = "direct", root: Path = Path("/")) -> Executor:
@@ -49,31 +45,3 @@ def test_host_argv_per_mode(tmp_path: Path) -> None:
         "chroot", str(tmp_path), "crictl", "ps"]
     # tools are the toolbox's own: never entered into the host
     assert executor("chroot", tmp_path).run_tool(["true"]).returncode == 0
-
-
-HOLDER = """
-import sys, time
-from pathlib import Path
-from toolbox.host.lock import host_lock
-with host_lock(Path(sys.argv[1]), "restore"):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
-
-def test_second_operation_is_refused_naming_the_first(tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path)],
-                              stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(Path.cwd())})
-    try:
-        assert holder.stdout and holder.stdout.readline().strip() == "held"
-        with pytest.raises(OperationInFlight, match=rf"`restore` \(pid {holder.pid}"), \
-                host_lock(tmp_path, "backup"):
-            pass
-    finally:
-        holder.kill()
-        holder.wait()
-    # The holder died without releasing: the next run gets the lock and sees it was stale.
-    with host_lock(tmp_path, "backup") as stale:
-        assert stale is not None and stale.pid == holder.pid and stale.operation == "restore"
-    assert oct((tmp_path / "lock").stat().st_mode & 0o777) == "0o600"

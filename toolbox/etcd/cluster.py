@@ -88,21 +88,27 @@ def parse_initial_cluster(text: str) -> list[ClusterEntry]:
     if len(set(names)) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})
         raise InvalidInput(f"INITIAL_CLUSTER names {', '.join(dup)} more than once")
-    urls = [e.peer_url for e in entries]
+    # One peer address, however spelt (name case, IPv6 zeros), is one member's.
+    urls = [f"{_canonical(e.host)}:{urlsplit(e.peer_url).port}" for e in entries]
     if len(set(urls)) != len(urls):
-        dup = sorted({u for u in urls if urls.count(u) > 1})
-        raise InvalidInput(f"INITIAL_CLUSTER gives peer URL {', '.join(dup)} to two members")
+        dup = sorted({e.peer_url for e, u in zip(entries, urls, strict=True)
+                      if urls.count(u) > 1})
+        raise InvalidInput(f"INITIAL_CLUSTER gives peer URL {', '.join(dup)} to two members "
+                           "(one address, however it is spelt)")
     return entries
 
 
 def _check_peer_url(name: str, url: str) -> None:
-    parts = urlsplit(url)
+    parts = urlsplit("")
     try:
-        port = parts.port
+        parts = urlsplit(url)
+        port, host = parts.port, parts.hostname
+        if host and ":" in host:
+            ipaddress.IPv6Address(host)  # a bracketed host must be an IPv6 address
     except ValueError:
-        port = None
-    if parts.scheme != "https" or not parts.hostname or port is None or \
-            parts.path not in ("", "/") or parts.query or parts.username:
+        port = host = None
+    if parts.scheme != "https" or not host or port is None or \
+            parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise InvalidInput(
             f"INITIAL_CLUSTER URL of {name!r} is {url!r}; it must be https://HOST:PORT "
             "(OpenShift's etcd peers speak TLS only)",

@@ -65,7 +65,10 @@ def file_sha256(path: Path) -> str:
 ARCHIVE_BYTES_CAP = 2 << 30     # uncompressed; a revision directory is a few MiB
 ARCHIVE_MEMBERS_CAP = 100_000
 LEGACY_SNAPSHOT = "snapshot.db"
-_REVISION_MEMBER = re.compile(r"^static-pod-resources/kube-apiserver-pod-(\d+)(/.*)?$")
+# ASCII digits, no leading zero, nothing after: `-007`, `-٣` or a trailing newline would
+# name a revision that extraction then does not find.
+_REVISION_MEMBER = re.compile(
+    r"\Astatic-pod-resources/kube-apiserver-pod-([1-9][0-9]*|0)(/.*)?\Z", re.ASCII | re.DOTALL)
 
 
 @dataclass(frozen=True)

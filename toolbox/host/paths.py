@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from toolbox.errors import InvalidInput
 
-_REVISION_DIR = re.compile(r"^kube-apiserver-pod-(\d+)$")
+_REVISION_DIR = re.compile(r"\Akube-apiserver-pod-([1-9][0-9]*|0)\Z", re.ASCII)
 _MAX_SYMLINKS = 40
 
 

@@ -2,7 +2,8 @@
 
 For a file: the sha256 trailer over the whole db, the bbolt meta pages and key bucket.
 For a directory: every backup set in it, each snapshot checked against its manifest (db
-sha256, size) and each archive against the sha256 the manifest recorded.
+sha256, size) and each archive against the sha256 the manifest recorded, or (a 4.3-made
+set, no manifest) read whole with the checks restore makes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import IntegrityError, InvalidInput
 from toolbox.etcd.snapshot import SnapshotReport, verify_file
-from toolbox.host.archive import file_sha256
+from toolbox.host.archive import file_sha256, inspect_archive
 from toolbox.host.backups import BackupSet, find_backup_sets
 
 _log = log.get(__name__)
@@ -34,7 +35,9 @@ def run(ctx: Context, path: str, *, skip_hash_check: bool = False) -> list[Verif
         return [VerifiedSet(local.name, verify_file(local, skip_hash_check=skip_hash_check),
                             None, False)]
     if not local.is_dir():
-        raise InvalidInput(f"{path} does not exist",
+        what = "is not a regular file (nor a directory)" if local.exists() or \
+            local.is_symlink() else "does not exist"
+        raise InvalidInput(f"{path} {what}",
                            next_step="give a snapshot file or a backup directory")
     results = [_verify_set(s) for s in find_backup_sets(local) if s.snapshot]
     if not results:
@@ -69,9 +72,18 @@ def _verify_set(backup: BackupSet) -> VerifiedSet:
             result.problems.append("snapshot size differs from the manifest")
     if backup.archive is not None:
         expected = (manifest or {}).get("static_resources", {}).get("sha256")
-        result.archive_ok = expected is None or file_sha256(backup.archive) == expected
-        if not result.archive_ok:
-            result.problems.append(f"{backup.archive.name} sha256 differs from the manifest")
+        if expected is not None:
+            result.archive_ok = file_sha256(backup.archive) == expected
+            if not result.archive_ok:
+                result.problems.append(f"{backup.archive.name} sha256 differs from the "
+                                       "manifest")
+        else:  # a 4.3-made set has no manifest: read the archive as restore would
+            try:
+                inspect_archive(backup.archive)
+                result.archive_ok = True
+            except IntegrityError as exc:
+                result.archive_ok = False
+                result.problems.append(exc.what)
     _log.info("verify.set", timestamp=backup.timestamp, ok=not result.problems)
     return result
 

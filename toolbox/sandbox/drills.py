@@ -109,8 +109,13 @@ def _assert_restored_data(sandbox: Sandbox, index: int, before: list[str], after
 
 
 def _backup_between_writes(sandbox: Sandbox, environ: Mapping[str, str], report: DrillReport,
-                           keys: int) -> tuple[Context, list[str], list[str]]:
-    """Keys "before", a backup on master-0, keys "after": what a restore must tell apart."""
+                           keys: int, fill_mib: int = 0) -> tuple[Context, list[str], list[str]]:
+    """Keys "before", a backup on master-0, keys "after": what a restore must tell apart.
+    `fill_mib`: first grow the db to that size (for the drill times at scale)."""
+    if fill_mib:
+        with report.phase(f"fill the db to {fill_mib} MiB"):
+            db_size, _ = workload.fill(sandbox, fill_mib)
+        report.facts.append(f"db {db_size / 2**20:.0f} MiB before the backup")
     with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
         before = workload.write(kv, "before", keys)
     ctx = master_context(sandbox, 0, environ)
@@ -122,11 +127,12 @@ def _backup_between_writes(sandbox: Sandbox, environ: Mapping[str, str], report:
 
 
 def quorum_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 1000,
-                         directory: Path | None = None, keep: bool = False) -> DrillReport:
+                         directory: Path | None = None, keep: bool = False,
+                         fill_mib: int = 0) -> DrillReport:
     """Guide 3.2 step 1: two of three masters lost; restore the survivor alone."""
     report = DrillReport("quorum-restore", etcd)
     with _drill_sandbox(report, directory, keep) as sandbox:
-        ctx, before, after = _backup_between_writes(sandbox, environ, report, keys)
+        ctx, before, after = _backup_between_writes(sandbox, environ, report, keys, fill_mib)
         with report.phase("lose master-1 and master-2"):
             sandbox.stop_master(1)
             sandbox.stop_master(2)
@@ -174,7 +180,7 @@ def restore_previous_state_drill(environ: Mapping[str, str], *, etcd: str = "3.5
     return report
 
 
-def _signer_for(sandbox: Sandbox, survivor: int, expect: list[str],
+def start_signer(sandbox: Sandbox, survivor: int, expect: list[str],
                 environ: Mapping[str, str]) -> tuple[threading.Thread, str, list[Exception]]:
     """Run the signer on `survivor` in a thread, with the CA pairs an operator would dump
     from the secrets etcd-signer and etcd-metric-signer into files on that master."""
@@ -255,7 +261,7 @@ def replace_master_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
         with report.phase("add a blank master"):
             new = sandbox.add_master()
         with report.phase(f"signer on master-0, recover master-{new} (to healthy)"):
-            thread, token, failures = _signer_for(sandbox, 0, [sandbox.spec(new).dns_name],
+            thread, token, failures = start_signer(sandbox, 0, [sandbox.spec(new).dns_name],
                                                   environ)
             _recover(sandbox, new, sandbox.spec(0).ip, token, environ)
             thread.join(30)
@@ -270,13 +276,14 @@ def replace_master_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
 
 
 def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 1000,
-                      directory: Path | None = None, keep: bool = False) -> DrillReport:
+                      directory: Path | None = None, keep: bool = False,
+                      fill_mib: int = 0) -> DrillReport:
     """Guide 3.2 whole: back up, lose two of three masters, restore the survivor, add two
     blank masters and recover them one at a time through the signer; an old member that
     comes back must not join."""
     report = DrillReport("quorum-loss", etcd)
     with _drill_sandbox(report, directory, keep) as sandbox:
-        ctx, before, after = _backup_between_writes(sandbox, environ, report, keys)
+        ctx, before, after = _backup_between_writes(sandbox, environ, report, keys, fill_mib)
         with report.phase("lose master-1 and master-2"):
             sandbox.stop_master(1)
             sandbox.wipe_master(1)
@@ -286,7 +293,7 @@ def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: in
         with report.phase("add two blank masters"):
             new = [sandbox.add_master(), sandbox.add_master()]
         with report.phase("signer on master-0, recover both in turn (to healthy)"):
-            thread, token, failures = _signer_for(
+            thread, token, failures = start_signer(
                 sandbox, 0, [sandbox.spec(i).dns_name for i in new], environ)
             for index in new:
                 _recover(sandbox, index, sandbox.spec(0).ip, token, environ)

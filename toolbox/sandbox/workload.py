@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 from collections.abc import Iterator
 
 import etcd3
@@ -46,3 +48,28 @@ def write(client: etcd3.Etcd3Client, group: str, count: int, size: int = 1024) -
         client.transaction(compare=[], failure=[], success=[
             client.transactions.put(k, value_for(k, size)) for k in batch])
     return written
+
+
+VALUE_BYTES = 96 * 1024  # a large ConfigMap/Secret; several revisions of each
+KEYS_PER_TXN = 12        # under etcd's default 1.5 MiB request limit
+
+
+def fill(sandbox: Sandbox, size_mib: int, index: int = 0) -> tuple[int, float]:
+    """Write until the db holds about size_mib; overwrite keys so revisions pile up, and
+    compact half of history so free pages exist, as in a live cluster."""
+    started = time.monotonic()
+    keys = max(1, (size_mib << 20) // VALUE_BYTES // 3)
+    with kv_client(sandbox, index, timeout=60) as kv:
+        rounds = 0
+        while True:
+            for start in range(0, keys, KEYS_PER_TXN):
+                batch = [f"/kubernetes.io/secrets/bench/s-{i:07d}"
+                         for i in range(start, min(keys, start + KEYS_PER_TXN))]
+                kv.transaction(compare=[], failure=[], success=[
+                    kv.transactions.put(k, os.urandom(VALUE_BYTES)) for k in batch])
+            rounds += 1
+            status = kv.status()
+            if rounds == 2:
+                kv.compact(int(kv.get_response("/").header.revision) // 2)
+            if status.db_size >= size_mib << 20:
+                return status.db_size, time.monotonic() - started

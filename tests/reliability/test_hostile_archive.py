@@ -1,0 +1,132 @@
+"""Hostile and broken static-resources archives are refused before anything is extracted:
+`restore` names the problem, exits 6 and leaves the host as it was."""
+
+from __future__ import annotations
+
+import gzip
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.hostile import (
+    ETCD_IP,
+    REV,
+    backup_set,
+    good,
+    info,
+    make,
+    master_root,
+    refused,
+)
+from toolbox.errors import IntegrityError
+from toolbox.host import archive as archive_module
+from toolbox.host.archive import inspect_archive
+
+pytestmark = pytest.mark.hostile("archive")
+
+# --dry-run: the refusal comes from the preflight, which a dry run performs in full; should
+# the product accept a hostile archive, the test then fails without restoring on this machine.
+RESTORE = ["restore", "/home/core/backup", "--initial-cluster",
+           f"etcd-member-m0=https://{ETCD_IP}:2380", "--dry-run"]
+
+
+@pytest.fixture
+def host(tmp_path: Path) -> Path:
+    return master_root(tmp_path / "host")
+
+
+def restore_refuses(run_cli, host: Path, archive: Path) -> str:  # type: ignore[no-untyped-def]
+    backup_set(host / "home/core/backup", archive=archive)
+    return refused(run_cli, host, RESTORE, 6).stderr  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("members", "message"), [
+    pytest.param([info("/etc/passwd")], "unsafe path", id="absolute"),
+    pytest.param([info(f"{REV}/../../../etc/passwd")], "unsafe path", id="dotdot-inside"),
+    pytest.param([info("../etc/passwd")], "unsafe path", id="dotdot-first"),
+    pytest.param([info("../kube-apiserver-pod-1/x")], "unsafe path",
+                 id="dotdot-revision-dir"),
+    pytest.param([info(f"{REV}/evil", tarfile.SYMTYPE, link="/etc/shadow")],
+                 "leaves its revision", id="symlink-absolute"),
+    pytest.param([info(f"{REV}/evil", tarfile.SYMTYPE, link="../../../etc")],
+                 "leaves its revision", id="symlink-dotdot"),
+    pytest.param([info(f"{REV}/evil", tarfile.SYMTYPE, link="../kube-apiserver-pod-8/x")],
+                 "leaves its revision", id="symlink-to-another-revision"),
+    pytest.param([info(f"{REV}/hard", tarfile.LNKTYPE, link="etc/passwd")], "hard link",
+                 id="hardlink-outside"),
+    pytest.param([info(f"{REV}/hard", tarfile.LNKTYPE, link=f"{REV}/ok")], "hard link",
+                 id="hardlink-inside"),
+    pytest.param([info(f"{REV}/dev", tarfile.CHRTYPE)], "device", id="char-device"),
+    pytest.param([info(f"{REV}/disk", tarfile.BLKTYPE)], "device", id="block-device"),
+    pytest.param([info(f"{REV}/fifo", tarfile.FIFOTYPE)], "device", id="fifo"),
+    pytest.param([info("static-pod-resources/kube-apiserver-pod-x/file")], "not under",
+                 id="revision-x"),
+    pytest.param([info("static-pod-resources/kube-apiserver-pod-1x/file")], "not under",
+                 id="revision-1x"),
+    pytest.param([info("static-pod-resources/kube-apiserver-pod-/file")], "not under",
+                 id="revision-empty"),
+    pytest.param([info("static-pod-resources/etcd-member/system:etcd-peer.key")], "not under",
+                 id="etcd-member-dir"),
+    pytest.param([info("etc/kubernetes/manifests/evil.yaml")], "not under", id="manifests"),
+    pytest.param([info("static-pod-resources/kube-apiserver-pod-8/a")], "several revisions",
+                 id="two-revisions"),
+])
+def test_hostile_members_are_refused(run_cli, host: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                     members: list[tarfile.TarInfo], message: str) -> None:
+    archive = make(tmp_path / "bad.tar.gz", info(f"{REV}/ok"), *members)
+    err = restore_refuses(run_cli, host, archive)
+    assert message in err and "static_kuberesources_" in err
+
+
+def test_truncated_archive(run_cli, host: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    archive = good(tmp_path / "a.tar.gz")
+    cut = tmp_path / "cut.tar.gz"
+    cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    assert "not a readable gzip tar" in restore_refuses(run_cli, host, cut)
+
+
+def test_garbage_archive(run_cli, host: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"not gzip at all")
+    assert "not a readable gzip tar" in restore_refuses(run_cli, host, junk)
+
+
+def test_gzip_bomb_is_capped(tmp_path: Path) -> None:
+    big = b"\0" * (4 << 20)
+    archive = make(tmp_path / "bomb.tar.gz", info(f"{REV}/zeros"), data={f"{REV}/zeros": big})
+    assert archive.stat().st_size < 64 << 10
+    with pytest.raises(IntegrityError, match="archive bomb"):
+        inspect_archive(archive, bytes_cap=1 << 20)
+
+
+def test_gzip_bomb_at_the_default_cap(run_cli, host: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # 2 MiB that inflate past the 2 GiB cap: one compressed MiB of zeros, repeated as gzip
+    # members (gzip readers concatenate members), so the bomb costs nothing to build.
+    one_mib = gzip.compress(b"\0" * (1 << 20), compresslevel=9)
+    bomb = tmp_path / "bomb.tar.gz"
+    bomb.write_bytes(one_mib * ((archive_module.ARCHIVE_BYTES_CAP >> 20) + 2))
+    assert bomb.stat().st_size < 4 << 20
+    assert "archive bomb" in restore_refuses(run_cli, host, bomb)
+
+
+def test_too_many_entries_are_capped(run_cli, host: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cap lowered from 100,000 so the test reads 101 headers, not 100,001.
+    monkeypatch.setattr(archive_module, "ARCHIVE_MEMBERS_CAP", 100)
+    archive = make(tmp_path / "many.tar.gz", *(info(f"{REV}/f{i}") for i in range(101)))
+    assert "100 entries: refused as a possible archive bomb" in restore_refuses(
+        run_cli, host, archive)
+
+
+@pytest.mark.parametrize("directory", [
+    pytest.param("kube-apiserver-pod-\u0663", id="arabic-indic-digit-3"),
+    pytest.param("kube-apiserver-pod-\uff17", id="fullwidth-digit-7"),
+    pytest.param("kube-apiserver-pod-007", id="leading-zeros"),
+    pytest.param("kube-apiserver-pod-7\n", id="trailing-newline"),
+])
+def test_a_revision_name_that_is_not_ascii_digits_is_refused(tmp_path: Path,
+                                                             directory: str) -> None:
+    archive = make(tmp_path / "odd.tar.gz", info(f"static-pod-resources/{directory}"))
+    with pytest.raises(IntegrityError, match="not under"):
+        inspect_archive(archive)
