@@ -16,6 +16,7 @@ import os
 import time
 
 from benchmarks.common import machine
+from toolbox import log
 from toolbox.sandbox.drills import DRILLS
 
 # The phases that make up "from the command to a healthy cluster with the data".
@@ -31,6 +32,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", default="100,1024", help="db sizes in MiB, comma separated")
     parser.add_argument("--etcd", default="3.5")
     args = parser.parse_args(argv)
+    log.configure("json")  # the procedures' logs to stderr, the figures alone on stdout
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"machine: {machine()}")
     results: dict[str, dict[int, float]] = {name: {} for name in RECOVERY_PHASES}
