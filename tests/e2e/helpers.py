@@ -28,3 +28,18 @@ def cluster_of(sandbox: Sandbox, masters: list[int]) -> str:
 
 
 keys_in = workload.read_group
+
+
+def member_names(sandbox: Sandbox, index: int = 0) -> list[str]:
+    """The member list as master `index` sees it, sorted; an unstarted member has no name."""
+    with sandbox.client(index) as client:
+        return sorted(m.name or "(unstarted)" for m in client.members())
+
+
+def assert_stopped_at(sandbox: Sandbox, index: int, step: str) -> str:
+    """After OCP_RECOVERY_FAULT_KILL_AFTER=`step`: `status` shows the step done, or for
+    NAME@SECONDS (killed inside it) running or, a fast step, already done."""
+    status = command(sandbox, index, "status").stdout
+    name, during, _ = step.partition("@")
+    assert f"done     {name}" in status or (during and f"running  {name}" in status), status
+    return status

@@ -6,14 +6,9 @@ from __future__ import annotations
 import json
 
 from tests.conftest import tree_fingerprint
-from tests.e2e.helpers import command, keys_in
+from tests.e2e.helpers import command, keys_in, member_names
 from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
-
-
-def names(sandbox: Sandbox, index: int) -> list[str]:
-    with sandbox.client(index) as client:
-        return sorted(m.name for m in client.members())
 
 
 def test_replace_one_master_with_valid_certificates(sandbox: Sandbox) -> None:
@@ -27,11 +22,11 @@ def test_replace_one_master_with_valid_certificates(sandbox: Sandbox) -> None:
     assert refused.returncode == 4 and "this master's own" in refused.stderr
     refused = command(sandbox, 0, "member", "remove", "etcd-member-master-.*")
     assert refused.returncode == 3 and "no etcd member is named" in refused.stderr
-    assert names(sandbox, 0) == [f"etcd-member-master-{i}" for i in range(3)]
+    assert member_names(sandbox, 0) == [f"etcd-member-master-{i}" for i in range(3)]
 
     removed = command(sandbox, 0, "etcd-member-master-2", program="etcd-member-remove.sh")
     assert removed.returncode == 0, removed.stderr
-    assert names(sandbox, 0) == ["etcd-member-master-0", "etcd-member-master-1"]
+    assert member_names(sandbox, 0) == ["etcd-member-master-0", "etcd-member-master-1"]
 
     # master-2 is repaired (its certificates are still valid) and powered on: its old etcd
     # was removed from the cluster, so it cannot serve; add it back.
@@ -53,7 +48,7 @@ def test_replace_one_master_with_valid_certificates(sandbox: Sandbox) -> None:
     assert summary["healthy"] is True
     assert sorted(m["name"] for m in summary["members"]) == [
         f"etcd-member-master-{i}" for i in range(3)]
-    assert names(sandbox, 2) == [f"etcd-member-master-{i}" for i in range(3)]
+    assert member_names(sandbox, 2) == [f"etcd-member-master-{i}" for i in range(3)]
     assert keys_in(sandbox, 2, "members") == written
     env = (sandbox.root(2) / "run/etcd/environment").read_text()
     assert "ETCD_INITIAL_CLUSTER_STATE=existing" in env

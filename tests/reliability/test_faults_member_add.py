@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_etcd, tree_fingerprint
-from tests.e2e.helpers import command
+from tests.e2e.helpers import assert_stopped_at, command, member_names
 from toolbox.sandbox.cluster import Sandbox
 
 STEPS = ["save-member-files", "stop-etcd", "set-aside-data-dir", "member-add",
@@ -34,18 +34,11 @@ def removed_master(tmp_path: Path) -> Iterator[Sandbox]:
         sandbox.down()
 
 
-def names(sandbox: Sandbox) -> list[str]:
-    with sandbox.client(0) as client:
-        return sorted(m.name or "(unstarted)" for m in client.members())
-
-
 def killed_after(sandbox: Sandbox, step: str) -> None:
     done = command(sandbox, 2, "member", "add", "127.0.0.11", NAME, "--yes",
                    extra_env={"OCP_RECOVERY_FAULT_KILL_AFTER": step})
     assert done.returncode == -9, done.stderr
-    name, during, _ = step.partition("@")
-    status = command(sandbox, 2, "status").stdout
-    assert f"done     {name}" in status or (during and f"running  {name}" in status), status
+    assert_stopped_at(sandbox, 2, step)
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -54,7 +47,7 @@ def test_resume_after_a_kill(removed_master: Sandbox, step: str) -> None:
     resumed = command(removed_master, 2, "resume")
     assert resumed.returncode == 0, resumed.stderr
     removed_master.wait_healthy([0, 1, 2], 60)
-    assert names(removed_master) == [f"etcd-member-master-{i}" for i in range(3)]
+    assert member_names(removed_master) == [f"etcd-member-master-{i}" for i in range(3)]
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -64,5 +57,5 @@ def test_rollback_after_a_kill(removed_master: Sandbox, step: str) -> None:
     rolled = command(removed_master, 2, "rollback")
     assert rolled.returncode == 0, rolled.stderr
     assert tree_fingerprint(removed_master.root(2), IGNORED) == before
-    assert names(removed_master) == ["etcd-member-master-0", "etcd-member-master-1"]
+    assert member_names(removed_master) == ["etcd-member-master-0", "etcd-member-master-1"]
     removed_master.wait_healthy([0, 1], 30)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_etcd, tree_fingerprint
-from tests.e2e.helpers import command
+from tests.e2e.helpers import assert_stopped_at, command, member_names
 from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
 from toolbox.sandbox.drills import start_signer
@@ -53,15 +53,7 @@ def recover(sandbox: Sandbox, index: int, token: str, *extra: str,
                    sandbox.spec(index).member_name, "--yes", *extra, extra_env=env)
     assert done.returncode == (-9 if kill else 0), done.stderr
     if kill:
-        name, during, _ = kill.partition("@")
-        status = command(sandbox, index, "status").stdout
-        assert f"done     {name}" in status or (during and f"running  {name}" in status), \
-            status
-
-
-def members(sandbox: Sandbox) -> list[str]:
-    with sandbox.client(0) as client:
-        return sorted(m.name or "(unstarted)" for m in client.members())
+        assert_stopped_at(sandbox, index, kill)
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -71,7 +63,7 @@ def test_resume_after_a_kill(blank_master: tuple[Sandbox, int, str], step: str) 
     resumed = command(sandbox, new, "resume", extra_env={"OCP_RECOVERY_SIGNER_TOKEN": token})
     assert resumed.returncode == 0, resumed.stderr
     sandbox.wait_healthy([0, 1, new], 60)
-    assert members(sandbox) == sorted(["etcd-member-master-0", "etcd-member-master-1",
+    assert member_names(sandbox) == sorted(["etcd-member-master-0", "etcd-member-master-1",
                                        sandbox.spec(new).member_name])
     assert len(workload.read_group(sandbox, new, "before")) == 200
 
@@ -84,5 +76,5 @@ def test_rollback_after_a_kill(blank_master: tuple[Sandbox, int, str], step: str
     rolled = command(sandbox, new, "rollback")
     assert rolled.returncode == 0, rolled.stderr
     assert tree_fingerprint(sandbox.root(new), IGNORED) == before
-    assert members(sandbox) == ["etcd-member-master-0", "etcd-member-master-1"]
+    assert member_names(sandbox) == ["etcd-member-master-0", "etcd-member-master-1"]
     sandbox.wait_healthy([0, 1], 30)

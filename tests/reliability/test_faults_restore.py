@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tree_fingerprint
-from tests.e2e.helpers import cluster_of, command, keys_in
+from tests.e2e.helpers import assert_stopped_at, cluster_of, command, keys_in
 from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
 
@@ -51,12 +51,7 @@ def killed_after(sandbox: Sandbox, step: str) -> None:
                    cluster_of(sandbox, [0]), "--yes",
                    extra_env={"OCP_RECOVERY_FAULT_KILL_AFTER": step})
     assert done.returncode == -9, done.stderr
-    status = command(sandbox, 0, "status").stdout
-    name, during, _ = step.partition("@")
-    if during:  # killed inside the step, or (a fast one) just after it
-        assert f"running  {name}" in status or f"done     {name}" in status, status
-    else:
-        assert f"done     {name}" in status
+    status = assert_stopped_at(sandbox, 0, step)
     assert "stopped part-way" in status or all(f"done     {s}" in status for s in STEPS)
 
 
