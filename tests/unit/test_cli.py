@@ -46,3 +46,27 @@ def test_progress_line_shows_share_and_rate(capsys: pytest.CaptureFixture[str]) 
     line.close()
     err = capsys.readouterr().err
     assert err.startswith("\rsnapshot  50.0% 512.0 MiB at ") and err.endswith("\n")
+
+
+def test_every_command_explains_itself(run_cli) -> None:  # type: ignore[no-untyped-def]
+    from toolbox.cli import COMMANDS
+
+    for group, name, _params, handler in COMMANDS:
+        words = [group, name] if group else [name]
+        out = run_cli([*words, "--help"]).stdout
+        assert f"usage: ocp-recovery {' '.join(words)}" in out
+        assert (handler.__doc__ or "").split()[0] in out
+
+
+def test_no_command_prints_the_commands_and_exits_2(run_cli) -> None:  # type: ignore[no-untyped-def]
+    out = run_cli([], exit_code=2).stdout
+    assert "backup" in out and "restore" in out and "exit-codes" in out
+
+
+def test_a_group_without_its_command_is_a_usage_error(run_cli) -> None:  # type: ignore[no-untyped-def]
+    assert "required: COMMAND" in run_cli(["member"], exit_code=2).stderr
+
+
+def test_an_option_after_the_command_is_not_a_global_one(run_cli) -> None:  # type: ignore[no-untyped-def]
+    assert "unrecognized arguments: --host-root" in run_cli(
+        ["status", "--host-root", "/"], exit_code=2).stderr
