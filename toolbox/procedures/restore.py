@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,9 @@ from toolbox.context import Context
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
 from toolbox.etcd.client import EtcdClient, Member, resolve_tls
 from toolbox.etcd.cluster import find_local_entry, parse_env_file, parse_initial_cluster
-from toolbox.etcd.snapshot import RestoreTool, bump_for, verify_file
+from toolbox.etcd.snapshot import RestoreTool, SnapshotReport, bump_for, verify_file
 from toolbox.host.archive import extract_legacy_snapshot, extract_revision, inspect_archive
-from toolbox.host.backups import resolve_backup_input
+from toolbox.host.backups import BackupInput, resolve_backup_input
 from toolbox.host.files import (
     ensure_private_dir,
     move_path,
@@ -75,25 +76,11 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
     if not paths.manifests.is_dir():
         raise PreconditionFailed(f"{paths.shown(paths.manifests)} does not exist: this is "
                                  "not a master's root", next_step="check --host-root")
-    revision = None
-    legacy_bytes = None
-    if given.archive is not None:
-        contents = inspect_archive(given.archive)
-        revision = contents.revision
-        legacy_bytes = contents.legacy_snapshot_bytes
-        if given.kind == "legacy" and legacy_bytes is None:
-            raise InvalidInput(f"{request.backup} holds no snapshot.db",
-                               next_step="give the backup directory or a snapshot_*.db")
-        if given.kind == "set" and revision is None:
-            raise InvalidInput(f"{given.archive.name} holds no kube-apiserver-pod-N directory")
-    report = None
-    if given.snapshot is not None:
-        report = verify_file(given.snapshot, skip_hash_check=request.skip_hash_check)
-        recorded = (given.manifest or {}).get("snapshot", {}).get("db_sha256")
-        if recorded and report.db_sha256 and recorded != report.db_sha256:
-            raise InvalidInput(f"{given.snapshot.name} does not match its backup manifest "
-                               "(sha256 differs)", next_step="use another backup")
-    tool = _restore_tool(ctx)
+    # The restore tool's --help (0.1 s, a process) runs while the snapshot is hashed.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        tool_probe = pool.submit(_restore_tool, ctx)
+        revision, legacy_bytes, report = _check_backup(given, request)
+        tool = tool_probe.result()
     snapshot_bytes = report.size if report else (legacy_bytes or 0)
     stash = paths.state_dir / f"restore-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
     data_dir = paths.etcd_data_dir
@@ -150,6 +137,31 @@ def _live_kube_apiserver_revision(ctx: Context) -> int | None:
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
     return None
+
+
+def _check_backup(given: BackupInput, request: RestoreRequest
+                  ) -> tuple[int | None, int | None, SnapshotReport | None]:
+    """The archive's revision and the snapshot's integrity, before anything changes:
+    (archived kube-apiserver revision, bytes of a 4.3.0 tarball's snapshot, the report)."""
+    revision = None
+    legacy_bytes = None
+    if given.archive is not None:
+        contents = inspect_archive(given.archive)
+        revision = contents.revision
+        legacy_bytes = contents.legacy_snapshot_bytes
+        if given.kind == "legacy" and legacy_bytes is None:
+            raise InvalidInput(f"{request.backup} holds no snapshot.db",
+                               next_step="give the backup directory or a snapshot_*.db")
+        if given.kind == "set" and revision is None:
+            raise InvalidInput(f"{given.archive.name} holds no kube-apiserver-pod-N directory")
+    report = None
+    if given.snapshot is not None:
+        report = verify_file(given.snapshot, skip_hash_check=request.skip_hash_check)
+        recorded = (given.manifest or {}).get("snapshot", {}).get("db_sha256")
+        if recorded and report.db_sha256 and recorded != report.db_sha256:
+            raise InvalidInput(f"{given.snapshot.name} does not match its backup manifest "
+                               "(sha256 differs)", next_step="use another backup")
+    return revision, legacy_bytes, report
 
 
 def _local_entry(ctx: Context, entries: list[Any], name: str | None) -> Any:
