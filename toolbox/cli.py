@@ -826,10 +826,6 @@ def exit_codes(options: GlobalOptions, markdown: bool) -> None:
 
 
 # ---- entry --------------------------------------------------------------------------------
-def _summary(handler: Handler) -> str:
-    return inspect.cleandoc(handler.__doc__ or "").split("\n\n")[0].replace("\n", " ")
-
-
 def _add(parser: argparse.ArgumentParser, params: tuple[Param, ...]) -> list[str]:
     return [parser.add_argument(*p.flags, **p.spec).dest for p in params]
 
@@ -851,8 +847,9 @@ def build_parser(prog_name: str = "ocp-recovery") -> argparse.ArgumentParser:
                 groups[group_name] = group.add_subparsers(title="commands", metavar="COMMAND",
                                                           required=True)
             under = groups[group_name]
-        parser = under.add_parser(name, help=_summary(handler),
-                                  description=inspect.cleandoc(handler.__doc__ or ""))
+        doc = inspect.cleandoc(handler.__doc__ or "")
+        parser = under.add_parser(name, help=doc.split("\n\n")[0].replace("\n", " "),
+                                  description=doc)
         parser.set_defaults(handler=handler, handler_params=_add(parser, params))
     return root
 

@@ -14,14 +14,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
-from toolbox.etcd.client import EtcdClient, Member, resolve_tls
 from toolbox.etcd.cluster import find_local_entry, parse_env_file, parse_initial_cluster
 from toolbox.etcd.snapshot import RestoreTool, SnapshotReport, bump_for, verify_file
 from toolbox.host.archive import extract_legacy_snapshot, extract_revision, inspect_archive
@@ -38,6 +37,9 @@ from toolbox.host.files import (
 from toolbox.host.paths import revision_number
 from toolbox.host.runtime import Runtime, wait_until
 from toolbox.journal import Journal, Step, describe, execute
+
+if TYPE_CHECKING:
+    from toolbox.etcd.client import Member
 
 _log = log.get(__name__)
 
@@ -364,6 +366,9 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
 # ---- after the steps -----------------------------------------------------------------------
 def wait_healthy(ctx: Context, plan: dict[str, Any]) -> list[Member]:
     """Wait until the restored local member answers with a leader; return the members."""
+    # gRPC (0.15 s to import) is loaded here, while etcd starts, not before the first step.
+    from toolbox.etcd.client import EtcdClient, resolve_tls
+
     members: list[Member] = []
 
     def healthy() -> bool:

@@ -376,16 +376,14 @@ class Agent:
             threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
 
     def _answer(self, conn: socket.socket) -> None:
+        """One shim call: `tool\\0arg\\0…` until the shim shuts its side; `rc\\0out\\0err` back."""
         with conn:
             data = b""
-            while not data.endswith(b"\n"):
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
+            while chunk := conn.recv(65536):
                 data += chunk
-            request = json.loads(data)
-            rc, out, err = self.handle(request["tool"], request["argv"])
-            conn.sendall(json.dumps({"rc": rc, "stdout": out, "stderr": err}).encode())
+            tool, *argv = [os.fsdecode(word) for word in data.split(b"\0")]
+            rc, out, err = self.handle(tool, argv)
+            conn.sendall(b"\0".join([str(rc).encode(), out.encode(), err.encode()]))
 
     def shutdown(self, *_: object) -> None:
         with self.lock:
@@ -426,27 +424,31 @@ def _positional(args: list[str]) -> list[str]:
     return out
 
 
+# The shims stand in for systemctl and crictl, which take milliseconds on a real master, so
+# they import only built-in modules (_socket, os, sys: 10 ms less than socket and json). The
+# words are NUL-separated both ways: no argv word, and no line the agent writes, holds a NUL.
 SHIM = """#!{python} -IS
 # {tool} for sandbox master {node}: forwards to its node agent.
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+import _socket, os, sys
+s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
 s.settimeout(600)
 try:
     s.connect({sock!r})
 except OSError as exc:
     sys.stderr.write("{tool}: the node agent of {node} is not running (" + str(exc) + ")\\n")
     sys.exit(1)
-s.sendall(json.dumps({{"tool": "{tool}", "argv": sys.argv[1:]}}).encode() + b"\\n")
+s.sendall(b"\\0".join([b"{tool}", *map(os.fsencode, sys.argv[1:])]))
+s.shutdown(_socket.SHUT_WR)
 data = b""
 while True:
     chunk = s.recv(65536)
     if not chunk:
         break
     data += chunk
-reply = json.loads(data)
-sys.stdout.write(reply["stdout"])
-sys.stderr.write(reply["stderr"])
-sys.exit(reply["rc"])
+rc, out, err = data.split(b"\\0", 2)
+sys.stdout.buffer.write(out)
+sys.stderr.buffer.write(err)
+sys.exit(int(rc))
 """
 
 
