@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from toolbox import log
 from toolbox.errors import IntegrityError, PreconditionFailed
 from toolbox.host.files import atomic_write
-from toolbox.pki.certs import load_certificates, new_key, subject_alt_names
+from toolbox.pki.certs import key_pem, load_certificates, new_key, subject_alt_names
 from toolbox.pki.profiles import CertRequest
 from toolbox.pki.signer import API
 
@@ -64,9 +64,8 @@ def request_certificate(signer: SignerEndpoint, request: CertRequest, member_dir
                              f"certificate: {exc}") from exc
     _verify(cert, request, key, ca_pem)
     stem = member_dir / request.file_stem
-    atomic_write(stem.with_name(stem.name + ".key"), key.private_bytes(  # type: ignore[union-attr]
-        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption()), mode=0o600)
+    atomic_write(stem.with_name(stem.name + ".key"), key_pem(key),  # type: ignore[arg-type]
+                 mode=0o600)
     crt = stem.with_name(stem.name + ".crt")
     atomic_write(crt, pem, mode=0o644)
     _log.info("agent.certificate", kind=request.kind, cn=request.common_name,

@@ -26,11 +26,20 @@ class Issued:
         return pem(self.cert)
 
     def key_pem(self) -> bytes:
-        return self.key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
+        return key_pem(self.key)
+
+    @classmethod
+    def load(cls, crt: Path, key: Path) -> Issued:
+        """A certificate and its key from PEM files."""
+        return cls(x509.load_pem_x509_certificate(crt.read_bytes()),
+                   serialization.load_pem_private_key(key.read_bytes(), None))  # type: ignore[arg-type]
+
+
+def key_pem(key: PrivateKey) -> bytes:
+    """A private key as unencrypted PEM, in the traditional format OpenShift writes."""
+    return key.private_bytes(serialization.Encoding.PEM,
+                             serialization.PrivateFormat.TraditionalOpenSSL,
+                             serialization.NoEncryption())
 
 
 def new_key(kind: str = "ec") -> PrivateKey:

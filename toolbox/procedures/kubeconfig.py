@@ -26,8 +26,8 @@ _log = log.get(__name__)
 BOOTSTRAPPER_NAMESPACE = "openshift-machine-config-operator"
 TOKEN_SECRET = "node-bootstrapper-token"
 KUBELET_CA = ("openshift-kube-apiserver-operator", "kube-apiserver-to-kubelet-client-ca")
-INSTALLED = ("/etc/kubernetes/kubeconfig", "/etc/kubernetes/kubelet-ca.crt",
-             "/run/machine-config-daemon-force")
+KUBELET_CA_FILE = "/etc/kubernetes/kubelet-ca.crt"
+MCD_FORCE_FILE = "/run/machine-config-daemon-force"  # the MCD re-applies its config
 
 
 @dataclass(frozen=True)
@@ -93,17 +93,19 @@ def install(ctx: Context, recovered: Recovered) -> Recovered:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H-%M-%S")
     kept = []
     with host_lock(ctx.paths.state_dir, "kubeconfig recover --install"):
-        target = ctx.paths.host(INSTALLED[0])
+        target = ctx.paths.bootstrap_kubeconfig
         if target.exists() and target.read_bytes() != recovered.kubeconfig:
             backup = target.with_name(f"{target.name}.{stamp}")
             move_path(target, backup)
             kept.append(ctx.paths.shown(backup))
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, recovered.kubeconfig, 0o600)
-        atomic_write(ctx.paths.host(INSTALLED[1]), recovered.kubelet_ca, 0o644)
-        force = ctx.paths.host(INSTALLED[2])
+        kubelet_ca = ctx.paths.host(KUBELET_CA_FILE)
+        atomic_write(kubelet_ca, recovered.kubelet_ca, 0o644)
+        force = ctx.paths.host(MCD_FORCE_FILE)
         force.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(force, b"", 0o644)
-    _log.info("kubeconfig.installed", files=list(INSTALLED), kept=kept)
+    installed = [ctx.paths.shown(path) for path in (target, kubelet_ca, force)]
+    _log.info("kubeconfig.installed", files=installed, kept=kept)
     return Recovered(recovered.kubeconfig, recovered.kubelet_ca, recovered.server,
-                     recovered.checked, list(INSTALLED), kept)
+                     recovered.checked, installed, kept)

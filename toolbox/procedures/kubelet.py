@@ -26,9 +26,7 @@ from toolbox.kube import config as kubeconfig
 _log = log.get(__name__)
 
 OPERATION = "kubelet-reset"
-KUBELET_DIR = "/var/lib/kubelet"
 RESET = ("pki", "kubeconfig")
-BOOTSTRAP_KUBECONFIG = "/etc/kubernetes/kubeconfig"
 SUFFIX = ".ocp-recovery-"
 
 
@@ -59,7 +57,7 @@ def plan(ctx: Context, now: dt.datetime | None = None) -> dict[str, Any]:
     bootstrap = paths.bootstrap_kubeconfig
     if not bootstrap.is_file():
         raise PreconditionFailed(
-            f"{BOOTSTRAP_KUBECONFIG} does not exist: the kubelet would have nothing to "
+            f"{paths.shown(bootstrap)} does not exist: the kubelet would have nothing to "
             "bootstrap with after its pki and kubeconfig are moved aside",
             next_step="ocp-recovery kubeconfig recover --install, then run this again")
     try:
@@ -67,15 +65,16 @@ def plan(ctx: Context, now: dt.datetime | None = None) -> dict[str, Any]:
     except (InvalidInput, OSError) as exc:
         what = exc.what if isinstance(exc, InvalidInput) else str(exc)
         raise PreconditionFailed(
-            f"{BOOTSTRAP_KUBECONFIG} is not a usable kubeconfig: {what}",
+            f"{paths.shown(bootstrap)} is not a usable kubeconfig: {what}",
             next_step="ocp-recovery kubeconfig recover --install, then run this again"
         ) from exc
     kubelet_dir = paths.kubelet_dir
+    shown = paths.shown(kubelet_dir)
     present = [n for n in RESET
                if (kubelet_dir / n).exists() or (kubelet_dir / n).is_symlink()]
     if not present:
         raise PreconditionFailed(
-            f"nothing to reset: neither {KUBELET_DIR}/pki nor {KUBELET_DIR}/kubeconfig exists",
+            f"nothing to reset: neither {shown}/pki nor {shown}/kubeconfig exists",
             next_step="check you are on the right host; a plain restart is "
             "`systemctl restart kubelet`, then `ocp-recovery csr list`")
     base = f"{now or dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
@@ -85,7 +84,7 @@ def plan(ctx: Context, now: dt.datetime | None = None) -> dict[str, Any]:
         extra += 1
         stamp = f"{base}-{extra}"
     return {"stamp": stamp,
-            "moves": {n: [f"{KUBELET_DIR}/{n}", f"{KUBELET_DIR}/{n}{SUFFIX}{stamp}"]
+            "moves": {n: [f"{shown}/{n}", f"{shown}/{n}{SUFFIX}{stamp}"]
                       for n in present}}
 
 
@@ -130,7 +129,8 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
         Step("move-aside", f"move {shown}", move_aside, put_back),
         # Undone before the move back, so no kubelet writes into the pki meanwhile.
         Step("start-kubelet", "systemctl start kubelet.service (it bootstraps with "
-             f"{BOOTSTRAP_KUBECONFIG})", runtime.start_kubelet, runtime.stop_kubelet),
+             f"{paths.shown(paths.bootstrap_kubeconfig)})", runtime.start_kubelet,
+             runtime.stop_kubelet),
     ]
 
 

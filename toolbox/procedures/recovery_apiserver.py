@@ -178,7 +178,7 @@ def destroy(ctx: Context) -> list[str]:
                                  next_step="nothing to do")
     with host_lock(paths.state_dir, "recovery-apiserver destroy"):
         remove_quietly(manifest)
-        wait_until(lambda: not _answers(), timeout=ctx.timeouts.pod_stop,
+        wait_until(lambda: not listening(), timeout=ctx.timeouts.pod_stop,
                    what=f"the recovery kube-apiserver on {BIND} to stop",
                    next_step="check `crictl ps --name kube-apiserver-recovery`, then run "
                    "destroy again")
@@ -190,7 +190,8 @@ def destroy(ctx: Context) -> list[str]:
     return left
 
 
-def _answers() -> bool:
+def listening() -> bool:
+    """Whether anything accepts connections on the recovery API server's address."""
     host, port = BIND.split(":")
     try:
         with socket.create_connection((host, int(port)), timeout=1):

@@ -27,8 +27,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from toolbox.pki.certs import key_pem
 
 DEFAULT_STORAGE_PREFIX = "kubernetes.io"  # OpenShift's default, not upstream's /registry
 SIGNING_KEY = "service-account-signer.key"
@@ -256,9 +257,7 @@ def throwaway_signing_key(workdir: Path) -> Path:
     if not path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.TraditionalOpenSSL,
-                                          serialization.NoEncryption()))
+        tmp.write_bytes(key_pem(key))
         tmp.chmod(0o600)
         tmp.replace(path)
     return path

@@ -85,7 +85,7 @@ def run(sandbox: Sandbox, ctx: Context, report: DrillReport) -> None:
           and Runtime(ctx.executor).kubelet_active(),
           "kubelet reset did not move the old pki aside and restart kubelet")
     check(not ctx.paths.recovery_apiserver_manifest.exists()
-          and not ctx.paths.recovery_apiserver_dir.exists() and not _listening(7443),
+          and not ctx.paths.recovery_apiserver_dir.exists() and not recovery_apiserver.listening(),
           "the recovery API server is not gone")
     report.facts += [
         f"recovery API server answered; its certificates were valid until {created.expires}",
@@ -162,14 +162,6 @@ def _served_certificate(address: tuple[str, int]) -> x509.Certificate:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der)
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def node_client_csr(node: str) -> dict[str, object]:

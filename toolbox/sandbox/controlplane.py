@@ -89,7 +89,7 @@ class ControlPlanePki:
     def save(self, directory: Path) -> None:
         _write(directory / "admin.crt", self.admin.cert_pem())
         _write(directory / "admin.key", self.admin.key_pem(), 0o600)
-        _write(directory / "service-account.key", _key_pem(self.service_account_key), 0o600)
+        _write(directory / "service-account.key", certs.key_pem(self.service_account_key), 0o600)
         for name in ("installed", "current"):
             store: MemoryStore = getattr(self, name)
             _write(directory / f"control-plane-{name}.json",
@@ -103,7 +103,7 @@ class ControlPlanePki:
                 result.put(obj)
             return result
 
-        admin = certs.Issued(*_pair(directory / "admin.crt", directory / "admin.key"))
+        admin = certs.Issued.load(directory / "admin.crt", directory / "admin.key")
         key = serialization.load_pem_private_key(
             (directory / "service-account.key").read_bytes(), None)
         return cls(admin, key, store("installed"), store("current"))  # type: ignore[arg-type]
@@ -161,7 +161,7 @@ def write_kube_apiserver_files(root: Path, spec: MasterSpec, pki: ControlPlanePk
         rev_dir = kube / f"kube-apiserver-pod-{revision}"
         _dump(rev_dir / "configmaps/config/config.yaml", config)
         _write(rev_dir / SA_PUBLIC, public)
-        _write(rev_dir / SA_PRIVATE, _key_pem(pki.service_account_key), 0o600)
+        _write(rev_dir / SA_PRIVATE, certs.key_pem(pki.service_account_key), 0o600)
     write_pod_files(root, pki.current)
 
 
@@ -268,18 +268,6 @@ def _wait_served(client: KubeClient, path: str, timeout: float) -> None:
     wait_until(lambda: client.request("GET", path)[0] == 200, timeout=timeout,
                what=f"the API to serve {path} (a new CRD)",
                next_step="read the kube-apiserver log of the sandbox's first master")
-
-
-def _pair(crt: Path, key: Path) -> tuple[Any, Any]:
-    from cryptography import x509
-    return (x509.load_pem_x509_certificate(crt.read_bytes()),
-            serialization.load_pem_private_key(key.read_bytes(), None))
-
-
-def _key_pem(key: rsa.RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM,
-                             serialization.PrivateFormat.TraditionalOpenSSL,
-                             serialization.NoEncryption())
 
 
 def _b64(data: bytes) -> str:

@@ -110,14 +110,8 @@ class ClusterPki:
 
     @classmethod
     def load(cls, directory: Path) -> ClusterPki:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import serialization
-
         def pair(name: str) -> certs.Issued:
-            cert = x509.load_pem_x509_certificate((directory / f"{name}.crt").read_bytes())
-            key = serialization.load_pem_private_key((directory / f"{name}.key").read_bytes(),
-                                                     None)
-            return certs.Issued(cert, key)  # type: ignore[arg-type]
+            return certs.Issued.load(directory / f"{name}.crt", directory / f"{name}.key")
 
         return cls(pair("etcd_ca"), pair("metric_ca"), pair("root_ca"), pair("etcd_client"))
 
