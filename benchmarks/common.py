@@ -41,7 +41,9 @@ class Samples:
 
 def measure(argv: list[str], env: dict[str, str], samples: Samples) -> None:
     """Run argv to completion; record its wall time and the peak RSS of that process alone
-    (its VmHWM, sampled: wait4's figure would include the tools it runs, e.g. etcdutl)."""
+    (its VmHWM, sampled: wait4's figure would include the tools it runs, e.g. etcdutl).
+    The previous run's dirty pages are written first, so neither side pays for the other's."""
+    os.sync()
     started = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     peak = [0]

@@ -70,3 +70,38 @@ def test_a_group_without_its_command_is_a_usage_error(run_cli) -> None:  # type:
 def test_an_option_after_the_command_is_not_a_global_one(run_cli) -> None:  # type: ignore[no-untyped-def]
     assert "unrecognized arguments: --host-root" in run_cli(
         ["status", "--host-root", "/"], exit_code=2).stderr
+
+
+@pytest.mark.parametrize(("answer", "goes_on"), [("y", True), ("yes", True), ("", False),
+                                                 ("n", False), (None, False)])
+def test_the_confirmation_on_a_terminal(answer: str | None, goes_on: bool, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Only a yes goes on; anything else (or end of input) stops with exit 130, and the
+    operator saw every change before answering."""
+    import dataclasses
+
+    from toolbox.cli import _show_plan
+    from toolbox.context import build_context
+    from toolbox.errors import Interrupted
+
+    def reply(_prompt: str) -> str:
+        if answer is None:
+            raise EOFError
+        return answer
+
+    monkeypatch.setattr("builtins.input", reply)
+    (tmp_path / "etc/kubernetes").mkdir(parents=True)
+    context = dataclasses.replace(build_context({}, host_root=str(tmp_path),
+                                                host_exec="direct"), interactive=True)
+
+    def show() -> bool:
+        return _show_plan(context, "restore", ["1. stop etcd"], [], False, False, "Restore?")
+
+    if goes_on:
+        assert show() is False
+    else:
+        with pytest.raises(Interrupted) as refused:
+            show()
+        assert refused.value.exit_code == 130 and "nothing was changed" in refused.value.render()
+    assert "1. stop etcd" in capsys.readouterr().out
