@@ -146,6 +146,26 @@ def test_young_client_certificate_is_warned_about(run_cli, sandbox: Sandbox,
     assert any("first certificate rotation" in w for w in result["warnings"])
 
 
+
+def test_a_certificate_expiring_soon_is_warned_about(run_cli, sandbox: Sandbox) -> None:
+    """A restore of this backup after that date needs guide 3.4 too: say so now."""
+    pki = sandbox.pki
+    soon = certs.issue(pki.etcd_ca, common_name="soon", server=False, days=10)
+    revision = sandbox.root(0) / "etc/kubernetes/static-pod-resources/kube-apiserver-pod-10"
+    planted = revision / "secrets/expiring-soon/tls.crt"
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(soon.cert_pem())
+    try:
+        result = summary(backup(run_cli, sandbox, "/home/core/backup-expiring"))
+    finally:
+        planted.unlink()
+        planted.parent.rmdir()
+    expiry = soon.cert.not_valid_after_utc.isoformat()
+    assert any(f"expires on {expiry}" in w and "guide 3.4" in w for w in result["warnings"])
+    manifest = json.loads(next((sandbox.root(0) / "var/home/core/backup-expiring")
+                               .glob("backup_*.json")).read_text())
+    assert manifest["static_resources"]["earliest_cert_expiry"] == expiry
+
 # ---- refused runs: clear error, documented exit code, host unchanged ----------------------
 
 def refused(run_cli, sandbox: Sandbox, args: list[str], exit_code: int,  # type: ignore[no-untyped-def]
