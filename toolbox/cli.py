@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from toolbox import __version__, log
-from toolbox.context import Context, build_context
+from toolbox.context import Context, build_context, log_format_of
 from toolbox.errors import Interrupted, InvalidInput, RecoveryError, all_error_classes
 from toolbox.host.files import human_bytes
 
@@ -34,7 +34,7 @@ class GlobalOptions:
     cacert: str | None
     cert: str | None
     key: str | None
-    log_format: str | None
+    log_format: str          # the flag, else the env, else by TTY (log_format_of)
     dial_timeout: float | None
     kubeconfig: str | None = None
 
@@ -122,8 +122,7 @@ def _host_path_argument(path: str, context: Context) -> str:
 
 
 def _json_mode(options: GlobalOptions) -> bool:
-    fmt = options.log_format or os.environ.get("OCP_RECOVERY_LOG_FORMAT")
-    return fmt == "json" or (fmt is None and not sys.stderr.isatty())
+    return options.log_format == "json"
 
 
 GLOBAL_PARAMS = (
@@ -879,12 +878,11 @@ def run(argv: list[str], prog_name: str = "ocp-recovery") -> int:
     if not hasattr(parsed, "handler"):  # global options and no command
         parser.print_help()
         return 2
+    log_format = log_format_of(parsed.log_format, os.environ)
     options = GlobalOptions(parsed.host_root, parsed.host_exec, parsed.state_dir,
                             parsed.endpoints, parsed.cacert, parsed.cert, parsed.key,
-                            parsed.log_format, parsed.dial_timeout, parsed.kubeconfig)
-    fmt = parsed.log_format or os.environ.get("OCP_RECOVERY_LOG_FORMAT") or (
-        "console" if sys.stderr.isatty() else "json")
-    log.configure(fmt, parsed.verbose)
+                            log_format, parsed.dial_timeout, parsed.kubeconfig)
+    log.configure(log_format, parsed.verbose)
     try:
         parsed.handler(options, **{name: getattr(parsed, name)
                                    for name in parsed.handler_params})

@@ -81,6 +81,13 @@ def default_host_root(environ: Mapping[str, str]) -> Path:
     return Path("/")
 
 
+def log_format_of(flag: str | None, environ: Mapping[str, str]) -> str:
+    """--log-format, else OCP_RECOVERY_LOG_FORMAT, else console for a person at a terminal
+    and JSON lines for everything else (a CronJob, a pipe)."""
+    return flag or environ.get("OCP_RECOVERY_LOG_FORMAT") or (
+        "console" if sys.stderr.isatty() else "json")
+
+
 def build_context(
     environ: Mapping[str, str],
     *,
@@ -129,16 +136,13 @@ def build_context(
     child_env = {k: v for k, v in environ.items()
                  if k.lower() not in PROXY_VARIABLES and not k.startswith("ETCDCTL_")}
     child_env["ETCDCTL_API"] = "3"
-    fmt = log_format or environ.get("OCP_RECOVERY_LOG_FORMAT") or (
-        "console" if sys.stderr.isatty() else "json"
-    )
     return Context(
         host_root=root,
         host_exec=mode,
         state_dir=state_dir or environ.get("OCP_RECOVERY_STATE_DIR") or DEFAULT_STATE_DIR,
         etcd=etcd,
         timeouts=timeouts,
-        log_format=fmt,
+        log_format=log_format_of(log_format, environ),
         interactive=sys.stdout.isatty(),
         child_env=child_env,
         fault_kill_after=environ.get("OCP_RECOVERY_FAULT_KILL_AFTER") or None,
