@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from tests.conftest import tree_fingerprint
 from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
 
@@ -34,6 +36,17 @@ def member_names(sandbox: Sandbox, index: int = 0) -> list[str]:
     """The member list as master `index` sees it, sorted; an unstarted member has no name."""
     with sandbox.client(index) as client:
         return sorted(m.name or "(unstarted)" for m in client.members())
+
+
+def assert_rollback_gives_back(sandbox: Sandbox, index: int, ignored: tuple[str, ...],
+                               break_off: Callable[[], object]) -> None:
+    """Whatever `break_off` leaves part-way on master `index`, `rollback` succeeds and that
+    host's tree (but `ignored`) is exactly what it was before."""
+    before = tree_fingerprint(sandbox.root(index), ignored)
+    break_off()
+    rolled = command(sandbox, index, "rollback")
+    assert rolled.returncode == 0, rolled.stderr
+    assert tree_fingerprint(sandbox.root(index), ignored) == before
 
 
 def assert_stopped_at(sandbox: Sandbox, index: int, step: str) -> str:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_etcd, tree_fingerprint
-from tests.e2e.helpers import assert_stopped_at, command, member_names
+from tests.conftest import require_etcd
+from tests.e2e.helpers import assert_rollback_gives_back, assert_stopped_at, command, member_names
 from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
 from toolbox.sandbox.drills import start_signer
@@ -71,10 +71,7 @@ def test_resume_after_a_kill(blank_master: tuple[Sandbox, int, str], step: str) 
 @pytest.mark.parametrize("step", STEPS)
 def test_rollback_after_a_kill(blank_master: tuple[Sandbox, int, str], step: str) -> None:
     sandbox, new, token = blank_master
-    before = tree_fingerprint(sandbox.root(new), IGNORED)
-    recover(sandbox, new, token, kill=step)
-    rolled = command(sandbox, new, "rollback")
-    assert rolled.returncode == 0, rolled.stderr
-    assert tree_fingerprint(sandbox.root(new), IGNORED) == before
+    assert_rollback_gives_back(sandbox, new, IGNORED,
+                               lambda: recover(sandbox, new, token, kill=step))
     assert member_names(sandbox) == ["etcd-member-master-0", "etcd-member-master-1"]
     sandbox.wait_healthy([0, 1], 30)
