@@ -868,14 +868,11 @@ def main(argv: list[str] | None = None, prog_name: str = "ocp-recovery") -> int:
 
 def run(argv: list[str], prog_name: str = "ocp-recovery") -> int:
     parser = build_parser(prog_name)
-    if not argv:
-        parser.print_help()
-        return 2
     try:
         parsed = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help and --version (0), usage errors (2)
         return exc.code if isinstance(exc.code, int) else 2
-    if not hasattr(parsed, "handler"):  # global options and no command
+    if not hasattr(parsed, "handler"):  # no command (perhaps global options)
         parser.print_help()
         return 2
     log_format = log_format_of(parsed.log_format, os.environ)
