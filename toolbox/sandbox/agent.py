@@ -35,6 +35,7 @@ from typing import Any
 import yaml
 
 from toolbox.etcd.cluster import CARRIED_OVER, parse_env_file
+from toolbox.host.files import atomic_write
 from toolbox.sandbox import apiserver
 from toolbox.sandbox.layout import MasterSpec, etcd_environment
 
@@ -202,12 +203,16 @@ class Agent:
     def _discovery_init(self) -> None:
         """setup-etcd-environment: keep the cluster settings, rewrite the rest."""
         path = self.root / "run/etcd/environment"
-        old = parse_env_file(path.read_text()) if path.exists() else None
+        old_text = path.read_text() if path.exists() else None
+        old = parse_env_file(old_text) if old_text is not None else None
         carried = {k: old.get(k) for k in CARRIED_OVER} if old else {}
-        env = etcd_environment(self.spec, carried.get("ETCD_INITIAL_CLUSTER"),
-                               carried.get("ETCD_INITIAL_CLUSTER_STATE"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(env.render())
+        text = etcd_environment(self.spec, carried.get("ETCD_INITIAL_CLUSTER"),
+                                carried.get("ETCD_INITIAL_CLUSTER_STATE")).render()
+        # The toolbox and the tests read this file while pods restart: never show them a
+        # truncated one, and leave an unchanged one alone.
+        if text != old_text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, text.encode(), 0o644)
         for kind in ("server", "peer", "metric"):
             stem = f"system:etcd-{kind}:{self.spec.dns_name}"
             member = self.root / "etc/kubernetes/static-pod-resources/etcd-member"
