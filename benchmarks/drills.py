@@ -15,7 +15,7 @@ import argparse
 import os
 import time
 
-from benchmarks.common import machine
+from benchmarks.common import compile_toolbox, machine
 from toolbox import log
 from toolbox.sandbox.drills import DRILLS
 
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--etcd", default="3.5")
     args = parser.parse_args(argv)
     log.configure("json")  # the procedures' logs to stderr, the figures alone on stdout
+    compile_toolbox()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"machine: {machine()}")
     results: dict[str, dict[int, float]] = {name: {} for name in RECOVERY_PHASES}
