@@ -3,6 +3,7 @@ serves or the backup fails cleanly, nothing hangs, and no partial file is left a
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_sandbox_lifecycle import processes_mentioning
+from toolbox.host.files import partial_file
+from toolbox.procedures import backup
 from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
 
@@ -90,3 +93,22 @@ def test_member_killed_mid_stream_fails_cleanly_or_the_next_serves(
         assert outcome.code == 5, outcome.stderr
         assert not list(target.glob("snapshot_*.db"))
     sandbox.wait_healthy([0, 1, 2], 60)  # its kubelet restarted it
+
+
+def test_disk_full_while_archiving_beside_the_stream_leaves_nothing(
+        run_cli, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The archive is written while the snapshot streams; its failure fails the backup and
+    takes the finished snapshot with it. (The space check refuses a disk that is too small
+    before anything is written, so the full disk is injected into the archive's own write.)"""
+    workload.fill(sandbox, 16)
+
+    def archive_on_a_full_disk(revision_dir: Path, kubernetes_dir: Path, target: Path) -> None:
+        with partial_file(target) as out:
+            out.write(b"\x1f\x8b")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(backup, "write_revision_archive", archive_on_a_full_disk)
+    err = run_cli(["backup", "/home/core/backup-archive-full"],
+                  env=sandbox.env_vars(0, dict(os.environ)), exit_code=7).stderr
+    assert "ran out of space while writing static_kuberesources_" in err
+    assert not (sandbox.root(0) / "var/home/core/backup-archive-full").exists()
