@@ -17,9 +17,10 @@ KUBELET = "kubelet.service"
 
 def wait_until(condition: Callable[[], bool], *, timeout: float, what: str,
                next_step: str) -> None:
-    """Poll with a short back-off (0.1 s growing to 2 s) until `condition` or timeout."""
+    """Poll with a short back-off (0.02 s growing to 2 s) until `condition` or timeout:
+    what is already done is seen at once, what takes minutes costs a check every 2 s."""
     deadline = time.monotonic() + timeout
-    delay = 0.1
+    delay = 0.02
     while not condition():
         if time.monotonic() + delay > deadline:
             raise WaitTimedOut(f"waited {timeout:.0f}s for {what}", next_step=next_step)
