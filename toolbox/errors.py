@@ -126,6 +126,13 @@ class CertificatesExpiring(RecoveryError):
                     "`ocp-recovery recovery-apiserver create` and `regenerate-certificates`")
 
 
+class HostIOError(RecoveryError):
+    exit_code = 14
+    summary = "a file on the host could not be read or written (I/O error, read-only file system)"
+    default_next = ("check the disk and the file system (`dmesg`, `mount`), then run the same "
+                    "command again")
+
+
 class DrillFailed(RecoveryError):
     exit_code = 20
     summary = "a drill's check failed: the procedure did not give the expected outcome"

@@ -95,20 +95,27 @@ def test_member_killed_mid_stream_fails_cleanly_or_the_next_serves(
     sandbox.wait_healthy([0, 1, 2], 60)  # its kubelet restarted it
 
 
-def test_disk_full_while_archiving_beside_the_stream_leaves_nothing(
-        run_cli, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("error", "exit_code", "said"), [
+    (errno.ENOSPC, 7, "ran out of space while writing static_kuberesources_"),
+    (errno.EIO, 14, "Input/output error"),
+], ids=["disk-full", "io-error"])
+def test_an_archive_failing_beside_the_stream_leaves_nothing(
+        run_cli, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, error: int,  # type: ignore[no-untyped-def]
+        exit_code: int, said: str) -> None:
     """The archive is written while the snapshot streams; its failure fails the backup and
     takes the finished snapshot with it. (The space check refuses a disk that is too small
-    before anything is written, so the full disk is injected into the archive's own write.)"""
+    before anything is written, and root reads any file, so the failure is injected into
+    the archive's own write.)"""
     workload.fill(sandbox, 16)
 
-    def archive_on_a_full_disk(revision_dir: Path, kubernetes_dir: Path, target: Path) -> None:
+    def failing_archive(revision_dir: Path, kubernetes_dir: Path, target: Path) -> None:
         with partial_file(target) as out:
             out.write(b"\x1f\x8b")
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            raise OSError(error, os.strerror(error))
 
-    monkeypatch.setattr(backup, "write_revision_archive", archive_on_a_full_disk)
-    err = run_cli(["backup", "/home/core/backup-archive-full"],
-                  env=sandbox.env_vars(0, dict(os.environ)), exit_code=7).stderr
-    assert "ran out of space while writing static_kuberesources_" in err
-    assert not (sandbox.root(0) / "var/home/core/backup-archive-full").exists()
+    monkeypatch.setattr(backup, "write_revision_archive", failing_archive)
+    err = run_cli(["backup", "/home/core/backup-archive-fails"],
+                  env=sandbox.env_vars(0, dict(os.environ)), exit_code=exit_code).stderr
+    assert said in err
+    assert "state: unchanged" in err and "next:" in err
+    assert not (sandbox.root(0) / "var/home/core/backup-archive-fails").exists()

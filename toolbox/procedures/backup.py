@@ -19,7 +19,7 @@ from typing import Any
 
 from toolbox import __version__, log
 from toolbox.context import Context
-from toolbox.errors import InvalidInput, PreconditionFailed
+from toolbox.errors import HostIOError, InvalidInput, PreconditionFailed
 from toolbox.etcd import bbolt
 from toolbox.etcd.client import EtcdClient, Member, Status, TlsFiles, resolve_tls
 from toolbox.etcd.snapshot import TRAILER, ProgressLine, SavedSnapshot, save_stream
@@ -174,11 +174,17 @@ def _take(ctx: Context, request: BackupRequest, client: EtcdClient, plan: _Plan,
                   revision_dir=plan.revision_dir.name)
         manifest = _manifest(ctx, plan, client, snapshot, archive, db, certificates.result())
         atomic_write(written[2], _json(manifest))
-    except BaseException:
+    except BaseException as exc:
         wait([archiving])  # so that it writes nothing after the clean-up
         remove_quietly(*written)
         if created_dir and not any(plan.target.iterdir()):
             plan.target.rmdir()
+        if isinstance(exc, OSError):  # a bad disk, a file system gone read-only: not a bug
+            raise HostIOError(
+                f"the backup to {request.directory} failed: {exc}",
+                state="unchanged: the files of this backup were removed",
+                next_step="check the disk and the file system (`dmesg`, `mount`), or choose "
+                "another directory, then run the same command again") from exc
         raise
     return BackupResult(request.directory, snapshot, archive, written[2], manifest)
 
