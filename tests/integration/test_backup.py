@@ -146,7 +146,6 @@ def test_young_client_certificate_is_warned_about(run_cli, sandbox: Sandbox,
     assert any("first certificate rotation" in w for w in result["warnings"])
 
 
-
 def test_a_certificate_expiring_soon_is_warned_about(run_cli, sandbox: Sandbox) -> None:
     """A restore of this backup after that date needs guide 3.4 too: say so now."""
     pki = sandbox.pki
@@ -165,6 +164,7 @@ def test_a_certificate_expiring_soon_is_warned_about(run_cli, sandbox: Sandbox) 
     manifest = json.loads(next((sandbox.root(0) / "var/home/core/backup-expiring")
                                .glob("backup_*.json")).read_text())
     assert manifest["static_resources"]["earliest_cert_expiry"] == expiry
+
 
 # ---- refused runs: clear error, documented exit code, host unchanged ----------------------
 
