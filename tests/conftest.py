@@ -3,6 +3,7 @@ etcd versions, and a tree fingerprint to prove a refused run changed nothing."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -104,6 +105,17 @@ def tree_fingerprint(root: Path, ignore: tuple[str, ...] = ("var/lib/etcd",)) ->
                 detail = "dir"
             result[rel] = f"{stat.filemode(st.st_mode)} {st.st_uid}:{st.st_gid} {detail}"
     return result
+
+
+@contextlib.contextmanager
+def assert_host_unchanged(root: Path, ignore: tuple[str, ...] = ()) -> Iterator[None]:
+    """The block must leave every file under `root` (but `ignore`) exactly as it was: mode,
+    owner, content, link target. Says which paths changed."""
+    before = tree_fingerprint(root, ignore)
+    yield
+    after = tree_fingerprint(root, ignore)
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    assert not changed, f"the host changed under {root}: {changed[:20]}"
 
 
 @pytest.fixture

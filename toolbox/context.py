@@ -54,8 +54,6 @@ class Context:
     log_format: str
     interactive: bool
     child_env: Mapping[str, str] = field(default_factory=dict)
-    # Fault injection for the reliability tests: SIGKILL ourselves after this step.
-    fault_kill_after: str | None = None
     # The one-time token `signer serve` printed; never logged, never journaled.
     signer_token: str | None = None
     # Extra peer-certificate IPs for new members (the sandbox sets 127.0.0.1).
@@ -145,7 +143,6 @@ def build_context(
         log_format=log_format_of(log_format, environ),
         interactive=sys.stdout.isatty(),
         child_env=child_env,
-        fault_kill_after=environ.get("OCP_RECOVERY_FAULT_KILL_AFTER") or None,
         signer_token=environ.get("OCP_RECOVERY_SIGNER_TOKEN") or None,
         extra_peer_ips=tuple(i for i in environ.get("OCP_RECOVERY_SANDBOX_PEER_IPS", "")
                              .split(",") if i),

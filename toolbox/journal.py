@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,14 +142,9 @@ class Journal:
 class Runner:
     """Runs, resumes and rolls back the steps of one journal."""
 
-    def __init__(self, journal: Journal, steps: list[Step], *, kill_after: str | None = None):
+    def __init__(self, journal: Journal, steps: list[Step]):
         self.journal = journal
         self.steps = steps
-        # Fault injection for the reliability tests: SIGKILL after step NAME, or with
-        # NAME@SECONDS that long into it (in the middle of a long step).
-        name, _, seconds = (kill_after or "").partition("@")
-        self.kill_after = name if name and not seconds else None
-        self.kill_during = (name, float(seconds)) if seconds else None
 
     def run(self) -> None:
         self.journal.set_status("running")
@@ -159,9 +152,6 @@ class Runner:
             if self.journal.state_of(step.name) == DONE:
                 continue
             self.journal.mark(step.name, RUNNING)
-            if self.kill_during and self.kill_during[0] == step.name:
-                threading.Timer(self.kill_during[1], os.kill,
-                                (os.getpid(), signal.SIGKILL)).start()
             started = time.monotonic()
             _log.info("step.start", operation=self.journal.operation, step=step.name)
             try:
@@ -172,8 +162,6 @@ class Runner:
             self.journal.mark(step.name, DONE)
             _log.info("step.done", operation=self.journal.operation, step=step.name,
                       seconds=round(time.monotonic() - started, 3))
-            if self.kill_after == step.name:
-                os.kill(os.getpid(), signal.SIGKILL)
         self.journal.set_status("done")
 
     def rollback(self) -> None:
@@ -201,12 +189,12 @@ class Runner:
 
 
 def execute(state_dir: Path, operation: str, plan: dict[str, Any],
-            build: Callable[[Journal], list[Step]], *, kill_after: str | None = None) -> None:
+            build: Callable[[Journal], list[Step]]) -> None:
     """Run a procedure's steps under the host lock with a new journal."""
     with host_lock(state_dir, operation):
         names = [s.name for s in build(Journal.in_memory(plan))]
         journal = Journal.begin(state_dir, operation, plan, names)
-        Runner(journal, build(journal), kill_after=kill_after).run()
+        Runner(journal, build(journal)).run()
 
 
 def describe(steps: list[Step]) -> list[str]:

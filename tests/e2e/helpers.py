@@ -13,15 +13,24 @@ from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
 
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def command(sandbox: Sandbox, index: int, *args: str, extra_env: dict[str, str] | None = None,
-            program: str = "ocp-recovery", timeout: float = 180
+            program: str = "ocp-recovery", timeout: float = 180,
+            kill_after: str | None = None, kill_when: str | None = None
             ) -> subprocess.CompletedProcess[str]:
+    """The installed `program` on master `index`; `kill_after`/`kill_when` run it under
+    tests.faults, which SIGKILLs it at that point."""
     env = sandbox.env_vars(index, dict(os.environ))
     env.update(extra_env or {})
-    return subprocess.run([str(BIN / program), *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    argv = [str(BIN / program), *args]
+    if kill_after or kill_when:
+        faults = [f"--kill-after={kill_after}"] if kill_after else []
+        faults += [f"--kill-when={kill_when}"] if kill_when else []
+        argv = [sys.executable, "-m", "tests.faults", *faults, program, *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout,
+                          cwd=REPO)
 
 
 def cluster_of(sandbox: Sandbox, masters: list[int]) -> str:
@@ -50,7 +59,7 @@ def assert_rollback_gives_back(sandbox: Sandbox, index: int, ignored: tuple[str,
 
 
 def assert_stopped_at(sandbox: Sandbox, index: int, step: str) -> str:
-    """After OCP_RECOVERY_FAULT_KILL_AFTER=`step`: `status` shows the step done, or for
+    """After a kill_after=`step` run: `status` shows the step done, or for
     NAME@SECONDS (killed inside it) running or, a fast step, already done."""
     status = command(sandbox, index, "status").stdout
     name, during, _ = step.partition("@")

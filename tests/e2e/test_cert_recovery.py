@@ -213,7 +213,7 @@ def test_regenerate_killed_part_way_is_resumed_then_rolled_back(api_sandbox: San
              "kube-scheduler-pod.yaml")
     before = {n: (manifests / n).read_bytes() for n in names}
     killed = command(api_sandbox, 0, "regenerate-certificates", "--yes",
-                     extra_env={"OCP_RECOVERY_FAULT_KILL_AFTER": "write-pod-files"})
+                     kill_after="write-pod-files")
     assert killed.returncode == -9, killed.stderr
     status = command(api_sandbox, 0, "status").stdout
     assert "done     write-pod-files" in status and "pending  annotate-manifests" in status

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import require_etcd, tree_fingerprint
+from tests.e2e.helpers import REPO
 from toolbox.context import Context, build_context
 from toolbox.errors import PreconditionFailed
 from toolbox.host.runtime import Runtime
@@ -126,12 +127,12 @@ def test_a_run_killed_after_the_move_resumes(ctx: Context, sandbox: Sandbox) -> 
     kubelet_dir = root / "var/lib/kubelet"
     install_bootstrap_kubeconfig(root)
     original = kubelet_state(root)
-    env = {**sandbox.env_vars(0, dict(os.environ)),
-           "OCP_RECOVERY_FAULT_KILL_AFTER": "move-aside"}
     killed = subprocess.run(
-        [sys.executable, "-c", "import os; from toolbox.context import build_context; "
+        [sys.executable, "-c", "import os, tests.faults; tests.faults.kill_after_step("
+         "'move-aside'); from toolbox.context import build_context; "
          "from toolbox.procedures import kubelet; kubelet.run(build_context(os.environ))"],
-        env=env, capture_output=True, text=True, timeout=120)
+        env=sandbox.env_vars(0, dict(os.environ)), capture_output=True, text=True,
+        timeout=120, cwd=REPO)
     assert killed.returncode == -9, killed.stderr
     runtime = Runtime(ctx.executor)
     assert not runtime.kubelet_active() and not (kubelet_dir / "pki").exists()

@@ -36,7 +36,7 @@ def removed_master(tmp_path: Path) -> Iterator[Sandbox]:
 
 def killed_after(sandbox: Sandbox, step: str) -> None:
     done = command(sandbox, 2, "member", "add", "127.0.0.11", NAME, "--yes",
-                   extra_env={"OCP_RECOVERY_FAULT_KILL_AFTER": step})
+                   kill_after=step)
     assert done.returncode == -9, done.stderr
     assert_stopped_at(sandbox, 2, step)
 

@@ -46,11 +46,9 @@ def blank_master(tmp_path: Path) -> Iterator[tuple[Sandbox, int, str]]:
 
 def recover(sandbox: Sandbox, index: int, token: str, *extra: str,
             kill: str | None = None) -> None:
-    env = {"OCP_RECOVERY_SIGNER_TOKEN": token}
-    if kill:
-        env["OCP_RECOVERY_FAULT_KILL_AFTER"] = kill
     done = command(sandbox, index, "member", "recover", sandbox.spec(0).ip,
-                   sandbox.spec(index).member_name, "--yes", *extra, extra_env=env)
+                   sandbox.spec(index).member_name, "--yes", *extra,
+                   extra_env={"OCP_RECOVERY_SIGNER_TOKEN": token}, kill_after=kill)
     assert done.returncode == (-9 if kill else 0), done.stderr
     if kill:
         assert_stopped_at(sandbox, index, kill)

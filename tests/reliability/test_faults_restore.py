@@ -54,7 +54,7 @@ def one_master(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandb
 def killed_after(sandbox: Sandbox, step: str) -> None:
     done = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
                    cluster_of(sandbox, [0]), "--yes",
-                   extra_env={"OCP_RECOVERY_FAULT_KILL_AFTER": step})
+                   kill_after=step)
     assert done.returncode == -9, done.stderr
     status = assert_stopped_at(sandbox, 0, step)
     assert "stopped part-way" in status or all(f"done     {s}" in status for s in STEPS)

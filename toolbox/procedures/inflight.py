@@ -69,7 +69,7 @@ def resume(ctx: Context, *, wait: bool = True) -> tuple[str, Any]:
     with host_lock(ctx.paths.state_dir, "resume"):
         journal = _journal(ctx, IN_FLIGHT, "resume")
         module = _module(journal)
-        Runner(journal, module.steps(ctx, journal), kill_after=ctx.fault_kill_after).run()
+        Runner(journal, module.steps(ctx, journal)).run()
     return journal.operation, module.finish(ctx, journal.plan, wait=wait)
 
 

@@ -147,8 +147,7 @@ def run(ctx: Context, *, dry_run: bool = False, wait: bool = True,
     changes = describe(steps(ctx, Journal.in_memory(the_plan)))
     if dry_run:
         return KubeletReset(the_plan, changes, dry_run=True)
-    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j),
-            kill_after=ctx.fault_kill_after)
+    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
     result = finish(ctx, the_plan, wait=wait)
     result.changes = changes
     return result

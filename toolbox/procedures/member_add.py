@@ -301,8 +301,7 @@ def run(ctx: Context, request: AddRequest, *, wait: bool = True,
         checked_plan: dict[str, Any] | None = None) -> AddResult:
     started = time.monotonic()
     the_plan = checked_plan or plan(ctx, request)
-    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j),
-            kill_after=ctx.fault_kill_after)
+    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
     result = finish(ctx, the_plan, wait=wait)
     result.seconds = time.monotonic() - started
     return result

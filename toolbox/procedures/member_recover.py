@@ -82,8 +82,7 @@ def dry_run(ctx: Context, signer_ip: str, name: str,
 
 def run(ctx: Context, the_plan: dict[str, Any], *, wait: bool = True) -> AddResult:
     started = time.monotonic()
-    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j),
-            kill_after=ctx.fault_kill_after)
+    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
     result = finish(ctx, the_plan, wait=wait)
     result.seconds = time.monotonic() - started
     return result

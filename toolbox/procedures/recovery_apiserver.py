@@ -147,8 +147,7 @@ def dry_run(ctx: Context) -> tuple[dict[str, Any], list[str]]:
 
 def create(ctx: Context, checked_plan: dict[str, Any] | None = None) -> Created:
     the_plan = checked_plan or plan(ctx)
-    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j),
-            kill_after=ctx.fault_kill_after)
+    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
     return finish(ctx, the_plan)
 
 

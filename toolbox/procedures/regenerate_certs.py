@@ -147,8 +147,7 @@ def dry_run(ctx: Context, now: dt.datetime | None = None
 
 def run(ctx: Context, checked_plan: dict[str, Any]) -> Regenerated:
     the_plan = checked_plan
-    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j),
-            kill_after=ctx.fault_kill_after)
+    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
     return finish(ctx, the_plan)
 
 

@@ -418,8 +418,7 @@ def run(ctx: Context, request: RestoreRequest, *, wait: bool = True,
     checks are not repeated; the journal refuses if another operation began since)."""
     started = time.monotonic()
     the_plan = checked_plan or plan(ctx, request)
-    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j),
-            kill_after=ctx.fault_kill_after)
+    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
     return finish(ctx, the_plan, wait=wait, started=started)
 
 
