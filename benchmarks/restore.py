@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
         scratch = bench.work / "bare-restore"
         for _ in range(args.rounds):
             measure([TOOL, "restore", "/home/core/bench", "--initial-cluster", cluster,
-                     "--yes", "--no-wait"], bench.env, ours)
+                     "--rewind-healthy-cluster", "--yes", "--no-wait"], bench.env, ours)
             for stash in state.glob("restore-*"):
                 shutil.rmtree(stash)  # the previous data dir, set aside by the restore
             shutil.rmtree(scratch, ignore_errors=True)

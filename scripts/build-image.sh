@@ -29,10 +29,8 @@ if $local; then
   etcd=${etcd:-localhost/ocp-recovery-etcd:3.5}
   if ! "$engine" image exists "$base" 2>/dev/null && ! "$engine" image inspect "$base" >/dev/null 2>&1; then
     rootfs=$(mktemp -d /var/tmp/ocp-recovery-base.XXXXXX)
-    # The machine's own Debian mirror: deb822 sources, else the classic sources.list.
-    mirror=$(sed -n 's/^URIs: //p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -1 || true)
-    [ -n "$mirror" ] || mirror=$(awk '/^deb /{print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-    mirror=${mirror:-http://deb.debian.org/debian}
+    source scripts/debian-mirror.sh
+    mirror=$(debian_mirror)
     echo "build-image.sh: making $base with debootstrap from $mirror" >&2
     debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
       bookworm "$rootfs" "$mirror" >"$rootfs.log" 2>&1 \

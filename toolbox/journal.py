@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from toolbox import log
-from toolbox.errors import OperationInFlight, RecoveryError, StepFailed
+from toolbox.errors import (
+    Interrupted,
+    OperationInFlight,
+    RecoveryError,
+    StepFailed,
+    WaitTimedOut,
+)
 from toolbox.host.files import atomic_write, ensure_private_dir
 from toolbox.host.lock import host_lock
 
@@ -26,14 +32,22 @@ _log = log.get(__name__)
 
 PENDING, RUNNING, DONE, UNDONE = "pending", "running", "done", "undone"
 IN_FLIGHT = ("running", "failed")
+# A run whose first step failed and was undone: closed, nothing to resume or roll back.
+NOTHING_CHANGED = "nothing-changed"
+
+
+def new_operation_id(operation: str) -> str:
+    """`restore-20261201T075012Z`: made once by the plan, so the stash directory the plan
+    names, the prompt and the journal all carry the same id."""
+    return f"{operation}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
     change: str                       # the host change it makes, for --dry-run and status
-    do: Callable[[], None]
-    undo: Callable[[], None] | None = None
+    do: Callable[[], object]          # what it returns is not used
+    undo: Callable[[], object] | None = None
 
 
 class Journal:
@@ -77,7 +91,7 @@ class Journal:
         ensure_private_dir(state_dir)
         stamp = dt.datetime.now(dt.UTC)
         journal = cls(cls.path_in(state_dir), {
-            "id": f"{operation}-{stamp.strftime('%Y%m%dT%H%M%SZ')}",
+            "id": plan.get("id") or new_operation_id(operation),
             "operation": operation,
             "started": stamp.isoformat(timespec="seconds"),
             "pid": os.getpid(),
@@ -157,6 +171,8 @@ class Runner:
             try:
                 step.do()
             except BaseException as exc:
+                if self._nothing_done() and self._undo_first(step):
+                    raise self._unchanged(step, exc) from exc
                 self.journal.set_status("failed")
                 raise self._failed(step, exc) from exc
             self.journal.mark(step.name, DONE)
@@ -175,17 +191,55 @@ class Runner:
             self.journal.mark(step.name, UNDONE)
         self.journal.set_status("rolled-back")
 
+    def _nothing_done(self) -> bool:
+        return not any(self.journal.state_of(s.name) in (DONE, UNDONE) for s in self.steps)
+
+    def _undo_first(self, step: Step) -> bool:
+        """The first step failed: undo what it may have begun (its undo is idempotent, as
+        for a rollback), so a run refused at its first step leaves no operation in flight.
+        False when the undo itself fails: the run is then part-way like any other."""
+        try:
+            if step.undo is not None:
+                step.undo()
+        except Exception as exc:  # reported as the part-way failure below
+            _log.warning("step.undo_failed", operation=self.journal.operation, step=step.name,
+                         error=str(exc))
+            return False
+        self.journal.mark(step.name, UNDONE)
+        self.journal.set_status(NOTHING_CHANGED)
+        return True
+
+    def _unchanged(self, step: Step, exc: BaseException) -> RecoveryError:
+        state = (f"unchanged: {self.journal.operation} stopped at its first step, "
+                 f"`{step.name}`, and nothing is left changed (no resume or rollback needed)")
+        if isinstance(exc, KeyboardInterrupt | Interrupted):
+            return Interrupted(f"{self.journal.operation} interrupted during `{step.name}`",
+                               state=state, next_step="run the same command again")
+        if isinstance(exc, RecoveryError):
+            # Its own class and exit code (a refused token stays a refusal); the state is
+            # what the runner knows.
+            exc.state = state
+            return exc
+        return StepFailed(f"step `{step.name}` of {self.journal.operation} failed: "
+                          f"{type(exc).__name__}: {exc}", state=state,
+                          next_step="fix the cause, then run the same command again")
+
     def _failed(self, step: Step, exc: BaseException) -> RecoveryError:
         done = [s.name for s in self.steps if self.journal.state_of(s.name) == DONE]
+        state = (f"part-way: steps done: {', '.join(done) or 'none'}; `{step.name}` may be "
+                 "half done (the journal knows)")
+        again = (f"`ocp-recovery resume` runs `{step.name}` again and finishes; "
+                 "`ocp-recovery rollback` returns the host to how it was")
+        if isinstance(exc, KeyboardInterrupt | Interrupted):
+            return Interrupted(f"{self.journal.operation} interrupted during `{step.name}`",
+                               state=state, next_step=again)
+        if isinstance(exc, WaitTimedOut):
+            return WaitTimedOut(exc.what, state=f"part-way: steps done: {', '.join(done)}; "
+                                f"the wait `{step.name}` ran out",
+                                next_step=f"{exc.next_step}; then {again}")
         what = exc.what if isinstance(exc, RecoveryError) else f"{type(exc).__name__}: {exc}"
-        error = StepFailed(
-            f"step `{step.name}` of {self.journal.operation} failed: {what}",
-            state=f"part-way: steps done: {', '.join(done) or 'none'}; `{step.name}` may be "
-            "half done (the journal knows)",
-            next_step="fix the cause, then `ocp-recovery resume`; or `ocp-recovery rollback` "
-            "to return the host to how it was",
-        )
-        return error
+        return StepFailed(f"step `{step.name}` of {self.journal.operation} failed: {what}",
+                          state=state, next_step=f"fix the cause, then {again}")
 
 
 def execute(state_dir: Path, operation: str, plan: dict[str, Any],

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tests.conftest import tree_fingerprint
+from tests.conftest import assert_host_unchanged, require_etcd
 from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
 
@@ -51,17 +52,34 @@ def assert_rollback_gives_back(sandbox: Sandbox, index: int, ignored: tuple[str,
                                break_off: Callable[[], object]) -> None:
     """Whatever `break_off` leaves part-way on master `index`, `rollback` succeeds and that
     host's tree (but `ignored`) is exactly what it was before."""
-    before = tree_fingerprint(sandbox.root(index), ignored)
-    break_off()
-    rolled = command(sandbox, index, "rollback")
-    assert rolled.returncode == 0, rolled.stderr
-    assert tree_fingerprint(sandbox.root(index), ignored) == before
+    with assert_host_unchanged(sandbox.root(index), ignored):
+        break_off()
+        rolled = command(sandbox, index, "rollback")
+        assert rolled.returncode == 0, rolled.stderr
 
 
 def assert_stopped_at(sandbox: Sandbox, index: int, step: str) -> str:
     """After a kill_after=`step` run: `status` shows the step done, or for
-    NAME@SECONDS (killed inside it) running or, a fast step, already done."""
+    NAME@SECONDS (killed inside it) stopped in it (nothing runs it now) or, a fast step,
+    already done."""
     status = command(sandbox, index, "status").stdout
     name, during, _ = step.partition("@")
-    assert f"done     {name}" in status or (during and f"running  {name}" in status), status
+    assert f"done     {name}" in status or (during and f"stopped  {name}" in status), status
     return status
+
+
+@contextlib.contextmanager
+def backed_up_sandbox(directory: Path, *, masters: int, keys: int,
+                      etcd: str = "3.5") -> Iterator[Sandbox]:
+    """A sandbox whose master-0 wrote `keys` keys of group "before", then backed them up
+    into /home/core/backup; taken down afterwards."""
+    require_etcd(etcd)
+    sandbox = Sandbox.up(directory, masters=masters, etcd=etcd)
+    try:
+        with workload.kv_client(sandbox, 0) as kv:
+            workload.write(kv, "before", keys)
+        done = command(sandbox, 0, "backup", "/home/core/backup")
+        assert done.returncode == 0, done.stderr
+        yield sandbox
+    finally:
+        sandbox.down()

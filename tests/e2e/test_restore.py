@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tree_fingerprint
+from tests.conftest import assert_host_unchanged
 from tests.e2e.helpers import cluster_of, command, keys_in
 from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
@@ -36,10 +36,9 @@ def backup_dir(sandbox: Sandbox) -> Path:
 
 def refused(sandbox: Sandbox, args: list[str], exit_code: int, *,
             env: dict[str, str] | None = None) -> str:
-    before = tree_fingerprint(sandbox.root(0), IGNORED)
-    done = command(sandbox, 0, "restore", *args, "--yes", extra_env=env)
-    assert done.returncode == exit_code, done.stdout + done.stderr
-    assert tree_fingerprint(sandbox.root(0), IGNORED) == before, "refused run changed host"
+    with assert_host_unchanged(sandbox.root(0), IGNORED):
+        done = command(sandbox, 0, "restore", *args, "--yes", extra_env=env)
+        assert done.returncode == exit_code, done.stdout + done.stderr
     assert "error: " in done.stderr and "next:" in done.stderr
     return done.stderr
 
@@ -132,17 +131,16 @@ def test_operation_in_flight(sandbox: Sandbox, data: dict) -> None:  # type: ign
 
 
 def test_dry_run_lists_every_change_and_makes_none(sandbox: Sandbox, data: dict) -> None:  # type: ignore[type-arg]
-    before = tree_fingerprint(sandbox.root(0), IGNORED)
-    done = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
-                   own_cluster(sandbox), "--dry-run")
-    assert done.returncode == 0, done.stderr
-    assert tree_fingerprint(sandbox.root(0), IGNORED) == before
+    with assert_host_unchanged(sandbox.root(0), IGNORED):
+        done = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
+                       own_cluster(sandbox), "--rewind-healthy-cluster", "--dry-run")
+        assert done.returncode == 0, done.stderr
     steps = [line.split(":")[0].split(". ")[1] for line in done.stdout.splitlines()
              if ". " in line.split(":")[0]]
     assert steps == ["stop-static-pods", "wait-etcd-pod-stopped", "stop-kubelet",
                      "stop-all-containers", "set-aside-data-dir", "set-aside-revisions",
                      "restore-data-dir", "extract-static-resources", "start-static-pods",
-                     "start-kubelet"]
+                     "start-kubelet", "wait-healthy"]
 
 
 def test_dry_run_warns_when_the_live_revision_is_newer(sandbox: Sandbox, data: dict) -> None:  # type: ignore[type-arg]
@@ -151,7 +149,7 @@ def test_dry_run_warns_when_the_live_revision_is_newer(sandbox: Sandbox, data: d
     manifest.write_text(original.replace("kube-apiserver-pod-10", "kube-apiserver-pod-12"))
     try:
         done = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
-                       own_cluster(sandbox), "--dry-run")
+                       own_cluster(sandbox), "--rewind-healthy-cluster", "--dry-run")
     finally:
         manifest.write_text(original)
     assert done.returncode == 0, done.stderr
@@ -174,37 +172,37 @@ def test_quorum_restore_then_rollback(sandbox: Sandbox, data: dict) -> None:  # 
     encryption.write_text("changed after the backup")
     newer = root / "etc/kubernetes/static-pod-resources/kube-apiserver-pod-11"
     shutil.copytree(revision_dir, newer)
-    before = tree_fingerprint(root, (*IGNORED, "var/lib/ocp-recovery"))
-    sandbox.stop_master(1)
-    sandbox.stop_master(2)
+    # The restore and its rollback: the host is given back exactly.
+    with assert_host_unchanged(root, (*IGNORED, "var/lib/ocp-recovery")):
+        sandbox.stop_master(1)
+        sandbox.stop_master(2)
 
-    done = command(sandbox, 0, "/home/core/backup", program="etcd-snapshot-restore.sh",
-                   extra_env={"INITIAL_CLUSTER": own_cluster(sandbox),
-                              "OCP_RECOVERY_LOG_FORMAT": "json"})
-    assert done.returncode == 0, done.stderr
-    [summary] = [json.loads(line) for line in done.stdout.splitlines() if "restore.summary"
-                 in line]
-    assert summary["healthy"] is True
-    assert [m["name"] for m in summary["members"]] == ["etcd-member-master-0"]
-    assert keys_in(sandbox, 0, "before") == set(data["before"])
-    assert keys_in(sandbox, 0, "after") == set()
-    # The archived revision is back, the newer one set aside, the manifests all back.
-    with tarfile.open(next(backup_dir(sandbox).glob("static_*.tar.gz"))) as tar:
-        archived = tar.extractfile("static-pod-resources/kube-apiserver-pod-10/secrets/"
-                                   "encryption-config/encryption-config").read()  # type: ignore[union-attr]
-    assert encryption.read_bytes() == archived
-    assert not newer.exists()
-    assert sorted(p.name for p in (root / "etc/kubernetes/manifests").iterdir()) == \
-        manifests_before
-    [stash] = (root / "var/lib/ocp-recovery").glob("restore-*")
-    assert (stash / "var-lib-etcd/member/snap").is_dir()
-    assert (stash / "static-pod-resources/kube-apiserver-pod-11").is_dir()
-    status = command(sandbox, 0, "status")
-    assert "restore" in status.stdout and ": done" in status.stdout
+        done = command(sandbox, 0, "/home/core/backup", program="etcd-snapshot-restore.sh",
+                       extra_env={"INITIAL_CLUSTER": own_cluster(sandbox),
+                                  "OCP_RECOVERY_LOG_FORMAT": "json"})
+        assert done.returncode == 0, done.stderr
+        [summary] = [json.loads(line) for line in done.stdout.splitlines() if "restore.summary"
+                     in line]
+        assert summary["healthy"] is True
+        assert [m["name"] for m in summary["members"]] == ["etcd-member-master-0"]
+        assert keys_in(sandbox, 0, "before") == set(data["before"])
+        assert keys_in(sandbox, 0, "after") == set()
+        # The archived revision is back, the newer one set aside, the manifests all back.
+        with tarfile.open(next(backup_dir(sandbox).glob("static_*.tar.gz"))) as tar:
+            archived = tar.extractfile("static-pod-resources/kube-apiserver-pod-10/secrets/"
+                                       "encryption-config/encryption-config").read()  # type: ignore[union-attr]
+        assert encryption.read_bytes() == archived
+        assert not newer.exists()
+        assert sorted(p.name for p in (root / "etc/kubernetes/manifests").iterdir()) == \
+            manifests_before
+        [stash] = (root / "var/lib/ocp-recovery").glob("restore-*")
+        assert (stash / "var-lib-etcd/member/snap").is_dir()
+        assert (stash / "static-pod-resources/kube-apiserver-pod-11").is_dir()
+        status = command(sandbox, 0, "status")
+        assert "restore" in status.stdout and ": done" in status.stdout
 
-    rolled = command(sandbox, 0, "rollback")
-    assert rolled.returncode == 0, rolled.stderr
-    assert tree_fingerprint(root, (*IGNORED, "var/lib/ocp-recovery")) == before
+        rolled = command(sandbox, 0, "rollback")
+        assert rolled.returncode == 0, rolled.stderr
     assert not stash.exists(), "an empty stash is removed after rollback"
     sandbox.start_master(1)
     sandbox.start_master(2)

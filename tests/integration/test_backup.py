@@ -11,7 +11,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-from tests.conftest import tree_fingerprint
+from tests.conftest import assert_host_unchanged
 from toolbox.pki import certs
 from toolbox.sandbox import scratch, workload
 from toolbox.sandbox.cluster import Sandbox
@@ -170,10 +170,9 @@ def test_a_certificate_expiring_soon_is_warned_about(run_cli, sandbox: Sandbox) 
 
 def refused(run_cli, sandbox: Sandbox, args: list[str], exit_code: int,  # type: ignore[no-untyped-def]
             env: dict[str, str] | None = None) -> str:
-    before = tree_fingerprint(sandbox.root(0))
-    outcome = run_cli(["--log-format", "json", *args], env=env or master_env(sandbox),
-                      exit_code=exit_code)
-    assert tree_fingerprint(sandbox.root(0)) == before, "a refused run changed the host"
+    with assert_host_unchanged(sandbox.root(0), ("var/lib/etcd",)):
+        outcome = run_cli(["--log-format", "json", *args], env=env or master_env(sandbox),
+                          exit_code=exit_code)
     assert "error: " in outcome.stderr and "state: unchanged" in outcome.stderr
     return outcome.stderr
 
@@ -206,10 +205,9 @@ def test_client_certificate_from_another_ca_is_rejected(run_cli, sandbox: Sandbo
 def test_no_kube_apiserver_revision(run_cli, sandbox: Sandbox, tmp_path: Path) -> None:
     (tmp_path / "etc/kubernetes/static-pod-resources").mkdir(parents=True)
     env = {**master_env(sandbox), "OCP_RECOVERY_HOST_ROOT": str(tmp_path)}
-    before = tree_fingerprint(tmp_path)
-    outcome = run_cli(["backup", "/backup"], env=env, exit_code=4)
+    with assert_host_unchanged(tmp_path):
+        outcome = run_cli(["backup", "/backup"], env=env, exit_code=4)
     assert "no kube-apiserver-pod-N" in outcome.stderr
-    assert tree_fingerprint(tmp_path) == before
 
 
 def test_read_only_target(run_cli, sandbox: Sandbox, mount_tmpfs) -> None:  # type: ignore[no-untyped-def]
@@ -231,3 +229,49 @@ def test_a_cluster_wide_proxy_does_not_capture_etcd_traffic(run_cli, sandbox: Sa
     env = {**master_env(sandbox), "HTTPS_PROXY": dead, "https_proxy": dead,
            "HTTP_PROXY": dead, "http_proxy": dead, "grpc_proxy": dead, "NO_PROXY": ""}
     summary(run_cli(["--log-format", "json", "backup", "/home/core/backup-proxy"], env=env))
+
+
+# ---- one count, one spelling (issue 13, item 9) ---------------------------------------------
+
+def etcd_key_count(sandbox: Sandbox, revision: int = 0) -> int:
+    """Keys etcd itself counts (at `revision`; 0: now)."""
+    with workload.kv_client(sandbox, 0) as kv:
+        return int(kv.get_response(b"\0", range_end=b"\0", count_only=True,
+                                   revision=revision or None).count)
+
+
+def test_backup_and_verify_count_the_same_live_keys(run_cli, sandbox: Sandbox) -> None:
+    """Revisions and deletions must not count: every key written twice, five deleted, and
+    history compacted between the deletions (two tombstones go, three stay)."""
+    held = etcd_key_count(sandbox)
+    with workload.kv_client(sandbox, 0) as kv:
+        written = workload.write(kv, "bk-count", 40)
+        workload.write(kv, "bk-count", 40)
+        deleted = [kv.delete(key, return_response=True) for key in written[:5]]
+        kv.compact(deleted[1].header.revision, physical=True)
+    result = summary(backup(run_cli, sandbox, "/home/core/backup-count"))
+    assert result["keys"] == held + 40 - 5 == etcd_key_count(sandbox, result["revision"])
+    verified = run_cli(["--log-format", "json", "snapshot", "verify", result["snapshot"]],
+                       env=master_env(sandbox))
+    [report] = [d for d in verified.json_lines() if d.get("event") == "verify.result"]
+    assert (report["keys"], report["revision"]) == (result["keys"], result["revision"])
+    directory = sandbox.root(0) / "var/home/core/backup-count"
+    [manifest] = directory.glob("backup_*.json")
+    assert json.loads(manifest.read_text())["etcd"]["keys"] == result["keys"]
+
+
+def test_logs_and_summary_name_the_backup_as_given(run_cli, sandbox: Sandbox) -> None:
+    """On RHCOS /home is a symlink to var/home (the sandbox too): the operator typed
+    /home/core/…, so every line says /home/core/…, never /var/home/core/…."""
+    backup(run_cli, sandbox, "/home/core/backup-named")
+    outcome = backup(run_cli, sandbox, "/home/core/backup-named/", "--keep", "1")
+    result = summary(outcome)
+    logs = {d["event"]: d for d in (json.loads(line) for line in outcome.stderr.splitlines()
+                                    if line.startswith("{"))}
+    assert result["snapshot"].startswith("/home/core/backup-named/snapshot_")
+    assert logs["snapshot.saved"]["path"] == logs["backup.done"]["snapshot"] == \
+        result["snapshot"]
+    assert logs["backup.archive.saved"]["path"] == result["static_resources"]
+    assert len(result["pruned"]) == 3
+    assert all(p.startswith("/home/core/backup-named/") for p in result["pruned"])
+    assert "/var/home" not in outcome.stdout + outcome.stderr

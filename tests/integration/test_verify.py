@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import assert_host_unchanged
 from toolbox.sandbox.cluster import Sandbox
 
 
@@ -96,3 +98,86 @@ def test_manifest_mismatch_is_caught(run_cli, sandbox: Sandbox, backup_dir: Path
 
 def test_missing_path(run_cli, sandbox: Sandbox, backup_dir: Path) -> None:
     verify(run_cli, sandbox, "/home/core/nothing-here", exit_code=3)
+
+
+# ---- a 4.3.0 single-file backup: what restore takes, verify takes (issue 13, item 10) --------
+
+def legacy_tarball(sandbox: Sandbox, backup_dir: Path, name: str, *,
+                   flip_at: int | None = None) -> Path:
+    """`snapshot_db_kuberesources_<ts>.tar.gz` made as the 4.3.0 script made it, from the
+    real backup's snapshot: `tar -cpf` of the highest kube-apiserver-pod-N, `tar rf` of
+    snapshot.db, then gzip. `flip_at`: corrupt that byte of snapshot.db first."""
+    [snapshot] = backup_dir.glob("snapshot_*.db")
+    [manifest] = backup_dir.glob("backup_*.json")
+    revision = json.loads(manifest.read_text())["static_resources"]["kube_apiserver_revision"]
+    work = backup_dir.parent / f"legacy-{name}"
+    (work / "tmp").mkdir(parents=True)
+    data = bytearray(snapshot.read_bytes())
+    if flip_at is not None:
+        data[flip_at] ^= 0x40
+    (work / "tmp/snapshot.db").write_bytes(bytes(data))
+    tar = work / f"snapshot_db_kuberesources_{name}.tar"
+    for argv in (["tar", "-cpf", str(tar), "-C", str(sandbox.root(0) / "etc/kubernetes"),
+                  f"static-pod-resources/kube-apiserver-pod-{revision}"],
+                 ["tar", "rf", str(tar), "-C", str(work / "tmp"), "snapshot.db"],
+                 ["gzip", str(tar)]):
+        subprocess.run(argv, check=True, capture_output=True)
+    shutil.rmtree(work / "tmp")
+    return tar.with_name(tar.name + ".gz")
+
+
+def test_a_430_single_file_backup_verifies(run_cli, sandbox: Sandbox, backup_dir: Path) -> None:
+    tarball = legacy_tarball(sandbox, backup_dir, "2020-01-15_101010")
+    [manifest] = backup_dir.glob("backup_*.json")
+    etcd = json.loads(manifest.read_text())["etcd"]
+    shown = "/home/core/legacy-2020-01-15_101010/" + tarball.name
+    with assert_host_unchanged(sandbox.root(0), ("var/lib/etcd",)):
+        out = verify(run_cli, sandbox, shown).stdout
+        assert f"{tarball.name}: ok revision {etcd['revision']}, {etcd['keys']} keys" in out
+        assert "archive ok" in out
+        lines = run_cli(["--log-format", "json", "snapshot", "verify", shown],
+                        env=sandbox.env_vars(0, dict(os.environ))).json_lines()
+    [result] = [d for d in lines if d.get("event") == "verify.result"]
+    assert (result["revision"], result["keys"], result["archive_ok"]) == (
+        etcd["revision"], etcd["keys"], True)
+
+
+def test_a_430_backup_with_a_flipped_byte_in_its_snapshot(run_cli, sandbox: Sandbox,
+                                                         backup_dir: Path) -> None:
+    [snapshot] = backup_dir.glob("snapshot_*.db")
+    tarball = legacy_tarball(sandbox, backup_dir, "2020-01-15_111111",
+                             flip_at=snapshot.stat().st_size // 2)
+    with assert_host_unchanged(sandbox.root(0), ("var/lib/etcd",)):
+        err = verify(run_cli, sandbox, "/home/core/legacy-2020-01-15_111111/" + tarball.name,
+                     exit_code=6).stderr
+    assert f"snapshot.db in {tarball.name} failed its integrity check: the sha256 trailer " \
+           "does not match" in err
+
+
+def test_a_430_backup_whose_archive_is_cut(run_cli, sandbox: Sandbox, backup_dir: Path) -> None:
+    tarball = legacy_tarball(sandbox, backup_dir, "2020-01-15_121212")
+    os.truncate(tarball, tarball.stat().st_size - 64)  # the snapshot.db is whole, the gzip not
+    err = verify(run_cli, sandbox, "/home/core/legacy-2020-01-15_121212/" + tarball.name,
+                 exit_code=6).stderr
+    assert "is not a readable gzip tar" in err
+
+
+def test_a_static_resources_archive_alone_is_not_a_backup(run_cli, sandbox: Sandbox,
+                                                          backup_dir: Path) -> None:
+    [archive] = backup_dir.glob("static_kuberesources_*.tar.gz")
+    err = verify(run_cli, sandbox, "/home/core/verify/" + archive.name, exit_code=3).stderr
+    assert "holds no snapshot.db" in err
+
+
+def test_restore_refuses_a_430_backup_with_a_flipped_byte_before_any_change(
+        run_cli, sandbox: Sandbox, backup_dir: Path) -> None:  # type: ignore[no-untyped-def]
+    [snapshot] = backup_dir.glob("snapshot_*.db")
+    tarball = legacy_tarball(sandbox, backup_dir, "2020-01-15_131313",
+                             flip_at=snapshot.stat().st_size // 2)
+    alone = f"{sandbox.spec(0).member_name}={sandbox.spec(0).peer_url}"
+    with assert_host_unchanged(sandbox.root(0), ("var/lib/etcd",)):
+        err = run_cli(["restore", "/home/core/legacy-2020-01-15_131313/" + tarball.name,
+                       "--initial-cluster", alone, "--rewind-healthy-cluster", "--yes"],
+                      env=sandbox.env_vars(0, dict(os.environ)), exit_code=6).stderr
+    assert f"snapshot.db in {tarball.name} failed its integrity check" in err
+    assert "state: unchanged" in err

@@ -11,16 +11,15 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Outcome, tree_fingerprint
+from tests.conftest import Outcome, assert_host_unchanged
 
 
 def refused(run_cli: Any, root: Path, args: list[str], exit_code: int) -> Outcome:
     """The CLI against host root `root` must exit `exit_code` and leave every file under
     it as it was (the data dir included)."""
-    before = tree_fingerprint(root, ignore=())
-    outcome: Outcome = run_cli(["--host-root", str(root), "--host-exec", "direct", *args],
-                               exit_code=exit_code)
-    assert tree_fingerprint(root, ignore=()) == before, "the refused run changed the host"
+    with assert_host_unchanged(root):
+        outcome: Outcome = run_cli(["--host-root", str(root), "--host-exec", "direct", *args],
+                                   exit_code=exit_code)
     assert "\nerror: " in "\n" + outcome.stderr, outcome.stderr  # rendered, no traceback
     return outcome
 
@@ -100,9 +99,16 @@ def etcd_revision_key(main: int) -> bytes:
     return main.to_bytes(8, "big") + b"_" + (0).to_bytes(8, "big")
 
 
+def key_value(key: bytes, value: bytes) -> bytes:
+    """An mvccpb.KeyValue as etcd stores it in bucket "key": field 1 the key, 5 the value."""
+    return b"\x0a" + bytes([len(key)]) + key + b"\x2a" + bytes([len(value)]) + value
+
+
 def bolt_db(revisions: int = 5) -> bytes:
-    """A valid etcd db holding `revisions` revisions in bucket "key"."""
-    keys = [(etcd_revision_key(r), b"kv-%d" % r, 0) for r in range(1, revisions + 1)]
+    """A valid etcd db holding `revisions` revisions in bucket "key", each a put of its
+    own key: `revisions` live keys."""
+    keys = [(etcd_revision_key(r), key_value(b"/kv-%d" % r, b"v"), 0)
+            for r in range(1, revisions + 1)]
     meta = [(b"consistent_index", (revisions + 3).to_bytes(8, "big"), 0)]
     root = _leaf(2, [(b"key", _inline_bucket(keys), _BUCKET),
                      (b"meta", _inline_bucket(meta), _BUCKET)])

@@ -49,8 +49,10 @@ def serve_signer(tmp_path: Path) -> Iterator[tuple[Signer, str, bytes]]:
         server.server_close()
 
 
-def csr_body(cn: str, org: str, dns: list[str], ips: list[str]) -> dict:  # type: ignore[type-arg]
-    key = certs.new_key()
+def csr_body(cn: str, org: str, dns: list[str], ips: list[str],  # type: ignore[type-arg]
+             key: certs.PrivateKey | None = None) -> dict:
+    """A CSR object as the agent sends it; for a new key unless given one."""
+    key = key or certs.new_key()
     csr = (x509.CertificateSigningRequestBuilder()
            .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.ORGANIZATION_NAME, org),
                                     x509.NameAttribute(x509.NameOID.COMMON_NAME, cn)]))

@@ -52,8 +52,9 @@ def one_master(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandb
 
 
 def killed_after(sandbox: Sandbox, step: str) -> None:
+    # A healthy one-master cluster goes back in time: guide 3.3's explicit flag.
     done = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
-                   cluster_of(sandbox, [0]), "--yes",
+                   cluster_of(sandbox, [0]), "--rewind-healthy-cluster", "--yes",
                    kill_after=step)
     assert done.returncode == -9, done.stderr
     status = assert_stopped_at(sandbox, 0, step)

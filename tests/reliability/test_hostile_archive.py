@@ -1,5 +1,7 @@
 """Hostile and broken static-resources archives are refused before anything is extracted:
-`restore` names the problem, exits 6 and leaves the host as it was."""
+`restore` names the problem, exits 6 and leaves the host as it was; an archive replaced by a
+hostile one after those checks is refused where it is extracted, with nothing written outside
+the staging directory."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import assert_host_unchanged
+from tests.e2e.helpers import backed_up_sandbox, cluster_of, command, keys_in
 from tests.reliability.hostile import (
     ETCD_IP,
     REV,
@@ -21,7 +25,7 @@ from tests.reliability.hostile import (
 )
 from toolbox.errors import IntegrityError
 from toolbox.host import archive as archive_module
-from toolbox.host.archive import inspect_archive
+from toolbox.host.archive import extract_revision, inspect_archive
 
 pytestmark = pytest.mark.hostile("archive")
 
@@ -41,7 +45,7 @@ def restore_refuses(run_cli, host: Path, archive: Path) -> str:  # type: ignore[
     return refused(run_cli, host, RESTORE, 6).stderr  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize(("members", "message"), [
+HOSTILE_MEMBERS = [
     pytest.param([info("/etc/passwd")], "unsafe path", id="absolute"),
     pytest.param([info(f"{REV}/../../../etc/passwd")], "unsafe path", id="dotdot-inside"),
     pytest.param([info("../etc/passwd")], "unsafe path", id="dotdot-first"),
@@ -71,7 +75,13 @@ def restore_refuses(run_cli, host: Path, archive: Path) -> str:  # type: ignore[
     pytest.param([info("etc/kubernetes/manifests/evil.yaml")], "not under", id="manifests"),
     pytest.param([info("static-pod-resources/kube-apiserver-pod-8/a")], "several revisions",
                  id="two-revisions"),
-])
+    pytest.param([info(f"{REV}/up", tarfile.SYMTYPE, link="../../../.."),
+                  info(f"{REV}/up/escaped")], "leaves its revision",
+                 id="file-through-an-escaping-symlink"),
+]
+
+
+@pytest.mark.parametrize(("members", "message"), HOSTILE_MEMBERS)
 def test_hostile_members_are_refused(run_cli, host: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
                                      members: list[tarfile.TarInfo], message: str) -> None:
     archive = make(tmp_path / "bad.tar.gz", info(f"{REV}/ok"), *members)
@@ -130,3 +140,59 @@ def test_a_revision_name_that_is_not_ascii_digits_is_refused(tmp_path: Path,
     archive = make(tmp_path / "odd.tar.gz", info(f"static-pod-resources/{directory}"))
     with pytest.raises(IntegrityError, match="not under"):
         inspect_archive(archive)
+
+
+# ---- an archive replaced after the plan accepted it ----------------------------------------
+STAGING = "etc/kubernetes/static-pod-resources/.kube-apiserver-pod-7.partial"
+
+
+@pytest.mark.parametrize(("members", "message"), HOSTILE_MEMBERS)
+def test_an_archive_replaced_after_its_checks_is_refused_where_it_is_extracted(
+        host: Path, tmp_path: Path, members: list[tarfile.TarInfo], message: str) -> None:
+    archive = good(tmp_path / "static_kuberesources_x.tar.gz")
+    assert inspect_archive(archive).revision == 7  # what the plan saw
+    make(archive, info(REV, tarfile.DIRTYPE, mode=0o755), info(f"{REV}/ok"), *members)
+    with assert_host_unchanged(host, ignore=(STAGING,)), \
+            pytest.raises(IntegrityError, match=message) as refusal:
+        extract_revision(archive, 7, host / STAGING)
+    assert "the archive changed since it was checked" in refusal.value.what
+
+
+# Each swapped in, in turn, for the backup's archive of revision N; in the sandbox's host
+# root, whose parents are this test's tmp directory.
+SWAPPED = {
+    "path-traversal": ([info("{rev}/../../../../escaped")], "unsafe path"),
+    "absolute-symlink": ([info("{rev}/evil", tarfile.SYMTYPE, link="/etc/shadow")],
+                         "leaves its revision"),
+    "file-through-an-escaping-symlink": (
+        [info("{rev}/up", tarfile.SYMTYPE, link="../../../.."), info("{rev}/up/escaped")],
+        "leaves its revision"),
+    "device": ([info("{rev}/dev", tarfile.CHRTYPE)], "device"),
+}
+
+
+def test_an_archive_swapped_before_the_extract_step_is_refused_on_resume(
+        tmp_path: Path) -> None:
+    with backed_up_sandbox(tmp_path / "sb", masters=1, keys=20) as sandbox:
+        root = sandbox.root(0)
+        [archive] = (root / "var/home/core/backup").glob("static_kuberesources_*.tar.gz")
+        revision = inspect_archive(archive).revision
+        killed = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
+                         cluster_of(sandbox, [0]), "--rewind-healthy-cluster", "--yes",
+                         kill_after="restore-data-dir")
+        assert killed.returncode == -9, killed.stderr
+        backed_up = archive.read_bytes()
+        rev = f"static-pod-resources/kube-apiserver-pod-{revision}"
+        staging = f"etc/kubernetes/static-pod-resources/.kube-apiserver-pod-{revision}.partial"
+        for case, (members, message) in SWAPPED.items():
+            make(archive, info(rev, tarfile.DIRTYPE, mode=0o755), info(f"{rev}/ok"),
+                 *(m.replace(name=m.name.format(rev=rev)) for m in members))
+            with assert_host_unchanged(root, ignore=("var/lib/ocp-recovery", staging)):
+                resumed = command(sandbox, 0, "resume")
+            assert resumed.returncode == 11, (case, resumed.stderr)
+            assert "step `extract-static-resources` of restore failed" in resumed.stderr
+            assert message in resumed.stderr and "Traceback" not in resumed.stderr, case
+        archive.write_bytes(backed_up)  # the operator puts the backup's own archive back
+        resumed = command(sandbox, 0, "resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert len(keys_in(sandbox, 0, "before")) == 20

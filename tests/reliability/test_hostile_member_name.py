@@ -15,6 +15,7 @@ import pytest
 
 from tests.reliability.hostile import ETCD_DNS, ETCD_IP, backup_set, master_root, refused
 from toolbox import legacy
+from toolbox.etcd import client
 from toolbox.etcd.client import Member, Status
 from toolbox.pki import certs
 from toolbox.procedures import member_add, member_remove
@@ -75,7 +76,8 @@ def host(tmp_path: Path) -> Path:
 def fake_etcd(monkeypatch: pytest.MonkeyPatch, names: list[str], local_id: int = 1
               ) -> FakeEtcd:
     etcd = FakeEtcd(names, local_id)
-    for module in (member_remove, member_add):
+    # The procedures' own name, and the class the health checks import when they run.
+    for module in (member_remove, member_add, client):
         monkeypatch.setattr(module, "EtcdClient", etcd)
     return etcd
 

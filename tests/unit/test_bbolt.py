@@ -354,7 +354,3 @@ def test_corrupt_page_flags_are_rejected(etcd_data: Generated, tmp_path: Path) -
     bad = _corrupt_copy(etcd_data.snapshot, tmp_path / "flags.db", [root * page_size + 8])
     with pytest.raises(BoltFormatError, match="bad page flags"):
         read_status(bad, length=size - SHA256_TRAILER)
-
-
-def test_error_is_a_value_error() -> None:
-    assert issubclass(BoltFormatError, ValueError)

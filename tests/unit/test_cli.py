@@ -48,14 +48,27 @@ def test_progress_line_shows_share_and_rate(capsys: pytest.CaptureFixture[str]) 
     assert err.startswith("\rsnapshot  50.0% 512.0 MiB at ") and err.endswith("\n")
 
 
-def test_every_command_explains_itself(run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_every_command_says_what_it_does_and_explains_each_option(run_cli) -> None:  # type: ignore[no-untyped-def]
+    """`ocp-recovery [GROUP] NAME --help` shows the command's whole docstring and each of its
+    options with its explanation: none undocumented, none hidden."""
+    import inspect
+
     from toolbox.cli import COMMANDS
 
-    for group, name, _params, handler in COMMANDS:
+    def squeezed(text: str) -> str:  # argparse rewraps text, breaking lines at hyphens too
+        return "".join(text.split())
+
+    for group, name, params, handler in COMMANDS:
         words = [group, name] if group else [name]
-        out = run_cli([*words, "--help"]).stdout
-        assert f"usage: ocp-recovery {' '.join(words)}" in out
-        assert (handler.__doc__ or "").split()[0] in out
+        out = squeezed(run_cli([*words, "--help"]).stdout)
+        doc = inspect.cleandoc(handler.__doc__ or "")
+        assert doc and squeezed(doc) in out, f"{words}: the help lacks what the command does"
+        for param in params:
+            explained = param.spec.get("help") or ""
+            shown = [flag for flag in param.flags if flag.startswith("-")] or \
+                [param.spec.get("metavar") or param.flags[0]]
+            assert explained and all(squeezed(f) in out for f in [*shown, explained]), \
+                f"{words}: {param.flags[0]} is not explained in the help"
 
 
 def test_no_command_prints_the_commands_and_exits_2(run_cli) -> None:  # type: ignore[no-untyped-def]
@@ -80,20 +93,17 @@ def test_the_confirmation_on_a_terminal(answer: str | None, goes_on: bool, tmp_p
     """Only a yes goes on; anything else (or end of input) stops with exit 130, and the
     operator saw every change before answering."""
     import dataclasses
+    import io
 
     from toolbox.cli import _show_plan
     from toolbox.context import build_context
     from toolbox.errors import Interrupted
 
-    def reply(_prompt: str) -> str:
-        if answer is None:
-            raise EOFError
-        return answer
-
-    monkeypatch.setattr("builtins.input", reply)
+    # What the operator types, or end of input (None).
+    monkeypatch.setattr("sys.stdin", io.StringIO("" if answer is None else answer + "\n"))
     (tmp_path / "etc/kubernetes").mkdir(parents=True)
     context = dataclasses.replace(build_context({}, host_root=str(tmp_path),
-                                                host_exec="direct"), interactive=True)
+                                                host_exec="direct"), stdin_is_terminal=True)
 
     def show() -> bool:
         return _show_plan(context, "restore", ["1. stop etcd"], [], False, False, "Restore?")

@@ -1,10 +1,13 @@
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import missing
 from toolbox.context import build_context, parse_endpoints
 from toolbox.errors import InvalidInput
-from toolbox.host.exec import pid1_is_the_host
 
 
 def test_endpoints_get_https_and_keep_order() -> None:
@@ -37,11 +40,35 @@ def test_proxy_variables_never_reach_children(tmp_path: Path) -> None:
 
 def test_host_exec_defaults(tmp_path: Path) -> None:
     assert build_context({"OCP_RECOVERY_HOST_ROOT": "/"}).host_exec == "direct"
-    # In a container: nsenter into PID 1 when it is the host's, else chroot (warned).
-    expected = "nsenter" if pid1_is_the_host() else "chroot"
-    assert build_context({"OCP_RECOVERY_HOST_ROOT": str(tmp_path)}).host_exec == expected
     with pytest.raises(InvalidInput):
         build_context({"OCP_RECOVERY_HOST_ROOT": str(tmp_path)}, host_exec="ssh")
+
+
+# The mode a container gets, built in a child process whose PID and mount namespaces are
+# real ones (unshare) laid out as a container's are.
+DEFAULT_MODE = ("import sys; from toolbox.context import build_context; "
+                "print(build_context({'OCP_RECOVERY_HOST_ROOT': sys.argv[1]}).host_exec)")
+OWN_PID_1 = ["unshare", "--pid", "--fork", "--mount-proc"]
+# PID 1 stays a shell in the mount namespace it was started in, the child runs in another:
+# PID 1 is to it what the host's init is to a --pid=host container.
+HOSTS_PID_1 = [*OWN_PID_1, "sh", "-c", 'unshare --mount "$@"; exit $?', "sh"]
+
+
+@pytest.mark.parametrize(("namespaces", "mode", "warned"), [
+    pytest.param(HOSTS_PID_1, "nsenter", False, id="pid-1-is-the-hosts"),
+    pytest.param(OWN_PID_1, "chroot", True, id="pid-1-is-the-containers-own"),
+])
+def test_in_a_container_nsenter_when_pid_1_is_the_hosts_else_chroot_with_a_warning(
+        tmp_path: Path, namespaces: list[str], mode: str, warned: bool) -> None:
+    if shutil.which("unshare") is None:
+        missing("unshare (util-linux)")
+    done = subprocess.run([*namespaces, sys.executable, "-c", DEFAULT_MODE, str(tmp_path)],
+                          capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[2])
+    if "unshare failed" in done.stderr or "Operation not permitted" in done.stderr:
+        missing(f"PID and mount namespaces ({done.stderr.strip()})")
+    assert (done.returncode, done.stdout.strip()) == (0, mode), done.stderr
+    assert ("host_exec.fallback" in done.stderr) is warned, done.stderr
 
 
 def test_missing_host_root_is_refused(tmp_path: Path) -> None:

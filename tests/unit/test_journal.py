@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import assert_host_unchanged
 from toolbox.errors import OperationInFlight, StepFailed
-from toolbox.journal import Journal, Runner, Step
+from toolbox.journal import Journal, Runner, Step, execute
 
 
 def recording(log: list[str], fail_on: str | None = None):  # type: ignore[no-untyped-def]
@@ -54,7 +55,12 @@ def test_a_finished_journal_is_archived_by_the_next_operation(tmp_path: Path) ->
     assert len(list(tmp_path.glob("journal-restore-*.json"))) == 1
 
 
-def test_in_memory_journal_writes_nothing(tmp_path: Path) -> None:
-    journal = Journal.in_memory({"k": "v"})
-    journal.record("fact", 1)
-    assert journal.fact("fact") == 1 and list(tmp_path.iterdir()) == []
+def test_a_second_operation_leaves_the_one_in_flight_resumable(tmp_path: Path) -> None:
+    log: list[str] = []
+    with pytest.raises(StepFailed):
+        execute(tmp_path, "restore", {}, lambda journal: recording(log, fail_on="b"))
+    with assert_host_unchanged(tmp_path), pytest.raises(OperationInFlight, match="restore"):
+        execute(tmp_path, "member-add", {}, lambda journal: recording(log))
+    assert log == ["do a"], "the refused operation ran no step"
+    Runner(Journal.load(tmp_path), recording(log)).run()  # type: ignore[arg-type]
+    assert log == ["do a", "do b", "do c"]

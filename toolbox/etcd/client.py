@@ -128,7 +128,6 @@ class EtcdClient:
         self.endpoint = endpoint
         self.dial = timeouts_dial
         self.stream_idle = stream_idle
-        self.kv = rpc_grpc.KVStub(channel)
         self.cluster = rpc_grpc.ClusterStub(channel)
         self.maintenance = rpc_grpc.MaintenanceStub(channel)
 
@@ -214,12 +213,6 @@ class EtcdClient:
                 if done():
                     return None
         return None
-
-    def key_count(self, revision: int = 0) -> int:
-        """Number of live keys at `revision` (0: now), counted by etcd without values."""
-        request = rpc.RangeRequest(key=b"\0", range_end=b"\0", count_only=True,
-                                   revision=revision)
-        return int(self._unary(self.kv.Range, request, "count keys").count)
 
     def snapshot_chunks(self) -> Iterator[bytes]:
         """The snapshot stream. A member that goes silent for `stream_idle` seconds (frozen,

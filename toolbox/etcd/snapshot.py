@@ -39,7 +39,7 @@ class SnapshotReport:
     has_trailer: bool
     db_sha256: str
     revision: int
-    total_keys: int
+    keys: int  # etcd keys live at `revision`: what a restore of this file holds
     compact_revision: int
     page_size: int
 
@@ -98,18 +98,21 @@ def save_stream(chunks: Iterable[bytes], target: Path, *, expected_size: int = 0
                          time.monotonic() - started)
 
 
-def verify_file(path: Path, *, skip_hash_check: bool = False) -> SnapshotReport:
+def verify_file(path: Path, *, skip_hash_check: bool = False,
+                shown: str | None = None) -> SnapshotReport:
     """Offline integrity check: the trailer's sha256 over the whole db, the bbolt meta pages,
-    and the key bucket (revision, keys). Raises IntegrityError with what is wrong."""
+    and the key bucket (revision, keys). Raises IntegrityError with what is wrong, naming
+    the file `shown` (default: its path)."""
+    label = shown or str(path)
     if not path.is_file():
-        raise InvalidInput(f"{path} is not a file", next_step="give a snapshot_*.db file or "
+        raise InvalidInput(f"{label} is not a file", next_step="give a snapshot_*.db file or "
                            "a backup directory")
     size = path.stat().st_size
     db_length = size - TRAILER
     has_trailer = False
     digest = ""
     if size < TRAILER:
-        raise IntegrityError(f"{path} is {size} bytes: too short to be an etcd snapshot")
+        raise IntegrityError(f"{label} is {size} bytes: too short to be an etcd snapshot")
     hasher = _TrailerHasher()
     if not skip_hash_check:
         with open(path, "rb", buffering=0) as stream:
@@ -118,14 +121,14 @@ def verify_file(path: Path, *, skip_hash_check: bool = False) -> SnapshotReport:
         has_trailer = hasher.trailer_matches()
         digest = hasher.hash.hexdigest()
         if not has_trailer:
-            _raise_no_trailer(path, size)
+            _raise_no_trailer(path, label, size)
     else:
         db_length = size if _looks_like_raw_db(path, size) else size - TRAILER
     try:
         status = bbolt.read_status(path, length=db_length)
     except bbolt.BoltFormatError as exc:
-        raise IntegrityError(f"{path} is not a valid etcd database: {exc}") from exc
-    return SnapshotReport(path, size, has_trailer, digest, status.revision, status.total_keys,
+        raise IntegrityError(f"{label} is not a valid etcd database: {exc}") from exc
+    return SnapshotReport(path, size, has_trailer, digest, status.revision, status.live_keys,
                           status.compact_revision, status.page_size)
 
 
@@ -138,15 +141,15 @@ def _looks_like_raw_db(path: Path, size: int) -> bool:
     return size % page_size == 0
 
 
-def _raise_no_trailer(path: Path, size: int) -> None:
+def _raise_no_trailer(path: Path, label: str, size: int) -> None:
     if _looks_like_raw_db(path, size):
         raise IntegrityError(
-            f"{path} has no sha256 trailer: it looks like a raw data-dir db, not a snapshot",
+            f"{label} has no sha256 trailer: it looks like a raw data-dir db, not a snapshot",
             next_step="if you copied it from /var/lib/etcd/member/snap/db on purpose, pass "
             "--skip-hash-check",
         )
     raise IntegrityError(
-        f"{path} failed its integrity check: the sha256 trailer does not match the "
+        f"{label} failed its integrity check: the sha256 trailer does not match the "
         f"{human_bytes(size - TRAILER)} before it (truncated or corrupted)",
         next_step="use another backup; keep this file for analysis",
     )
@@ -206,5 +209,8 @@ class RestoreTool:
 
 
 def bump_for(raft_index: int | None) -> int:
-    """OpenShift's later restore: 1.2 x the last known raft index, or a billion."""
-    return int(raft_index * 1.2) if raft_index else UNKNOWN_BUMP
+    """OpenShift's later restore bumps by 1.2 x the last known raft index, or a billion
+    when it is unknown. A backup's raft index says nothing of the writes made after it (and
+    restarts near 0 after a restore), so a bump from it alone can leave an informer's newer
+    resourceVersion un-compacted: never less than a billion (revisions are int64)."""
+    return max(UNKNOWN_BUMP, int((raft_index or 0) * 1.2))

@@ -3,6 +3,7 @@ tar, paths relative to /etc/kubernetes, modes and owners kept (4.3's `tar -cpzf`
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -10,6 +11,7 @@ import re
 import shutil
 import tarfile
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -69,6 +71,8 @@ LEGACY_SNAPSHOT = "snapshot.db"
 # name a revision that extraction then does not find.
 _REVISION_MEMBER = re.compile(
     r"\Astatic-pod-resources/kube-apiserver-pod-([1-9][0-9]*|0)(/.*)?\Z", re.ASCII | re.DOTALL)
+# What reading a gzip tar raises when the file is not one (truncated, corrupted, garbage).
+_UNREADABLE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
 
 
 @dataclass(frozen=True)
@@ -79,55 +83,96 @@ class ArchiveContents:
     legacy_snapshot_bytes: int | None  # a 4.3.0 single-file backup carries snapshot.db
 
 
-def inspect_archive(path: Path, *, bytes_cap: int = ARCHIVE_BYTES_CAP) -> ArchiveContents:
-    """Read the whole archive once and refuse anything unsafe or unexpected before a byte
-    is extracted: absolute paths, `..`, links leaving their revision directory, hard links,
-    devices, other directories, more than one revision, more than `bytes_cap` unpacked."""
+@dataclass(frozen=True)
+class _Entry:
+    member: tarfile.TarInfo
+    name: str                     # without `./` and a trailing `/`
+    revision: int | None          # the kube-apiserver-pod-N it is in; None: outside one
+
+
+class _CappedGzip:
+    """The archive's decompressed bytes, read once: past `bytes_cap` it is refused as a
+    bomb."""
+
+    def __init__(self, path: Path, stream: gzip.GzipFile, bytes_cap: int):
+        self.path = path
+        self.stream = stream
+        self.bytes_cap = bytes_cap
+        self.unpacked = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.unpacked += len(data)
+        if self.unpacked > self.bytes_cap + (1 << 20):
+            raise IntegrityError(f"{self.path.name} unpacks to more than "
+                                 f"{self.bytes_cap >> 20} MiB: refused as a possible archive bomb")
+        return data
+
+
+@contextlib.contextmanager
+def _reading(path: Path, bytes_cap: int) -> Iterator[tarfile.TarFile]:
+    """The archive as a tar stream over its capped decompressed bytes; once the block is
+    done, the rest is read to the gzip trailer, whose CRC and length catch a truncated or
+    corrupted file that tarfile, stopping at the end-of-archive blocks, would not read."""
+    with gzip.GzipFile(path, "rb") as stream:
+        source = _CappedGzip(path, stream, bytes_cap)
+        with tarfile.open(fileobj=source, mode="r|") as tar:  # type: ignore[call-overload]
+            yield tar
+        while source.read(1 << 20):
+            pass
+
+
+def _checked_entries(path: Path, tar: tarfile.TarFile, bytes_cap: int) -> Iterator[_Entry]:
+    """The archive's entries, each yielded only once it passed every rule: the one set of
+    rules, applied by inspect_archive before any change and again by the extraction, entry
+    by entry as it unpacks (the file may have been replaced in between). Refused: absolute
+    paths, `..`, links leaving their revision directory, hard links, devices, other
+    directories, more than one revision, more than `bytes_cap` or ARCHIVE_MEMBERS_CAP."""
     revisions: set[int] = set()
+    total = members = 0
+    for member in tar:
+        members += 1
+        total += max(member.size, 0)
+        if total > bytes_cap or members > ARCHIVE_MEMBERS_CAP:
+            raise IntegrityError(
+                f"{path.name} unpacks to more than {bytes_cap >> 20} MiB or "
+                f"{ARCHIVE_MEMBERS_CAP} entries: refused as a possible archive bomb")
+        name = _checked_name(path, member)
+        if (name == LEGACY_SNAPSHOT and member.isfile()) or \
+                (name == "static-pod-resources" and member.isdir()):
+            yield _Entry(member, name, None)
+            continue
+        match = _REVISION_MEMBER.match(name)
+        if not match:
+            raise IntegrityError(
+                f"{path.name} holds {name!r}, which is not under "
+                "static-pod-resources/kube-apiserver-pod-<N>/")
+        revisions.add(int(match.group(1)))
+        if len(revisions) > 1:
+            raise IntegrityError(f"{path.name} holds several revisions "
+                                 f"({', '.join(map(str, sorted(revisions)))}); expected one")
+        _check_type(path, member, name)
+        yield _Entry(member, name, int(match.group(1)))
+
+
+def inspect_archive(path: Path, *, bytes_cap: int = ARCHIVE_BYTES_CAP) -> ArchiveContents:
+    """Read the whole archive once and refuse anything unsafe or unexpected (the rules of
+    `_checked_entries`) before a byte is extracted."""
+    revision: int | None = None
     total = members = 0
     legacy: int | None = None
     try:
-        _read_whole_gzip(path, bytes_cap)
-        with tarfile.open(path, mode="r|gz") as tar:
-            for member in tar:
+        with _reading(path, bytes_cap) as tar:
+            for entry in _checked_entries(path, tar, bytes_cap):
                 members += 1
-                total += max(member.size, 0)
-                if total > bytes_cap or members > ARCHIVE_MEMBERS_CAP:
-                    raise IntegrityError(
-                        f"{path.name} unpacks to more than {bytes_cap >> 20} MiB or "
-                        f"{ARCHIVE_MEMBERS_CAP} entries: refused as a possible archive bomb")
-                name = _checked_name(path, member)
-                if name == LEGACY_SNAPSHOT and member.isfile():
-                    legacy = member.size
-                    continue
-                if name == "static-pod-resources" and member.isdir():
-                    continue
-                match = _REVISION_MEMBER.match(name)
-                if not match:
-                    raise IntegrityError(
-                        f"{path.name} holds {name!r}, which is not under "
-                        "static-pod-resources/kube-apiserver-pod-<N>/")
-                revisions.add(int(match.group(1)))
-                _check_type(path, member, name)
-    except (tarfile.TarError, EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
+                total += max(entry.member.size, 0)
+                if entry.name == LEGACY_SNAPSHOT:
+                    legacy = entry.member.size
+                revision = entry.revision if entry.revision is not None else revision
+    except (*_UNREADABLE, OSError) as exc:
         raise IntegrityError(f"{path.name} is not a readable gzip tar: {exc}",
                              next_step="use another backup") from exc
-    if len(revisions) > 1:
-        raise IntegrityError(f"{path.name} holds several revisions "
-                             f"({', '.join(map(str, sorted(revisions)))}); expected one")
-    return ArchiveContents(next(iter(revisions)) if revisions else None, members, total, legacy)
-
-
-def _read_whole_gzip(path: Path, bytes_cap: int) -> None:
-    """tarfile stops at the last header it can read; gzip checks the stream's end and CRC,
-    so a truncated or corrupted archive is caught here."""
-    unpacked = 0
-    with gzip.open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            unpacked += len(chunk)
-            if unpacked > bytes_cap + (1 << 20):
-                raise IntegrityError(f"{path.name} unpacks to more than {bytes_cap >> 20} MiB:"
-                                     " refused as a possible archive bomb")
+    return ArchiveContents(revision, members, total, legacy)
 
 
 def _checked_name(path: Path, member: tarfile.TarInfo) -> str:
@@ -167,41 +212,88 @@ def _normalize(path: PurePosixPath) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
+def _into_revision_dir(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's `data` filter (nothing outside `dest`, no absolute or escaping links, no
+    special files, no setuid or group/other write bits, no owners), keeping a directory's
+    archived mode under the same limits, as the revision had it."""
+    safe = tarfile.data_filter(member, dest)
+    if safe.isdir():
+        return safe.replace(mode=member.mode & 0o755, deep=False)
+    return safe
+
+
 def extract_revision(path: Path, revision: int, staging: Path) -> None:
     """Unpack `kube-apiserver-pod-<revision>/` into `staging` (which must not exist), modes
-    kept. Only call after inspect_archive accepted the archive."""
+    kept. Each entry is checked again as it is unpacked (the rules of inspect_archive, then
+    tarfile's data filter), so an archive replaced since inspect_archive accepted it is
+    refused with nothing written outside `staging`."""
     prefix = f"static-pod-resources/kube-apiserver-pod-{revision}"
     staging.mkdir(mode=0o700)
-    with tarfile.open(path, mode="r|gz") as tar:
-        for member in tar:
-            name = member.name.removeprefix("./").rstrip("/")
-            if name != prefix and not name.startswith(prefix + "/"):
+    found = False
+
+    def in_revision(entries: Iterator[_Entry]) -> Iterator[tarfile.TarInfo]:
+        nonlocal found
+        for entry in entries:
+            if entry.revision != revision:
                 continue
-            local = staging.joinpath(*PurePosixPath(name).parts[2:])
-            if member.isdir():
-                local.mkdir(parents=True, exist_ok=True)
-                os.chmod(local, member.mode & 0o7777)
-            elif member.issym():
-                local.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(member.linkname, local)
-            elif member.isfile():
-                local.parent.mkdir(parents=True, exist_ok=True)
-                source = tar.extractfile(member)
-                assert source is not None
-                with open(local, "wb") as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-                os.chmod(local, member.mode & 0o7777)
+            found = True
+            if entry.name != prefix:  # the revision directory itself is `staging`
+                inside = "/".join(PurePosixPath(entry.name).parts[2:])
+                yield entry.member.replace(name=inside, deep=False)
+
+    try:
+        with _reading(path, ARCHIVE_BYTES_CAP) as tar:
+            tar.errorlevel = 2  # nothing skipped with a debug message: every problem raises
+            tar.extractall(staging, members=in_revision(
+                _checked_entries(path, tar, ARCHIVE_BYTES_CAP)), filter=_into_revision_dir)
+    except IntegrityError as exc:
+        raise _changed_since_checked(exc.what) from exc
+    except tarfile.FilterError as exc:
+        raise _changed_since_checked(f"{path.name}: {exc}: refused") from exc
+    except _UNREADABLE as exc:
+        raise _changed_since_checked(f"{path.name} is not a readable gzip tar: {exc}") from exc
+    if not found:
+        raise _changed_since_checked(f"{path.name} holds no kube-apiserver-pod-{revision}")
     os.chmod(staging, 0o755)
 
 
+def _changed_since_checked(what: str) -> IntegrityError:
+    return IntegrityError(f"{what} (while extracting: the archive changed since it was "
+                          "checked before the first change)",
+                          state="nothing was extracted outside the staging directory")
+
+
 def extract_legacy_snapshot(path: Path, target: Path) -> None:
-    """Stream the 4.3.0 archive's `snapshot.db` to `target` (atomically)."""
-    with tarfile.open(path, mode="r|gz") as tar:
-        for member in tar:
-            if member.name.removeprefix("./") == LEGACY_SNAPSHOT and member.isfile():
-                source = tar.extractfile(member)
-                assert source is not None
-                with partial_file(target) as out:
-                    shutil.copyfileobj(source, out, 1 << 20)
-                return
+    """Stream the 4.3.0 archive's `snapshot.db` to `target` (atomically), the entries
+    before it checked again by the rules of inspect_archive."""
+    try:
+        with _reading(path, ARCHIVE_BYTES_CAP) as tar:
+            for entry in _checked_entries(path, tar, ARCHIVE_BYTES_CAP):
+                if entry.name == LEGACY_SNAPSHOT:
+                    stream = tar.extractfile(entry.member)
+                    assert stream is not None
+                    with partial_file(target) as out:
+                        shutil.copyfileobj(stream, out, 1 << 20)
+                    return
+    except IntegrityError as exc:
+        raise _changed_since_checked(exc.what) from exc
+    except _UNREADABLE as exc:
+        raise _changed_since_checked(f"{path.name} is not a readable gzip tar: {exc}") from exc
+    raise IntegrityError(f"{path.name} holds no {LEGACY_SNAPSHOT}")
+
+
+def copy_legacy_snapshot(path: Path, sink: BinaryIO) -> int:
+    """Stream the 4.3.0 archive's `snapshot.db` (the first, as extract_legacy_snapshot
+    takes it) into `sink`, extracting nothing; returns its size."""
+    try:
+        with tarfile.open(path, mode="r|gz") as tar:
+            for member in tar:
+                if member.name.removeprefix("./") == LEGACY_SNAPSHOT and member.isfile():
+                    source = tar.extractfile(member)
+                    assert source is not None
+                    shutil.copyfileobj(source, sink, 1 << 20)
+                    return member.size
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise IntegrityError(f"{path.name} is not a readable gzip tar: {exc}",
+                             next_step="use another backup") from exc
     raise IntegrityError(f"{path.name} holds no {LEGACY_SNAPSHOT}")

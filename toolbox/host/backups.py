@@ -4,14 +4,19 @@ shared timestamp (the 4.3 restore picked the newest of each kind independently).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolbox.errors import InvalidInput
+from toolbox.host.archive import copy_legacy_snapshot
+from toolbox.host.files import require_free_space
 
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H%M%S"  # 4.3's `date "+%F_%H%M%S"`
 _TS = r"(\d{4}-\d{2}-\d{2}_\d{6})"
@@ -106,6 +111,24 @@ def resolve_backup_input(path: Path, shown: str) -> BackupInput:
         return BackupInput("legacy", None, path, None)
     if path.is_file():
         return BackupInput("db", path, None, None)
-    raise InvalidInput(f"{shown} does not exist",
+    what = "is not a regular file (nor a directory)" if path.exists() or path.is_symlink() \
+        else "does not exist"
+    raise InvalidInput(f"{shown} {what}",
                        next_step="give a backup directory, a snapshot_*.db or a 4.3.0 "
                        "snapshot_db_kuberesources_*.tar.gz")
+
+
+@contextlib.contextmanager
+def legacy_snapshot_copy(archive: Path, size: int, scratch: Path) -> Iterator[Path]:
+    """The 4.3.0 tarball's snapshot.db (`size` bytes) as a file to check, extracting nothing
+    beside it: a copy in an unnamed file on the file system of `scratch` or of its nearest
+    existing parent (nothing is created), by O_TMPFILE or created and unlinked at once, which
+    no directory ever lists and which is freed when closed, even if this process is killed.
+    Yields a path that opens it (/proc/self/fd/N)."""
+    while not scratch.exists():
+        scratch = scratch.parent
+    require_free_space(scratch, size, f"a copy of the snapshot.db in {archive.name} to check")
+    with tempfile.TemporaryFile(dir=scratch) as copy:
+        copy_legacy_snapshot(archive, copy)
+        copy.flush()
+        yield Path(f"/proc/self/fd/{copy.fileno()}")

@@ -9,6 +9,8 @@ A CSR is signed when the token matches, its signature verifies, its O and CN are
 three member profiles (system:etcd-peers / system:etcd-peer:<dns>, …), <dns> is an expected
 member, its DNS SANs are those the profile allows, and that member has not yet got that kind.
 Each member gets each kind once: the token is spent when every expected member has all three.
+The same request again (same key, subject and SANs: an agent killed before it wrote what it
+got) is answered with the certificate already issued, even once the token is spent.
 """
 
 from __future__ import annotations
@@ -54,22 +56,32 @@ class Signer:
     token: str
     expected: set[str]            # the members' etcd DNS names, e.g. etcd-1.<domain>
     domain: str
-    issued: dict[str, set[str]] = field(default_factory=dict)
     signed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # (member, kind) -> the certificate issued and the answer that carried it
+    answers: dict[tuple[str, str], tuple[x509.Certificate, dict[str, Any]]] = field(
+        default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
-    def spent(self) -> bool:
-        return all(self.issued.get(d, set()) >= set(PROFILES.values()) for d in self.expected)
+    def issued(self) -> dict[str, set[str]]:
+        """Member -> the kinds of certificate it got."""
+        kinds: dict[str, set[str]] = {}
+        for member, kind in list(self.answers):  # a copy: handler threads add to it
+            kinds.setdefault(member, set()).add(kind)
+        return kinds
 
-    def check_token(self, header: str | None, *, to_issue: bool = True) -> None:
+    @property
+    def spent(self) -> bool:
+        issued = self.issued
+        return all(issued.get(d, set()) >= set(PROFILES.values()) for d in self.expected)
+
+    def check_token(self, header: str | None) -> None:
+        """The caller holds the token (spent or not: sign_request knows what it may get)."""
         given = (header or "").removeprefix("Bearer ").strip()
         if not given:
             raise Refused(HTTPStatus.UNAUTHORIZED, "no token")
         if not hmac.compare_digest(given.encode(), self.token.encode()):
             raise Refused(HTTPStatus.UNAUTHORIZED, "wrong token")
-        if to_issue and self.spent:
-            raise Refused(HTTPStatus.UNAUTHORIZED, "token already used for every member")
 
     def sign_request(self, body: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -103,19 +115,26 @@ class Signer:
             raise Refused(HTTPStatus.FORBIDDEN, f"DNS names {sorted(extra)} are not allowed in "
                           f"a {kind} certificate for {dns_name}")
         with self.lock:
-            if kind in self.issued.get(dns_name, set()):
+            before = self.answers.get((dns_name, kind))
+            if before is not None and _same_request(before[0], csr, sans):
+                _log.info("signer.repeated", member=dns_name, kind=kind,
+                          serial=f"{before[0].serial_number:x}")
+                return before[1]
+            if self.spent:
+                raise Refused(HTTPStatus.UNAUTHORIZED, "token already used for every member")
+            if before is not None:
                 raise Refused(HTTPStatus.CONFLICT, f"{dns_name} already got its {kind} "
-                              "certificate")
+                              "certificate, for another key, subject or SANs")
             ca = self.metric_ca if kind == "metric" else self.etcd_ca
             cert = sign(ca, subject=csr.subject, public_key=csr.public_key(),
                         alt_names=list(sans), days=LIFETIME_DAYS)
-            self.issued.setdefault(dns_name, set()).add(kind)
             signed = {**body, "status": {
                 "certificate": base64.b64encode(cert.public_bytes(
                     serialization.Encoding.PEM)).decode(),
                 "conditions": [{"type": "Approved", "reason": "ocp-recovery signer",
                                 "lastUpdateTime": dt.datetime.now(dt.UTC).isoformat()}]}}
             self.signed[name] = signed
+            self.answers[(dns_name, kind)] = (cert, signed)
         _log.info("signer.issued", member=dns_name, kind=kind, serial=f"{cert.serial_number:x}")
         return signed
 
@@ -125,6 +144,21 @@ class Signer:
         if kind == "peer":
             return {dns_name, self.domain}
         return {"localhost", *SERVICE_NAMES, dns_name, f"*.{self.domain}"}
+
+
+def _same_request(cert: x509.Certificate, csr: x509.CertificateSigningRequest,
+                  sans: x509.SubjectAlternativeName) -> bool:
+    """`cert` is what `csr` asks for: the same public key, subject and SANs."""
+    def spki(key: Any) -> bytes:
+        return key.public_bytes(serialization.Encoding.DER,  # type: ignore[no-any-return]
+                                serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    try:
+        issued = set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
+    except x509.ExtensionNotFound:  # sign() adds none for a CSR without SANs
+        issued = set()
+    return spki(cert.public_key()) == spki(csr.public_key()) and \
+        cert.subject == csr.subject and issued == set(sans)
 
 
 def _handler(signer: Signer) -> type[BaseHTTPRequestHandler]:
@@ -157,7 +191,7 @@ def _handler(signer: Signer) -> type[BaseHTTPRequestHandler]:
                 self._reply(HTTPStatus.OK, b"ok", "text/plain")
                 return
             try:
-                signer.check_token(self.headers.get("Authorization"), to_issue=False)
+                signer.check_token(self.headers.get("Authorization"))
             except Refused as refused:
                 self._refuse(refused)
                 return

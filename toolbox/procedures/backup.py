@@ -19,7 +19,7 @@ from typing import Any
 
 from toolbox import __version__, log
 from toolbox.context import Context
-from toolbox.errors import HostIOError, InvalidInput, PreconditionFailed
+from toolbox.errors import HostIOError, IntegrityError, InvalidInput, PreconditionFailed
 from toolbox.etcd import bbolt
 from toolbox.etcd.client import EtcdClient, Member, Status, TlsFiles, resolve_tls
 from toolbox.etcd.snapshot import TRAILER, ProgressLine, SavedSnapshot, save_stream
@@ -51,7 +51,7 @@ class BackupRequest:
 
 @dataclass
 class BackupResult:
-    directory: str
+    directory: str          # as the operator gave it
     snapshot: SavedSnapshot
     archive: WrittenArchive
     manifest_path: Path
@@ -59,6 +59,15 @@ class BackupResult:
     pruned: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+
+    def shown(self, path: Path) -> str:
+        """A file of this backup as the operator named its directory: /home/core/backup/…,
+        not /var/home/core/backup/… that /home resolves to on RHCOS."""
+        return shown_in(self.directory, path)
+
+
+def shown_in(directory: str, path: Path) -> str:
+    return f"{directory.rstrip('/')}/{path.name}"
 
 
 @dataclass(frozen=True)
@@ -79,12 +88,13 @@ def run(ctx: Context, request: BackupRequest) -> BackupResult:
         # 0.05 s that would otherwise follow the stream.
         certificates = pool.submit(_certificate_dates, plan)
         result = _take(ctx, request, client, plan, pool, certificates)
-    result.pruned = _prune(ctx, plan.target, request.keep) if request.keep else []
+    result.pruned = _prune(plan.target, request.keep, request.directory) \
+        if request.keep else []
     result.warnings = _warnings(certificates.result())
     result.seconds = time.monotonic() - started
     for warning in result.warnings:
         _log.warning("backup.warning", message=warning)
-    _log.info("backup.done", snapshot=ctx.paths.shown(result.snapshot.path),
+    _log.info("backup.done", snapshot=result.shown(result.snapshot.path),
               revision=result.manifest["etcd"]["revision"], seconds=round(result.seconds, 2))
     return result
 
@@ -166,12 +176,20 @@ def _take(ctx: Context, request: BackupRequest, client: EtcdClient, plan: _Plan,
         finally:
             if progress:
                 progress.close()
-        db = bbolt.read_status(snapshot.path, length=snapshot.size - TRAILER)
-        _log.info("snapshot.saved", path=ctx.paths.shown(snapshot.path), bytes=snapshot.size,
-                  revision=db.revision, seconds=round(snapshot.seconds, 2))
+        try:
+            db = bbolt.read_status(snapshot.path, length=snapshot.size - TRAILER)
+        except bbolt.BoltFormatError as exc:
+            raise IntegrityError(
+                f"the snapshot etcd sent is not a database this toolbox can read: {exc}",
+                state="unchanged: the backup's files were removed",
+                next_step="run the backup again; if it repeats, report it with "
+                "`etcdctl snapshot save` of the same member") from exc
+        _log.info("snapshot.saved", path=shown_in(request.directory, snapshot.path),
+                  bytes=snapshot.size, revision=db.revision, keys=db.live_keys,
+                  seconds=round(snapshot.seconds, 2))
         archive = archiving.result()
-        _log.info("backup.archive.saved", path=ctx.paths.shown(written[0]), bytes=archive.size,
-                  revision_dir=plan.revision_dir.name)
+        _log.info("backup.archive.saved", path=shown_in(request.directory, written[0]),
+                  bytes=archive.size, revision_dir=plan.revision_dir.name)
         manifest = _manifest(ctx, plan, client, snapshot, archive, db, certificates.result())
         atomic_write(written[2], _json(manifest))
     except BaseException as exc:
@@ -212,15 +230,17 @@ def _manifest(ctx: Context, plan: _Plan, client: EtcdClient, snapshot: SavedSnap
             "compact_revision": db.compact_revision,
             "raft_index": plan.status.raft_index,
             "db_size": snapshot.size - TRAILER,
-            "keys": client.key_count(db.revision) if db.revision else 0,
+            # read from the file, as `snapshot verify` counts them: one number, one meaning
+            "keys": db.live_keys,
             "members": [{"name": m.name, "id": m.hex_id, "peer_urls": list(m.peer_urls)}
                         for m in plan.members],
         },
     }
 
 
-def _prune(ctx: Context, target: Path, keep: int) -> list[str]:
-    """Delete sets older than the `keep` newest verified ones; never below that floor."""
+def _prune(target: Path, keep: int, directory: str) -> list[str]:
+    """Delete sets older than the `keep` newest verified ones; never below that floor.
+    Returns what it deleted, named under `directory` as the operator gave it."""
     sets = find_backup_sets(target)
     verified = [s for s in sets if s.verified]
     if len(verified) < keep:
@@ -231,7 +251,7 @@ def _prune(ctx: Context, target: Path, keep: int) -> list[str]:
     for backup in doomed:
         for path in backup.files:
             remove_quietly(path)
-            pruned.append(ctx.paths.shown(path))
+            pruned.append(shown_in(directory, path))
         _log.info("backup.pruned", timestamp=backup.timestamp)
     return pruned
 

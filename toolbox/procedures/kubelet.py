@@ -131,6 +131,11 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
         Step("start-kubelet", "systemctl start kubelet.service (it bootstraps with "
              f"{paths.shown(paths.bootstrap_kubeconfig)})", runtime.start_kubelet,
              runtime.stop_kubelet),
+        Step("wait-kubelet-active", f"wait (<= {ctx.timeouts.health:.0f}s) until "
+             "kubelet.service is active",
+             lambda: wait_until(runtime.kubelet_active, timeout=ctx.timeouts.health,
+                                what="kubelet.service to be active",
+                                next_step="systemctl status kubelet; journalctl -u kubelet")),
     ]
 
 
@@ -139,7 +144,7 @@ def dry_run(ctx: Context) -> tuple[dict[str, Any], list[str]]:
     return the_plan, describe(steps(ctx, Journal.in_memory(the_plan)))
 
 
-def run(ctx: Context, *, dry_run: bool = False, wait: bool = True,
+def run(ctx: Context, *, dry_run: bool = False,
         checked_plan: dict[str, Any] | None = None) -> KubeletReset:
     """`checked_plan`: the plan a --dry-run or confirmation just made (not checked again;
     the journal refuses if another operation began since)."""
@@ -148,21 +153,17 @@ def run(ctx: Context, *, dry_run: bool = False, wait: bool = True,
     if dry_run:
         return KubeletReset(the_plan, changes, dry_run=True)
     execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
-    result = finish(ctx, the_plan, wait=wait)
+    result = finish(ctx, the_plan)
     result.changes = changes
     return result
 
 
-def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool) -> KubeletReset:
+def finish(ctx: Context, the_plan: dict[str, Any]) -> KubeletReset:
+    """The result of a finished run: its last step saw kubelet active."""
     journal = Journal.load(ctx.paths.state_dir)
     moved = journal.fact("moved", []) if journal else []
     pairs = [the_plan["moves"][n] for n in moved]
     result = KubeletReset(the_plan, moved=[(source, target) for source, target in pairs])
-    if wait:
-        runtime = Runtime(ctx.executor)
-        wait_until(runtime.kubelet_active, timeout=ctx.timeouts.health,
-                   what="kubelet.service to be active",
-                   next_step="systemctl status kubelet; journalctl -u kubelet")
-        result.kubelet_active = True
+    result.kubelet_active = True
     _log.info("kubelet.reset", moved=moved, stamp=the_plan["stamp"])
     return result

@@ -12,21 +12,30 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import socket
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
 from toolbox.etcd.client import EtcdClient, Member, TlsFiles, resolve_tls
-from toolbox.etcd.cluster import parse_env_file
+from toolbox.etcd.cluster import (
+    CLIENT_PORT,
+    PEER_PORT,
+    check_peer_url,
+    check_reaches_here,
+    parse_env_file,
+    resolve_host,
+)
+from toolbox.etcd.health import healthy_members, quorum
+from toolbox.host import network
 from toolbox.host.files import atomic_write, ensure_private_dir, move_path
+from toolbox.host.node import member_name, node_name
 from toolbox.host.runtime import Runtime, wait_until
-from toolbox.journal import Journal, Step, describe, execute
+from toolbox.journal import Journal, Step, describe, execute, new_operation_id
 from toolbox.pki.certs import load_certificates
-from toolbox.procedures.member_remove import healthy_members, quorum
 from toolbox.procedures.restore import ETCD_POD
 
 _log = log.get(__name__)
@@ -40,6 +49,7 @@ class AddRequest:
     active_ip: str
     name: str
     peer_url: str | None = None   # default: https://<ETCD_DNS_NAME>:2380 if it resolves
+    wait: bool = True             # wait, as the last step, until the member serves
 
 
 @dataclass
@@ -51,12 +61,20 @@ class AddResult:
     seconds: float = 0.0
 
 
-def plan(ctx: Context, request: AddRequest, *, certificates: bool = True) -> dict[str, Any]:
+def plan(ctx: Context, request: AddRequest, *, certificates: bool = True,
+         operation: str = OPERATION) -> dict[str, Any]:
     """`certificates`: this master must already have valid member certificates (member
     add); member recover gets them from the signer first."""
     paths = ctx.paths
     if not request.name:
         raise InvalidInput("a member name is required (etcd-member-<node name>)")
+    node = node_name(paths)
+    if node is not None and request.name != member_name(node):
+        # etcd names itself after the pod, etcd-member-<node>: another name is a member
+        # that never starts, in a cluster that counts it toward quorum.
+        raise InvalidInput(f"{request.name!r} is not this host's member name: node {node}'s "
+                           f"etcd member is {member_name(node)!r}",
+                           next_step=f"use {member_name(node)}")
     env_path = paths.etcd_env_file
     if not env_path.is_file():
         raise PreconditionFailed(f"{paths.shown(env_path)} is missing: the etcd-member pod "
@@ -73,13 +91,15 @@ def plan(ctx: Context, request: AddRequest, *, certificates: bool = True) -> dic
     if not paths.etcd_manifest.is_file():
         raise PreconditionFailed(f"{paths.shown(paths.etcd_manifest)} is missing",
                                  next_step="restore the MCO-provided etcd-member.yaml first")
-    peer_url = request.peer_url or _default_peer_url(dns_name, ip)
-    active = f"https://{request.active_ip}:2379"
+    timeout = ctx.timeouts.dial
+    peer_url = _given_peer_url(request.peer_url, ip, timeout) if request.peer_url else \
+        _default_peer_url(dns_name, ip, timeout)
+    active = _active_endpoint(request.active_ip, timeout)
     warnings: list[str] = []
-    stash = paths.state_dir / f"{OPERATION}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
-    the_plan = {"active": active, "name": request.name, "peer_url": peer_url,
-                "dns_name": dns_name, "ip": ip, "stash": paths.shown(stash),
-                "warnings": warnings}
+    operation_id = new_operation_id(operation)
+    the_plan = {"id": operation_id, "wait": request.wait, "active": active,
+                "name": request.name, "peer_url": peer_url, "dns_name": dns_name, "ip": ip,
+                "stash": paths.shown(paths.state_dir / operation_id), "warnings": warnings}
     try:
         tls = member_tls(ctx, dns_name)
     except PreconditionFailed:
@@ -102,8 +122,11 @@ def plan(ctx: Context, request: AddRequest, *, certificates: bool = True) -> dic
         raise PreconditionFailed(
             f"a member named {request.name} is already in the cluster",
             next_step=f"on a healthy master: ocp-recovery member remove {request.name}")
-    if any(peer_url in m.peer_urls and m.name for m in members):
-        raise PreconditionFailed(f"{peer_url} is the peer URL of a started member")
+    taken = next((m for m in members if m.name and _same_peer(peer_url, m.peer_urls, timeout)),
+                 None)
+    if taken is not None:
+        raise PreconditionFailed(f"{peer_url} is the peer address of the started member "
+                                 f"{taken.name} ({', '.join(taken.peer_urls)})")
     healthy = healthy_members(ctx, tls, members)
     if len(healthy) < quorum(len(members) + 1):
         warnings.append(
@@ -150,14 +173,51 @@ def _check_member_certs(ctx: Context, dns_name: str) -> None:
                 next_step="use `ocp-recovery member recover` to get new certificates")
 
 
-def _default_peer_url(dns_name: str, ip: str) -> str:
+def _default_peer_url(dns_name: str, ip: str, timeout: float) -> str:
     """4.3 advertised https://<ETCD_DNS_NAME>:2380; where that name does not resolve (the
-    sandbox has no DNS), the IP is the only URL peers can reach."""
+    sandbox has no DNS), the IP is the only URL peers can reach. A name that resolves to
+    another machine is refused."""
     try:
-        socket.getaddrinfo(dns_name, 2380)
-        return f"https://{dns_name}:2380"
+        found = network.resolve(dns_name, timeout)
     except OSError:
-        return f"https://{ip}:2380"
+        return f"https://{ip}:{PEER_PORT}"
+    check_reaches_here(f"ETCD_DNS_NAME {dns_name}", dns_name, found, ip)
+    return f"https://{dns_name}:{PEER_PORT}"
+
+
+def _given_peer_url(url: str, ip: str, timeout: float) -> str:
+    """--peer-url: a peer URL whose host resolves, to this host."""
+    check_peer_url("--peer-url", url, example=f"https://{ip}:{PEER_PORT}")
+    host = urlsplit(url).hostname or ""
+    found = resolve_host(f"the host {host} of --peer-url {url}", host, timeout,
+                         next_step=f"fix its DNS record, or advertise the IP: --peer-url "
+                         f"https://{ip}:{PEER_PORT}")
+    check_reaches_here(f"--peer-url {url}", host, found, ip)
+    return url.rstrip("/")
+
+
+def _active_endpoint(active: str, timeout: float) -> str:
+    """The client URL of the active member, whose IP (or name) is given."""
+    resolve_host(f"the active member's address {active!r}", active, timeout,
+                 next_step="give the IP of a healthy member, as `member list` shows it (no "
+                 "scheme, no port), e.g. 10.0.0.5")
+    bare = active.strip("[]")
+    return f"https://{f'[{bare}]' if ':' in bare else bare}:{CLIENT_PORT}"
+
+
+def _same_peer(peer_url: str, urls: tuple[str, ...], timeout: float) -> bool:
+    """Whether `peer_url` reaches the address and port of one of `urls`. A member's URL
+    that does not resolve (not ours to judge) is compared as text."""
+    def reached(url: str) -> set[tuple[str, int | None]]:
+        try:
+            parts = urlsplit(url)
+            return {(address, parts.port)
+                    for address in network.resolve(parts.hostname or url, timeout)}
+        except (OSError, ValueError):
+            return set()
+
+    ours = reached(peer_url)
+    return any(url == peer_url or ours & reached(url) for url in urls)
 
 
 def _running_local_member(ctx: Context, tls: Any, members: list[Member]) -> Member | None:
@@ -289,6 +349,9 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
              put_back_environment),
         Step("start-etcd", "move etcd-member.yaml back into the manifests", start_etcd,
              stop_etcd),
+        *([Step("wait-healthy", f"wait (<= {ctx.timeouts.health:.0f}s) until member "
+                f"{the_plan['name']} starts and serves", lambda: wait_started(ctx, the_plan))]
+          if the_plan.get("wait", True) else []),
     ]
 
 
@@ -297,20 +360,27 @@ def dry_run(ctx: Context, request: AddRequest) -> tuple[dict[str, Any], list[str
     return the_plan, describe(steps(ctx, Journal.in_memory(the_plan)))
 
 
-def run(ctx: Context, request: AddRequest, *, wait: bool = True,
+def run(ctx: Context, request: AddRequest, *,
         checked_plan: dict[str, Any] | None = None) -> AddResult:
     started = time.monotonic()
     the_plan = checked_plan or plan(ctx, request)
     execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
-    result = finish(ctx, the_plan, wait=wait)
+    result = finish(ctx, the_plan)
     result.seconds = time.monotonic() - started
     return result
 
 
-def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool) -> AddResult:
+def finish(ctx: Context, the_plan: dict[str, Any]) -> AddResult:
+    """The result of a finished run (its last step waited, unless --no-wait)."""
     result = AddResult(the_plan, warnings=list(the_plan["warnings"]))
-    if not wait:
-        return result
+    if the_plan.get("wait", True):
+        result.members = wait_started(ctx, the_plan)  # started already: one check
+        result.healthy = True
+    return result
+
+
+def wait_started(ctx: Context, the_plan: dict[str, Any]) -> list[Member]:
+    """Wait until the added member has started and answers; return the member list."""
     tls = member_tls(ctx, the_plan["dns_name"])
     members: list[Member] = []
 
@@ -326,17 +396,13 @@ def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool) -> AddResult:
     try:
         wait_until(started_and_healthy, timeout=ctx.timeouts.health,
                    what=f"member {the_plan['name']} to start and serve",
-                   next_step="")
+                   next_step="check `crictl ps --name etcd-member` and its log here")
     except WaitTimedOut as exc:
         exc.state = (f"member {the_plan['name']} is added but has not started: the cluster "
-                     "counts it toward quorum and may have stopped serving")
-        exc.next_step = ("check `crictl ps --name etcd-member` and its log here; "
-                         "`ocp-recovery rollback` removes the member again and puts this "
-                         "host back as it was")
+                     "counts it toward quorum and may have stopped serving; `rollback` "
+                     "removes the member again")
         raise
-    result.members = members
-    result.healthy = True
-    return result
+    return members
 
 
 def next_steps(the_plan: dict[str, Any]) -> list[str]:

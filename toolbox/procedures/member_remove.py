@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from toolbox import log
 from toolbox.context import Context
-from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed
-from toolbox.etcd.client import EtcdClient, Member, TlsFiles, resolve_tls
+from toolbox.errors import InvalidInput, PreconditionFailed
+from toolbox.etcd.client import EtcdClient, Member, resolve_tls
+from toolbox.etcd.health import healthy_members, quorum
 from toolbox.host.lock import host_lock
 
 _log = log.get(__name__)
@@ -23,25 +24,6 @@ class RemoveResult:
     removed: Member
     members: list[Member]
     healthy_before: list[str]
-
-
-def quorum(size: int) -> int:
-    return size // 2 + 1
-
-
-def healthy_members(ctx: Context, tls: TlsFiles, members: list[Member]) -> list[Member]:
-    """Members that answer on one of their client URLs, each asked directly."""
-    healthy = []
-    for member in members:
-        if not member.client_urls:
-            continue
-        try:
-            with EtcdClient.connect_any(member.client_urls, tls, dial=ctx.timeouts.dial,
-                                        stream_idle=ctx.timeouts.stream_idle):
-                healthy.append(member)
-        except EtcdUnavailable:
-            continue
-    return healthy
 
 
 def run(ctx: Context, name: str, *, force: bool = False) -> RemoveResult:

@@ -151,7 +151,7 @@ def create(ctx: Context, checked_plan: dict[str, Any] | None = None) -> Created:
     return finish(ctx, the_plan)
 
 
-def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool = True) -> Created:
+def finish(ctx: Context, the_plan: dict[str, Any]) -> Created:
     journal = Journal.load(ctx.paths.state_dir)
     expires = str(journal.fact("expires", "")) if journal else ""
     return Created(ctx.paths.shown(ctx.paths.recovery_kubeconfig), expires)

@@ -151,7 +151,7 @@ def run(ctx: Context, checked_plan: dict[str, Any]) -> Regenerated:
     return finish(ctx, the_plan)
 
 
-def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool = True) -> Regenerated:
+def finish(ctx: Context, the_plan: dict[str, Any]) -> Regenerated:
     journal = Journal.load(ctx.paths.state_dir)
     facts = journal.data.get("facts", {}) if journal else {}
     changes = [rotation.Change(rotation.Ref(*ref.split("/", 1)), kind, reason)

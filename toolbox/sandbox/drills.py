@@ -94,7 +94,9 @@ def _run_backup_drill(sandbox: Sandbox, environ: Mapping[str, str], report: Dril
 def _restore_request(sandbox: Sandbox, masters: list[int]) -> restore.RestoreRequest:
     cluster = ",".join(f"{sandbox.spec(i).member_name}={sandbox.spec(i).peer_url}"
                        for i in masters)
-    return restore.RestoreRequest("/home/core/backup", cluster)
+    # Several masters: guide 3.3, which rewinds a cluster that may still be healthy.
+    return restore.RestoreRequest("/home/core/backup", cluster,
+                                  rewind_healthy_cluster=len(masters) > 1)
 
 
 def _assert_restored_data(sandbox: Sandbox, index: int, before: list[str], after: list[str],
