@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from toolbox import __version__, log
-from toolbox.context import Context, build_context, log_format_of
+from toolbox.context import LOG_FORMATS, Context, build_context, log_format_of
 from toolbox.errors import Interrupted, InvalidInput, RecoveryError, all_error_classes
 from toolbox.host.files import human_bytes
 
@@ -107,18 +107,21 @@ def command(name: str, *params: Param, group: str | None = None
 
 def _host_path_argument(path: str, context: Context) -> str:
     """Paths on the command line are host paths. A relative one (the 4.3 docs used
-    `./assets/backup`) is taken from the working directory only when we run on the host
-    itself; in a container that directory is not the host's. `/host/home/core/backup` in a
-    container whose host root is /host is taken as the host's `/home/core/backup`."""
+    `./assets/backup`) is taken from the working directory when that is on the host: we run
+    on the host itself, or the working directory is under the host root (`cd
+    /host/home/core` in a container). `/host/home/core/backup` in a container whose host
+    root is /host is taken as the host's `/home/core/backup`."""
     root = str(context.host_root).rstrip("/")
+    if not path.startswith("/") and path:
+        given, path = path, os.path.abspath(path)
+        if root and not path.startswith(root + "/"):
+            raise InvalidInput(
+                f"{given!r} is relative, and the working directory is not on the host "
+                f"(the host's / is {context.host_root})",
+                next_step="give the absolute host path, e.g. /home/core/backup")
     if root and path.startswith(root + "/"):
         return path[len(root):]
-    if path.startswith("/") or not path:
-        return path
-    if context.host_root == Path("/"):
-        return os.path.abspath(path)
-    raise InvalidInput(f"{path!r} is relative; in a container give the absolute host path",
-                       next_step=f"e.g. /home/core/{path.removeprefix('./')}")
+    return path
 
 
 def _json_mode(options: GlobalOptions) -> bool:
@@ -138,8 +141,8 @@ GLOBAL_PARAMS = (
         "newest kube-apiserver-pod-N's)."),
     opt("--cert", help_text="etcd client cert (env ETCDCTL_CERT)."),
     opt("--key", help_text="etcd client key (env ETCDCTL_KEY)."),
-    opt("--log-format", help_text="console|json (env OCP_RECOVERY_LOG_FORMAT; default console on "
-        "a TTY)."),
+    opt("--log-format", choices=LOG_FORMATS, help_text="console|json (env "
+        "OCP_RECOVERY_LOG_FORMAT; default console on a TTY)."),
     opt("--dial-timeout", type=float, help_text="Seconds to wait for each etcd endpoint "
         "(default 5)."),
     opt("--kubeconfig", help_text="Kubeconfig of the Kubernetes API, a host path (env KUBECONFIG;"
@@ -894,7 +897,11 @@ def run(argv: list[str], prog_name: str = "ocp-recovery") -> int:
     if not hasattr(parsed, "handler"):  # no command (perhaps global options)
         parser.print_help()
         return 2
-    log_format = log_format_of(parsed.log_format, os.environ)
+    try:
+        log_format = log_format_of(parsed.log_format, os.environ)
+    except InvalidInput as exc:
+        sys.stderr.write(exc.render() + "\n")
+        return exc.exit_code
     options = GlobalOptions(parsed.host_root, parsed.host_exec, parsed.state_dir,
                             parsed.endpoints, parsed.cacert, parsed.cert, parsed.key,
                             log_format, parsed.dial_timeout, parsed.kubeconfig)

@@ -22,6 +22,7 @@ DEFAULT_ENDPOINT = "https://127.0.0.1:2379"
 DEFAULT_STATE_DIR = "/var/lib/ocp-recovery"
 CONTAINER_HOST_ROOT = Path("/host")
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "grpc_proxy")
+LOG_FORMATS = ("console", "json")
 
 
 @dataclass(frozen=True)
@@ -83,8 +84,13 @@ def default_host_root(environ: Mapping[str, str]) -> Path:
 def log_format_of(flag: str | None, environ: Mapping[str, str]) -> str:
     """--log-format, else OCP_RECOVERY_LOG_FORMAT, else console for a person at a terminal
     and JSON lines for everything else (a CronJob, a pipe)."""
-    return flag or environ.get("OCP_RECOVERY_LOG_FORMAT") or (
+    chosen = flag or environ.get("OCP_RECOVERY_LOG_FORMAT") or (
         "console" if sys.stderr.isatty() else "json")
+    if chosen not in LOG_FORMATS:
+        raise InvalidInput(f"OCP_RECOVERY_LOG_FORMAT is {chosen!r}, not one of "
+                           f"{', '.join(LOG_FORMATS)}", next_step="unset it, or set it to "
+                           "console or json")
+    return chosen
 
 
 def build_context(

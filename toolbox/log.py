@@ -11,6 +11,7 @@ of each start, as much as the rest of a 100 MiB backup's overhead.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from datetime import UTC, datetime
@@ -91,8 +92,13 @@ def get(name: str) -> Logger:
 
 def say(text: str) -> None:
     """A line for the operator on stdout."""
-    print(text, flush=True)
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        # The reader left (`| head`). The work must go on, a restore mid-way above all:
+        # what is still said goes nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def say_json(payload: dict[str, Any]) -> None:
-    print(json.dumps(payload, sort_keys=True), flush=True)
+    say(json.dumps(payload, sort_keys=True))

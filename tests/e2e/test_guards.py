@@ -53,18 +53,34 @@ def status_of(sandbox: Sandbox, index: int = 0) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("program", ["ocp-recovery", "etcd-snapshot-restore.sh"])
-def test_a_healthy_member_is_not_restored_alone(cluster: Sandbox, program: str) -> None:
+@pytest.mark.parametrize("args", [
+    ["--yes"],
+    ["--yes", "--rewind-healthy-cluster"],  # not even on purpose: the two others serve on
+    ["etcd-snapshot-restore.sh"],
+])
+def test_a_healthy_member_is_not_restored_alone(cluster: Sandbox, args: list[str]) -> None:
     alone = cluster_of(cluster, [0])
-    args = (["restore", "/home/core/backup", "--initial-cluster", alone, "--yes"]
-            if program == "ocp-recovery" else ["/home/core/backup", alone])
+    if args[0].endswith(".sh"):
+        program, argv = args[0], ["/home/core/backup", alone]
+    else:
+        program, argv = "ocp-recovery", ["restore", "/home/core/backup", "--initial-cluster",
+                                         alone, *args]
     with assert_host_unchanged(cluster.root(0), DATA):
-        done = command(cluster, 0, *args, program=program)
+        done = command(cluster, 0, *argv, program=program)
     assert done.returncode == 4, done.stdout + done.stderr
     assert "healthy member (etcd-member-master-0)" in done.stderr
-    assert "3 of 3 members healthy" in done.stderr and "split" in done.stderr
-    assert "--rewind-healthy-cluster" in done.stderr
+    assert "3 of 3 members healthy" in done.stderr and "would split" in done.stderr
+    assert "list all 3 masters in --initial-cluster" in done.stderr
     assert member_names(cluster) == MASTERS and len(leaders(cluster)) == 1
+
+
+def test_rewinding_every_member_of_a_healthy_cluster_needs_the_flag(cluster: Sandbox) -> None:
+    with assert_host_unchanged(cluster.root(0), DATA):
+        done = command(cluster, 0, "restore", "/home/core/backup", "--initial-cluster",
+                       cluster_of(cluster, [0, 1, 2]), "--yes")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "takes every object of that cluster back to revision" in done.stderr
+    assert "add --rewind-healthy-cluster" in done.stderr
 
 
 def _restore_all_three(cluster: Sandbox) -> list[str]:
@@ -184,3 +200,24 @@ def test_a_recover_refused_at_its_first_step_leaves_nothing_in_flight(cluster: S
     again = command(cluster, new, *args, extra_env=env)
     assert "in flight" not in again.stderr and again.returncode == done.returncode
     assert member_names(cluster) == MASTERS
+
+
+def test_sandbox_env_of_a_master_that_does_not_exist_is_refused(cluster: Sandbox) -> None:
+    done = subprocess.run([str(BIN / "ocp-recovery"), "sandbox", "env", "9", "--dir",
+                           str(cluster.dir)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4 and "has no master-9" in done.stderr, done.stderr
+    assert "export" not in done.stdout
+
+
+# ---- changes the cluster's membership: keep last in this module ---------------------------
+
+def test_member_add_without_quorum_is_refused_before_any_change(cluster: Sandbox) -> None:
+    removed = command(cluster, 0, "member", "remove", "etcd-member-master-2")
+    assert removed.returncode == 0, removed.stderr
+    cluster.stop_master(1)  # one of the two members left answers: no quorum
+    with assert_host_unchanged(cluster.root(2), DATA):
+        done = command(cluster, 2, "member", "add", cluster.spec(0).ip,
+                       "etcd-member-master-2", "--yes")
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "the cluster has no quorum: 1 of 2 members answer, 2 are needed" in done.stderr
+    assert "state: unchanged" in done.stderr

@@ -181,3 +181,11 @@ def test_restore_refuses_a_430_backup_with_a_flipped_byte_before_any_change(
                       env=sandbox.env_vars(0, dict(os.environ)), exit_code=6).stderr
     assert f"snapshot.db in {tarball.name} failed its integrity check" in err
     assert "state: unchanged" in err
+
+
+def test_a_backup_manifest_is_not_called_a_damaged_snapshot(run_cli, sandbox: Sandbox,  # type: ignore[no-untyped-def]
+                                                            backup_dir: Path) -> None:
+    [manifest] = backup_dir.glob("backup_*.json")
+    err = verify(run_cli, sandbox, f"/home/core/verify/{manifest.name}", exit_code=3).stderr
+    assert "is a JSON file (a backup manifest?), not a snapshot" in err
+    assert "give the directory that holds it (/home/core/verify)" in err

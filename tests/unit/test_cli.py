@@ -12,8 +12,43 @@ def test_relative_directory_in_a_container_is_refused(run_cli, tmp_path: Path) -
     (tmp_path / "etc/kubernetes").mkdir(parents=True)
     err = run_cli(["--host-root", str(tmp_path), "backup", "./assets/backup"],
                   exit_code=3).stderr
-    assert "in a container give the absolute host path" in err
-    assert "/home/core/assets/backup" in err
+    assert "'./assets/backup' is relative, and the working directory is not on the host" in err
+    assert "give the absolute host path" in err
+
+
+def test_a_relative_path_under_the_host_root_is_that_host_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolbox.cli import _host_path_argument
+    from toolbox.context import build_context
+
+    backup = tmp_path / "home/core/backup"
+    backup.mkdir(parents=True)
+    (tmp_path / "etc/kubernetes").mkdir(parents=True)
+    monkeypatch.chdir(backup)  # `cd /host/home/core/backup` in the container
+    context = build_context({}, host_root=str(tmp_path), host_exec="direct")
+    assert _host_path_argument("snapshot_x.db", context) == "/home/core/backup/snapshot_x.db"
+    assert _host_path_argument(".", context) == "/home/core/backup"
+
+
+def test_a_closed_pipe_ends_the_output_not_the_command() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(f"{Path(sys.executable).parent}/ocp-recovery exit-codes | head -1",
+                          shell=True, capture_output=True, text=True, timeout=60)
+    assert done.stdout.split() == ["0", "success", "(warnings,", "if", "any,", "are",
+                                   "printed)"]
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+@pytest.mark.parametrize(("args", "env", "code"), [
+    (["--log-format", "yaml", "exit-codes"], {}, 2),
+    (["exit-codes"], {"OCP_RECOVERY_LOG_FORMAT": "yaml"}, 3),
+])
+def test_a_log_format_that_does_not_exist_is_refused(run_cli, args: list[str],  # type: ignore[no-untyped-def]
+                                                    env: dict[str, str], code: int) -> None:
+    err = run_cli(args, env=env, exit_code=code).stderr
+    assert "yaml" in err and "console" in err and "json" in err
 
 
 def test_a_path_with_the_host_root_in_front_means_the_host_path(tmp_path: Path) -> None:

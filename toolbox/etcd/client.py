@@ -35,6 +35,7 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 # A membership change is a raft proposal; one lost in a leader change is never answered,
 # so callers retry (see change_membership) rather than wait long.
 MEMBERSHIP_DEADLINE = 10.0
+UNHEALTHY_WAIT = 30.0  # how long a change refused as "unhealthy cluster" is retried
 
 
 @dataclass(frozen=True)
@@ -200,19 +201,33 @@ class EtcdClient:
 
     def change_membership(self, attempt: Callable[[], T], done: Callable[[], bool],
                           what: str, tries: int = 4) -> T | None:
-        """Run a membership change, retrying when it was lost in a leader change: before
-        each retry `done()` says whether the previous attempt took effect after all."""
-        for n in range(tries):
+        """Run a membership change, retrying when it was lost in a leader change (before
+        each retry `done()` says whether the previous attempt took effect after all), and
+        while etcd refuses it as "unhealthy cluster": its leader takes one only once it has
+        been connected to every voting member for 5 s, e.g. just after a member restarted
+        or was removed. That lasts seconds: 30 s is the bound."""
+        unhealthy_until = time.monotonic() + UNHEALTHY_WAIT
+        lost = 0
+        while True:
             try:
                 return attempt()
             except EtcdUnavailable as exc:
-                if n == tries - 1 or not _maybe_applied(exc):
+                if "unhealthy cluster" in exc.what:
+                    if time.monotonic() > unhealthy_until:
+                        raise WaitTimedOut(
+                            f"waited {UNHEALTHY_WAIT:.0f}s for etcd to accept the {what} (it "
+                            "answered: unhealthy cluster)",
+                            next_step="check every member's health with `etcdctl endpoint "
+                            "health --cluster`") from exc
+                    time.sleep(0.5)
+                    continue
+                lost += 1
+                if lost == tries or not _maybe_applied(exc):
                     raise
-                _log.warning("etcd.retry", what=what, attempt=n + 1, reason=exc.what)
+                _log.warning("etcd.retry", what=what, attempt=lost, reason=exc.what)
                 time.sleep(1)
                 if done():
                     return None
-        return None
 
     def snapshot_chunks(self) -> Iterator[bytes]:
         """The snapshot stream. A member that goes silent for `stream_idle` seconds (frozen,

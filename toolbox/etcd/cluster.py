@@ -211,12 +211,17 @@ def find_local_entry(entries: list[ClusterEntry], addresses: set[str],
 def check_reaches_here(what: str, host: str, found: frozenset[str], ip: str) -> None:
     """`host`, which names this master, must resolve to its etcd IP: a stale DNS record
     would send the peers to another machine."""
-    if _canonical(ip) not in found:
-        raise PreconditionFailed(
-            f"{what} names this host, but {host} resolves to {', '.join(sorted(found))}, "
-            f"not to this host's ETCD_IPV4_ADDRESS {ip}: peers would dial another machine",
-            next_step=f"correct the DNS record of {host} to {ip} (or use https://{ip}:"
-            f"{PEER_PORT})")
+    if _canonical(ip) in found:
+        return
+    if network.ip_literal(host) is not None:  # no DNS involved: the argument itself is wrong
+        raise InvalidInput(f"{what} is not this master: {host} is not its ETCD_IPV4_ADDRESS "
+                           f"{ip}", next_step=f"advertise this master's own address, "
+                           f"https://{ip}:{PEER_PORT}")
+    raise PreconditionFailed(
+        f"{what} names this host, but {host} resolves to {', '.join(sorted(found))}, "
+        f"not to this host's ETCD_IPV4_ADDRESS {ip}: peers would dial another machine",
+        next_step=f"correct the DNS record of {host} to {ip} (or use https://{ip}:"
+        f"{PEER_PORT})")
 
 
 def _host_port(address: str, port: int) -> str:

@@ -109,6 +109,11 @@ def resolve_backup_input(path: Path, shown: str) -> BackupInput:
         return BackupInput("set", newest.snapshot, newest.archive, newest.read_manifest())
     if path.is_file() and path.name.endswith(".tar.gz"):
         return BackupInput("legacy", None, path, None)
+    if path.is_file() and path.name.endswith(".json"):
+        # Not a damaged snapshot: a file beside one (the set's manifest, say).
+        raise InvalidInput(f"{shown} is a JSON file (a backup manifest?), not a snapshot",
+                           next_step=f"give the directory that holds it "
+                           f"({shown.rsplit('/', 1)[0] or '/'}) or its snapshot_*.db")
     if path.is_file():
         return BackupInput("db", path, None, None)
     what = "is not a regular file (nor a directory)" if path.exists() or path.is_symlink() \

@@ -13,7 +13,7 @@ def resolve(host: str, timeout: float) -> frozenset[str]:
     literal (bracketed or not) is returned as it is, with no lookup. Raises OSError: the
     resolver's own (socket.gaierror) or TimeoutError after `timeout` seconds (getaddrinfo
     has no timeout of its own; glibc waits 5 s per DNS server and attempt)."""
-    literal = _ip_literal(host)
+    literal = ip_literal(host)
     if literal is not None:
         return frozenset({literal})
     outcome: list[frozenset[str] | OSError] = []
@@ -39,7 +39,8 @@ def resolve(host: str, timeout: float) -> frozenset[str]:
     return result
 
 
-def _ip_literal(host: str) -> str | None:
+def ip_literal(host: str) -> str | None:
+    """`host` as a canonical IP address, or None when it is a name."""
     try:
         return _canonical_ip(host.strip("[]"))
     except ValueError:

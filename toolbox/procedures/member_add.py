@@ -128,6 +128,14 @@ def plan(ctx: Context, request: AddRequest, *, certificates: bool = True,
         raise PreconditionFailed(f"{peer_url} is the peer address of the started member "
                                  f"{taken.name} ({', '.join(taken.peer_urls)})")
     healthy = healthy_members(ctx, tls, members)
+    if len(healthy) < quorum(len(members)):
+        # etcd refuses a member add without quorum ("unhealthy cluster"): stopping etcd
+        # here first would only add a down member to a cluster that is down.
+        raise PreconditionFailed(
+            f"the cluster has no quorum: {len(healthy)} of {len(members)} members answer, "
+            f"{quorum(len(members))} are needed, so etcd cannot add a member",
+            next_step="start the stopped masters' etcd until a majority answers; if they are "
+            "lost for good, restore a survivor first (guide 3.2 step 1), then add the others")
     if len(healthy) < quorum(len(members) + 1):
         warnings.append(
             f"the cluster has {len(healthy)} healthy member(s); with this one added its "
@@ -230,36 +238,18 @@ def _running_local_member(ctx: Context, tls: Any, members: list[Member]) -> Memb
     return next((m for m in members if m.id == local_id), None)
 
 
-def _add_when_ready(ctx: Context, client: EtcdClient,
-                    peer_url: str) -> tuple[Member, list[Member]]:
-    """etcd refuses a member add ("unhealthy cluster") until its leader has been connected
-    to every voting member for 5 s, e.g. just after a member was removed: retry for 30 s."""
-    outcome: list[tuple[Member, list[Member]]] = []
-    last: list[str] = []
+def _add(client: EtcdClient, peer_url: str) -> tuple[Member, list[Member]]:
+    """Add the member (retried by change_membership); its entry and the member list."""
 
     def lost_but_added() -> bool:
         return any(peer_url in m.peer_urls for m in client.members())
 
-    def added() -> bool:
-        try:
-            result = client.change_membership(lambda: client.add_member((peer_url,)),
-                                              lost_but_added, "member add")
-            if result is None:
-                members = client.members()
-                member = next(m for m in members if peer_url in m.peer_urls)
-                result = (member, members)
-            outcome.append(result)
-            return True
-        except EtcdUnavailable as exc:
-            if "unhealthy cluster" not in exc.what:
-                raise
-            last[:] = [exc.what]
-            return False
-
-    wait_until(added, timeout=30, what="etcd to accept the member add (it answered: "
-               "unhealthy cluster)", next_step="check every member's health with "
-               "`ocp-recovery sandbox status` or `etcdctl endpoint health`, then resume")
-    return outcome[0]
+    result = client.change_membership(lambda: client.add_member((peer_url,)),
+                                      lost_but_added, "member add")
+    if result is None:
+        members = client.members()
+        result = (next(m for m in members if peer_url in m.peer_urls), members)
+    return result
 
 
 def steps(ctx: Context, journal: Journal) -> list[Step]:
@@ -306,7 +296,7 @@ def steps(ctx: Context, journal: Journal) -> list[Step]:
             if existing:  # a kill after the call: the member is already added
                 added, members = existing[0], client.members()
             else:
-                added, members = _add_when_ready(ctx, client, the_plan["peer_url"])
+                added, members = _add(client, the_plan["peer_url"])
         cluster = ",".join(
             f"{m.name or the_plan['name'] if m.id == added.id else m.name}={url}"
             for m in members for url in m.peer_urls if m.name or m.id == added.id)

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from toolbox.context import Context
-from toolbox.errors import PreconditionFailed
+from toolbox.errors import InvalidInput
 from toolbox.journal import Journal, Step, describe, execute
 from toolbox.pki import agent
 from toolbox.pki.profiles import member_cert_requests
@@ -29,7 +29,7 @@ next_steps = member_add.next_steps
 def plan(ctx: Context, signer_ip: str, name: str, peer_url: str | None,
          wait: bool = True) -> dict[str, Any]:
     if not ctx.signer_token:
-        raise PreconditionFailed(
+        raise InvalidInput(
             "no signer token: export OCP_RECOVERY_SIGNER_TOKEN with the token that "
             "`ocp-recovery signer serve` printed on the survivor",
             next_step="export OCP_RECOVERY_SIGNER_TOKEN=<token>, then run this again")

@@ -108,7 +108,8 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
     previous = Journal.load(paths.state_dir)
     if previous is not None and previous.status in IN_FLIGHT:
         raise PreconditionFailed(
-            f"a `{previous.operation}` is in flight on this host ({previous.status})",
+            f"a `{previous.operation}` ({previous.data['id']}, pid {previous.data['pid']}) is "
+            f"in flight on this host ({previous.status})",
             next_step="ocp-recovery status, then ocp-recovery resume or ocp-recovery rollback")
     raft_index = (given.manifest or {}).get("etcd", {}).get("raft_index")
     warnings = _guard_live_cluster(ctx, request, len(entries), report)
@@ -151,23 +152,32 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
 
 def _guard_live_cluster(ctx: Context, request: RestoreRequest, members: int,
                         report: SnapshotReport | None) -> list[str]:
-    """Refuse to restore a started, healthy member of a cluster that has quorum: a
-    one-member restore there splits the cluster in two (two leaders). Guide 3.3 does rewind a
-    healthy cluster, on purpose: then `rewind_healthy_cluster` is given and the cost is said."""
+    """Refuse to restore a started, healthy member of a cluster that has quorum. With fewer
+    members in --initial-cluster than that cluster has, never: the members left out keep
+    quorum and serve on, a second cluster beside the restored one (two leaders). Restoring
+    every member (guide 3.3, or a one-member cluster again) rewinds a healthy cluster on
+    purpose: only with `rewind_healthy_cluster`, and the cost is said."""
     live = live_cluster(ctx)
     if live is None:
         return []
+    found = (f"etcd on this master is a started, healthy member ({live.local_name}) of a "
+             f"cluster with quorum ({live.healthy} of {live.members} members healthy, leader "
+             f"{live.leader_name})")
     back_to = f"revision {report.revision}" if report else "the backup"
-    if not request.rewind_healthy_cluster:
+    if members < live.members:
         raise PreconditionFailed(
-            f"etcd on this master is a started, healthy member ({live.local_name}) of a "
-            f"cluster with quorum ({live.healthy} of {live.members} members healthy, leader "
-            f"{live.leader_name}); restoring it as one of {members} member(s) would split "
-            f"that cluster and take this member's data back to {back_to}",
+            f"{found}; restoring it as one of {members} member(s) would split that cluster: "
+            f"the {live.members - members} member(s) left out of --initial-cluster keep "
+            "quorum and serve on beside the restored one",
             next_step="to replace a lost master use `ocp-recovery member remove` and "
             "`member add`/`member recover` (guide chapter 2); to rewind the whole cluster "
-            "(guide 3.3) restore every master with the same backup and --initial-cluster, "
-            "adding --rewind-healthy-cluster")
+            f"(guide 3.3) list all {live.members} masters in --initial-cluster, restore each "
+            "with the same backup, and add --rewind-healthy-cluster")
+    if not request.rewind_healthy_cluster:
+        raise PreconditionFailed(
+            f"{found}; restoring it takes every object of that cluster back to {back_to}",
+            next_step="if that is what you want (guide 3.3), add --rewind-healthy-cluster and "
+            "restore every master of --initial-cluster with the same backup")
     return [f"rewinding a healthy cluster ({live.healthy} of {live.members} members healthy): "
             f"every object goes back in time to {back_to}, and every master of "
             "--initial-cluster must be restored with this same backup"]

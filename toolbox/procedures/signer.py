@@ -75,10 +75,12 @@ def _load_pair(ctx: Context, pair: tuple[str, str]) -> Issued:
         cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
         key = serialization.load_pem_private_key(key_path.read_bytes(), None)
     except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot load the CA pair {pair[0]} / {pair[1]}: {exc}",
+        raise InvalidInput(f"cannot load the CA pair {pair[0]} / {pair[1]} (host paths): "
+                           f"{exc.strerror if isinstance(exc, OSError) else exc}",
                            next_step="write tls.crt and tls.key of the secrets etcd-signer "
-                           "and etcd-metric-signer (namespace openshift-config) to files and "
-                           "pass them with --ca/--metric-ca") from exc
+                           "and etcd-metric-signer (namespace openshift-config) to files on "
+                           "this master and pass their host paths with --ca-cert, --ca-key, "
+                           "--metric-ca-cert and --metric-ca-key") from exc
     return Issued(cert, key)  # type: ignore[arg-type]
 
 

@@ -288,6 +288,11 @@ class Sandbox:
 
     def env(self, index: int) -> str:
         """Exports that make ocp-recovery act on master `index` as if run on that host."""
+        if index not in self.masters:  # also: no sandbox in this directory at all
+            raise PreconditionFailed(
+                f"the sandbox in {self.dir} has no master-{index} (masters: "
+                f"{', '.join(str(i) for i in self.masters) or 'none'})",
+                next_step=f"ocp-recovery sandbox status --dir {self.dir}")
         spec = MasterSpec(index)
         bindir = self.master_dir(index) / "bin"
         return "\n".join([
