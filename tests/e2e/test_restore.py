@@ -200,6 +200,10 @@ def test_quorum_restore_then_rollback(sandbox: Sandbox, data: dict) -> None:  # 
         assert (stash / "static-pod-resources/kube-apiserver-pod-11").is_dir()
         status = command(sandbox, 0, "status")
         assert "restore" in status.stdout and ": done" in status.stdout
+        # Restoring again over it would drop its rollback: said before anything is done.
+        again = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
+                        own_cluster(sandbox), "--rewind-healthy-cluster", "--dry-run")
+        assert "is done and can still be rolled back" in again.stdout, again.stderr
 
         rolled = command(sandbox, 0, "rollback")
         assert rolled.returncode == 0, rolled.stderr
