@@ -186,7 +186,7 @@ def test_an_archive_swapped_before_the_extract_step_is_refused_on_resume(
         staging = f"etc/kubernetes/static-pod-resources/.kube-apiserver-pod-{revision}.partial"
         for case, (members, message) in SWAPPED.items():
             make(archive, info(rev, tarfile.DIRTYPE, mode=0o755), info(f"{rev}/ok"),
-                 *(m.replace(name=m.name.format(rev=rev)) for m in members))
+                 *(info(m.name.format(rev=rev), m.type, m.linkname, m.mode) for m in members))
             with assert_host_unchanged(root, ignore=("var/lib/ocp-recovery", staging)):
                 resumed = command(sandbox, 0, "resume")
             assert resumed.returncode == 11, (case, resumed.stderr)

@@ -4,6 +4,7 @@ tar, paths relative to /etc/kubernetes, modes and owners kept (4.3's `tar -cpzf`
 from __future__ import annotations
 
 import contextlib
+import copy
 import gzip
 import hashlib
 import os
@@ -212,13 +213,26 @@ def _normalize(path: PurePosixPath) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
+# Python 3.11.4+ has extraction filters; Debian 12's python3 (3.11.2) has not.
+_DATA_FILTER = getattr(tarfile, "data_filter", None)
+_FILTER_ERRORS: tuple[type[Exception], ...] = (
+    (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ())
+
+
 def _into_revision_dir(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
     """tarfile's `data` filter (nothing outside `dest`, no absolute or escaping links, no
     special files, no setuid or group/other write bits, no owners), keeping a directory's
-    archived mode under the same limits, as the revision had it."""
-    safe = tarfile.data_filter(member, dest)
+    archived mode under the same limits, as the revision had it. Without the filter the
+    same limits by hand: the entry rules already refused what it refuses outright."""
+    if _DATA_FILTER is not None:
+        safe = copy.copy(_DATA_FILTER(member, dest))
+    else:
+        safe = copy.copy(member)
+        safe.uid = safe.gid = 0  # root's, as the data filter's "no owner" gives when root
+        safe.uname = safe.gname = "root"
+        safe.mode = (member.mode & 0o755) | (0o600 if member.isfile() else 0)
     if safe.isdir():
-        return safe.replace(mode=member.mode & 0o755, deep=False)
+        safe.mode = member.mode & 0o755
     return safe
 
 
@@ -238,17 +252,22 @@ def extract_revision(path: Path, revision: int, staging: Path) -> None:
                 continue
             found = True
             if entry.name != prefix:  # the revision directory itself is `staging`
-                inside = "/".join(PurePosixPath(entry.name).parts[2:])
-                yield entry.member.replace(name=inside, deep=False)
+                inside = copy.copy(entry.member)
+                inside.name = "/".join(PurePosixPath(entry.name).parts[2:])
+                yield _into_revision_dir(inside, str(staging))
 
     try:
         with _reading(path, ARCHIVE_BYTES_CAP) as tar:
             tar.errorlevel = 2  # nothing skipped with a debug message: every problem raises
-            tar.extractall(staging, members=in_revision(
-                _checked_entries(path, tar, ARCHIVE_BYTES_CAP)), filter=_into_revision_dir)
+            members = in_revision(_checked_entries(path, tar, ARCHIVE_BYTES_CAP))
+            if _DATA_FILTER is not None:
+                # Filtered in in_revision already; this keeps 3.14 from filtering twice.
+                tar.extractall(staging, members=members, filter="fully_trusted")
+            else:
+                tar.extractall(staging, members=members)
     except IntegrityError as exc:
         raise _changed_since_checked(exc.what) from exc
-    except tarfile.FilterError as exc:
+    except _FILTER_ERRORS as exc:
         raise _changed_since_checked(f"{path.name}: {exc}: refused") from exc
     except _UNREADABLE as exc:
         raise _changed_since_checked(f"{path.name} is not a readable gzip tar: {exc}") from exc
