@@ -132,8 +132,10 @@ def test_operation_in_flight(sandbox: Sandbox, data: dict) -> None:  # type: ign
 
 def test_dry_run_lists_every_change_and_makes_none(sandbox: Sandbox, data: dict) -> None:  # type: ignore[type-arg]
     with assert_host_unchanged(sandbox.root(0), IGNORED):
+        # Guide 3.3's form: the sandbox is healthy, so only a rewind of all of it may run.
         done = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
-                       own_cluster(sandbox), "--rewind-healthy-cluster", "--dry-run")
+                       cluster_of(sandbox, [0, 1, 2]), "--rewind-healthy-cluster",
+                       "--dry-run")
         assert done.returncode == 0, done.stderr
     steps = [line.split(":")[0].split(". ")[1] for line in done.stdout.splitlines()
              if ". " in line.split(":")[0]]
@@ -149,7 +151,8 @@ def test_dry_run_warns_when_the_live_revision_is_newer(sandbox: Sandbox, data: d
     manifest.write_text(original.replace("kube-apiserver-pod-10", "kube-apiserver-pod-12"))
     try:
         done = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
-                       own_cluster(sandbox), "--rewind-healthy-cluster", "--dry-run")
+                       cluster_of(sandbox, [0, 1, 2]), "--rewind-healthy-cluster",
+                       "--dry-run")
     finally:
         manifest.write_text(original)
     assert done.returncode == 0, done.stderr
