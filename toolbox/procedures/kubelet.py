@@ -35,15 +35,14 @@ class KubeletReset:
     plan: dict[str, Any]
     changes: list[str] = field(default_factory=list)
     moved: list[tuple[str, str]] = field(default_factory=list)   # host paths (from, to)
-    kubelet_active: bool | None = None
+    kubelet_active: bool = False  # a finished run's last step waited until it was
     dry_run: bool = False
 
     def lines(self) -> list[str]:
         if self.dry_run:
             return ["would change (dry run, nothing changed):", *self.changes]
         lines = [f"moved {source} to {target}" for source, target in self.moved]
-        lines.append("kubelet is active" if self.kubelet_active else
-                     "kubelet start was asked; not checked (--no-wait)")
+        lines.append("kubelet is active")
         lines += ["next: the kubelet asks for a new client certificate, then a serving one: "
                   "`ocp-recovery csr list`, then `ocp-recovery csr approve NAME` for each "
                   "(twice per node)",
@@ -163,7 +162,7 @@ def finish(ctx: Context, the_plan: dict[str, Any]) -> KubeletReset:
     journal = Journal.load(ctx.paths.state_dir)
     moved = journal.fact("moved", []) if journal else []
     pairs = [the_plan["moves"][n] for n in moved]
-    result = KubeletReset(the_plan, moved=[(source, target) for source, target in pairs])
-    result.kubelet_active = True
+    result = KubeletReset(the_plan, moved=[(source, target) for source, target in pairs],
+                          kubelet_active=True)
     _log.info("kubelet.reset", moved=moved, stamp=the_plan["stamp"])
     return result
