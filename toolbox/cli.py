@@ -899,14 +899,10 @@ def run(argv: list[str], prog_name: str = "ocp-recovery") -> int:
         return 2
     try:
         log_format = log_format_of(parsed.log_format, os.environ)
-    except InvalidInput as exc:
-        sys.stderr.write(exc.render() + "\n")
-        return exc.exit_code
-    options = GlobalOptions(parsed.host_root, parsed.host_exec, parsed.state_dir,
-                            parsed.endpoints, parsed.cacert, parsed.cert, parsed.key,
-                            log_format, parsed.dial_timeout, parsed.kubeconfig)
-    log.configure(log_format, parsed.verbose)
-    try:
+        options = GlobalOptions(parsed.host_root, parsed.host_exec, parsed.state_dir,
+                                parsed.endpoints, parsed.cacert, parsed.cert, parsed.key,
+                                log_format, parsed.dial_timeout, parsed.kubeconfig)
+        log.configure(log_format, parsed.verbose)
         parsed.handler(options, **{name: getattr(parsed, name)
                                    for name in parsed.handler_params})
         return 0
