@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import watch
+from kubernetes.client import ApiException, CoreV1Api
 
 from tests.conftest import require_etcd, require_kube_apiserver
 from tests.e2e.helpers import cluster_of, command
-from toolbox.kube import config as kubeconfig
 from toolbox.kube.client import KubeClient
 from toolbox.sandbox.binaries import TRIXIE_ETCD
 from toolbox.sandbox.cluster import API_TIMEOUT, Sandbox
@@ -30,23 +31,25 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
 
 
 def api(sandbox: Sandbox) -> KubeClient:
-    return KubeClient(kubeconfig.load(sandbox.admin_kubeconfig), timeout=15)
+    return KubeClient.from_file(sandbox.admin_kubeconfig, timeout=15)
 
 
 def namespaces(client: KubeClient) -> set[str]:
-    return {item["metadata"]["name"] for item in client.list("/api/v1/namespaces")}
+    return {item["metadata"]["name"] for item in client.list("Namespace")}
+
+
+def namespace(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
 
 
 @pytest.fixture(scope="module")
 def restored(sandbox: Sandbox) -> dict[str, Any]:
     """A namespace made before the backup, one after it, then a bumped restore on master-0."""
     client = api(sandbox)
-    client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                         "metadata": {"name": "made-before-the-backup"}})
+    client.create(namespace("made-before-the-backup"))
     done = command(sandbox, 0, "backup", "/home/core/backup")
     assert done.returncode == 0, done.stderr
-    after = client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                 "metadata": {"name": "made-after-the-backup"}})
+    after = client.create(namespace("made-after-the-backup"))
     done = command(sandbox, 0, "restore", "/home/core/backup", "--initial-cluster",
                    cluster_of(sandbox, [0]), "--rewind-healthy-cluster", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -61,17 +64,17 @@ def test_the_kube_apiserver_serves_the_backups_objects(restored: dict[str, Any])
 
 
 def test_a_watch_from_before_the_restore_must_re_list(restored: dict[str, Any]) -> None:
-    status, answer = restored["client"].request(
-        "GET", f"/api/v1/namespaces?watch=1&timeoutSeconds=5"
-        f"&resourceVersion={restored['old_resource_version']}")
-    assert status == 200, answer
-    assert answer.get("type") == "ERROR", answer
-    assert answer["object"]["code"] == 410 and answer["object"]["reason"] == "Expired"
+    """What an informer sees: the watch's first event is an error, 410 Expired."""
+    core = CoreV1Api(restored["client"].api)
+    with pytest.raises(ApiException) as expired:
+        for _ in watch.Watch().stream(core.list_namespace, timeout_seconds=5,
+                                      resource_version=restored["old_resource_version"]):
+            pass
+    assert expired.value.status == 410 and str(expired.value.reason).startswith("Expired")
 
 
 def test_the_kube_apiserver_writes_after_the_restore(restored: dict[str, Any]) -> None:
     client = restored["client"]
-    made = client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                                "metadata": {"name": "made-after-the-restore"}})
+    made = client.create(namespace("made-after-the-restore"))
     assert int(made["metadata"]["resourceVersion"]) > int(restored["old_resource_version"])
     assert "made-after-the-restore" in namespaces(client)

@@ -123,19 +123,29 @@ def test_raise_if_expiring_only_when_warn_days_covers_them(
 
 
 def test_an_unreachable_api_is_a_note_and_the_host_is_still_reported(
-        host: tuple[Context, Path]) -> None:
+        host: tuple[Context, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     ctx, _ = host
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = KubeClient(kubeconfig.KubeConfig(server=f"https://127.0.0.1:{port}",
-                                              insecure=True), timeout=2)
-    got = report(ctx, client=client, now=NOW)
-    assert len(got.entries) == 8
-    [note] = got.notes
-    assert note.startswith("API not reachable: GET https://127.0.0.1:")
-    assert "connection refused" in note
-    assert f"note: {note}" in got.lines()
+    # A proxy that never answers: the API is reached directly, never through the
+    # environment's proxy (it is on the master or behind the internal load balancer).
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        client = KubeClient({
+            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{port}",
+                                                   "insecure-skip-tls-verify": True}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c", "users": [{"name": "u", "user": {}}]}, "test", timeout=2)
+        got = report(ctx, client=client, now=NOW)
+        assert len(got.entries) == 8
+        [note] = got.notes
+        assert note.startswith("API not reachable: LIST secrets in namespace openshift-config on "
+                               f"https://127.0.0.1:{port} failed: ")
+        assert "connection refused" in note
+        assert f"note: {note}" in got.lines()
 
 
 def test_api_objects(ca: certs.Issued) -> None:

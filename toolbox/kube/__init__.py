@@ -1,1 +1,2 @@
-"""The Kubernetes API: kubeconfigs, a small REST client, and what the procedures read."""
+"""The Kubernetes API: the `kubernetes` client loaded from host-path kubeconfigs, the
+kubeconfigs we write, and what the procedures read (CSR verdicts, static pod manifests)."""

@@ -1,59 +1,68 @@
-"""A small Kubernetes REST client: JSON over one TLS connection per request.
+"""The Kubernetes API through the `kubernetes` package, loaded from a host-path kubeconfig.
 
-Small on purpose: the procedures need get/create/replace/merge-patch on a handful of kinds
-and the CSR approval subresource. It never reads proxy variables (the API is on the master or
-behind the internal load balancer), and every request has a timeout.
+The kubeconfig's file names are resolved on the host first (toolbox.kube.config.read); the
+package's own loader then picks the context and credentials. Objects cross this module as the
+API's JSON (dicts): the procedures and the rotation code read them that way. Every failure,
+transport or HTTP, becomes `ApiUnavailable` (exit 12) saying the verb, the resource, the
+server and the answer. It never reads proxy variables (the API is on the master or behind the
+internal load balancer), never retries on its own (the waits do), and every request has a
+timeout.
+
+`kubernetes` is imported only inside the functions that talk to the API: importing
+`kubernetes.client` takes 0.25-0.4 s here (median 0.33 s, `python -X importtime`, this
+shared 2-core machine), which `ocp-recovery --version` and `backup` must not pay.
 """
 
 from __future__ import annotations
 
 import base64
-import http.client
+import binascii
+import copy
 import json
 import os
 import socket
 import ssl
-import tempfile
+import weakref
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
 from toolbox import log
 from toolbox.context import Context
-from toolbox.errors import ApiUnavailable, PreconditionFailed
-from toolbox.host.runtime import wait_until
-from toolbox.kube.config import KubeConfig, load
+from toolbox.errors import ApiUnavailable, InvalidInput, PreconditionFailed
+from toolbox.kube import config as kubeconfig
+from toolbox.waiting import wait_until
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 _log = log.get(__name__)
 
-# Where each kind we touch lives (core kinds under /api/v1, the rest under /apis).
-_KINDS = {
-    "Namespace": ("/api/v1", "namespaces", False),
-    "Secret": ("/api/v1", "secrets", True),
-    "ConfigMap": ("/api/v1", "configmaps", True),
-    "ServiceAccount": ("/api/v1", "serviceaccounts", True),
-    # v1beta1: all OpenShift 4.3 (Kubernetes 1.16) serves; 1.19-1.21 serve it too.
-    "CertificateSigningRequest": ("/apis/certificates.k8s.io/v1beta1",
-                                  "certificatesigningrequests", False),
-    "CustomResourceDefinition": ("/apis/apiextensions.k8s.io/v1", "customresourcedefinitions",
-                                 False),
-    "ClusterRoleBinding": ("/apis/rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
-    "KubeAPIServer": ("/apis/operator.openshift.io/v1", "kubeapiservers", False),
-    "KubeControllerManager": ("/apis/operator.openshift.io/v1", "kubecontrollermanagers", False),
-    "KubeScheduler": ("/apis/operator.openshift.io/v1", "kubeschedulers", False),
-    "Infrastructure": ("/apis/config.openshift.io/v1", "infrastructures", False),
+# Kinds with a typed API: (class in kubernetes.client, its methods' suffix, resource, namespaced).
+_TYPED = {
+    "Namespace": ("CoreV1Api", "namespace", "namespaces", False),
+    "Secret": ("CoreV1Api", "namespaced_secret", "secrets", True),
+    "ConfigMap": ("CoreV1Api", "namespaced_config_map", "configmaps", True),
+    "ServiceAccount": ("CoreV1Api", "namespaced_service_account", "serviceaccounts", True),
+    "CertificateSigningRequest": ("CertificatesV1Api", "certificate_signing_request",
+                                  "certificatesigningrequests.certificates.k8s.io", False),
+    "CustomResourceDefinition": ("ApiextensionsV1Api", "custom_resource_definition",
+                                 "customresourcedefinitions.apiextensions.k8s.io", False),
+    "ClusterRoleBinding": ("RbacAuthorizationV1Api", "cluster_role_binding",
+                           "clusterrolebindings.rbac.authorization.k8s.io", False),
 }
-
-
-def path_of(kind: str, name: str | None = None, namespace: str | None = None) -> str:
-    prefix, plural, namespaced = _KINDS[kind]
-    parts = [prefix]
-    if namespaced:
-        parts += ["namespaces", quote(namespace or "default", safe="")]
-    parts.append(plural)
-    if name is not None:
-        parts.append(quote(name, safe=""))
-    return "/".join(parts)
+# OpenShift's kinds, cluster-scoped custom resources: (group, version, plural).
+_CUSTOM = {
+    "Infrastructure": ("config.openshift.io", "v1", "infrastructures"),
+    "KubeAPIServer": ("operator.openshift.io", "v1", "kubeapiservers"),
+    "KubeControllerManager": ("operator.openshift.io", "v1", "kubecontrollermanagers"),
+    "KubeScheduler": ("operator.openshift.io", "v1", "kubeschedulers"),
+}
+# OpenShift 4.3 is Kubernetes 1.16: it serves CSRs only as v1beta1 (v1 came with 1.19, and
+# the `kubernetes` package has no typed API for v1beta1 any more). Used when v1 is not served.
+_CSR_V1BETA1 = ("certificates.k8s.io", "v1beta1", "certificatesigningrequests")
+_PLUGINS = ("exec", "auth-provider")
+_VERBS = {"read": "GET", "list": "LIST", "create": "POST", "replace": "PUT", "patch": "PATCH"}
 
 
 class ObjectStore:
@@ -63,7 +72,7 @@ class ObjectStore:
         self.client = client
 
     def get(self, kind: str, ref: Any) -> dict[str, Any] | None:
-        return self.client.get(path_of(kind, ref.name, ref.namespace))
+        return self.client.get(kind, ref.name, ref.namespace)
 
     def put(self, obj: dict[str, Any]) -> None:
         self.client.apply(obj)
@@ -80,127 +89,298 @@ def configmap_value(obj: dict[str, Any], key: str) -> bytes:
 
 
 class KubeClient:
-    def __init__(self, config: KubeConfig, *, timeout: float = 30.0):
-        self.config = config
+    """One API server, as the current context of a kubeconfig (a dict, file names local)."""
+
+    def __init__(self, doc: dict[str, Any], source: str, *, timeout: float = 30.0):
+        # 0.25-0.4 s to import (median 0.33 s, `python -X importtime -c 'import
+        # kubernetes.client'` here): only here and in the methods, never at module import.
+        from kubernetes import client
+        from kubernetes.config.config_exception import ConfigException
+        from kubernetes.config.kube_config import KubeConfigLoader
+
+        self.source = source
         self.timeout = timeout
-        self._tls = self._tls_context(config)
-
-    @staticmethod
-    def _tls_context(config: KubeConfig) -> ssl.SSLContext:
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-        if config.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        elif config.ca_pem is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.load_verify_locations(cadata=config.ca_pem.decode())
-        if config.client_cert_pem and config.client_key_pem:
-            # ssl only loads a client pair from files: a private directory, gone at once.
-            with tempfile.TemporaryDirectory(prefix="ocp-recovery-kube-") as private:
-                pair = Path(private) / "client.pem"
-                fd = os.open(pair, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "wb") as out:
-                    out.write(config.client_cert_pem + b"\n" + config.client_key_pem)
-                context.load_cert_chain(pair)
-        return context
-
-    def request(self, method: str, path: str, body: Any = None, *,
-                content_type: str = "application/json") -> tuple[int, dict[str, Any]]:
-        host, port = self.config.host_port
-        headers = {"Accept": "application/json"}
-        if self.config.token:
-            headers["Authorization"] = f"Bearer {self.config.token}"
-        payload = None
-        if body is not None:
-            payload = json.dumps(body).encode()
-            headers["Content-Type"] = content_type
-        connection = http.client.HTTPSConnection(host, port, context=self._tls,
-                                                 timeout=self.timeout)
+        self._fds: list[int] = []
+        configuration = client.Configuration(host="")  # not http://localhost when none given
+        # The in-memory files live as long as what names them (an ApiClient handed out too),
+        # unless `close` ends them first.
+        self._release = weakref.finalize(configuration, _close_all, self._fds)
+        configuration.proxy = None     # not the environment's; a kubeconfig's proxy-url wins
+        configuration.retries = False  # fail at once: every wait here retries with a timeout
         try:
-            connection.request(method, path, body=payload, headers=headers)
-            response = connection.getresponse()
-            raw = response.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise ApiUnavailable(
-                f"{method} {self.config.server}{path} failed: {_reason(exc)}",
-                next_step=f"check that the API server at {self.config.server} runs and that "
-                f"the kubeconfig {self.config.source} is the right one") from exc
-        finally:
-            connection.close()
-        try:
-            answer = json.loads(raw) if raw else {}
-        except ValueError:
-            answer = {"message": raw[:200].decode(errors="replace")}
-        if response.status in (401, 403):
-            raise ApiUnavailable(
-                f"{method} {path}: the API at {self.config.server} answered "
-                f"{response.status} {answer.get('message', '')}".rstrip(),
-                next_step="use a kubeconfig with cluster-admin (the recovery one: "
-                "`ocp-recovery recovery-apiserver create` prints it)")
-        return response.status, answer
+            loader = KubeConfigLoader(config_dict=_in_memory(_no_plugins(doc, source),
+                                                             self._fds, source))
+            loader.load_and_set(configuration)
+            self.cluster_name = str(loader.current_context["context"]["cluster"])
+        except (ConfigException, KeyError, TypeError, ValueError) as exc:
+            self._release()
+            raise InvalidInput(f"kubeconfig {source}: {exc}") from exc
+        self.server = str(configuration.host)
+        if not self.server.startswith("https://"):
+            self._release()
+            raise InvalidInput(f"kubeconfig {source}: the server of its current context, "
+                               f"{self.server or '(none)'}, is not an https:// URL")
+        self.api: ApiClient = client.ApiClient(configuration)
+        # Set once a server is found not to serve certificates.k8s.io/v1 (OpenShift 4.3).
+        self._csr_v1beta1 = False
 
-    def _checked(self, method: str, path: str, body: Any = None, *,
-                 allow: tuple[int, ...] = (), content_type: str = "application/json"
-                 ) -> dict[str, Any] | None:
-        status, answer = self.request(method, path, body, content_type=content_type)
-        if status in allow:
-            return None
-        if status >= 300:
-            raise ApiUnavailable(f"{method} {path} answered {status}: "
-                                 f"{answer.get('message', answer)}")
-        return answer
+    @classmethod
+    def from_file(cls, path: Path, resolve: Callable[[str], Path] = Path,
+                  shown: str | None = None, *, timeout: float = 30.0) -> KubeClient:
+        """The kubeconfig at local `path`; its file names are host paths given to `resolve`
+        (identity: this machine's); `shown`: its host path."""
+        return cls(kubeconfig.read(path, resolve, shown), shown or str(path), timeout=timeout)
 
-    def get(self, path: str) -> dict[str, Any] | None:
+    def close(self) -> None:
+        self.api.close()
+        self._release()
+
+    # ---- objects ------------------------------------------------------------------------
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict[str, Any] | None:
         """The object, or None when it does not exist."""
-        return self._checked("GET", path, allow=(404,))
+        return self._json("read", kind, name, namespace, missing_ok=True)
 
-    def list(self, path: str) -> list[dict[str, Any]]:
-        answer = self._checked("GET", path) or {}
+    def list(self, kind: str, namespace: str | None = None, *,
+             limit: int | None = None) -> list[dict[str, Any]]:
+        """The items (they carry no kind or apiVersion, as the API sends them)."""
+        if kind == "CertificateSigningRequest" and not self._csr_v1beta1:
+            answer = self._json("list", kind, limit=limit, missing_ok=True)
+            if answer is not None:
+                return list(answer.get("items") or [])
+            self._csr_v1beta1 = True
+            _log.info("kube.csr_v1beta1", server=self.server)
+        answer = self._json("list", kind, None, namespace, limit=limit)
         return list(answer.get("items") or [])
 
-    def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
-        return self._checked("POST", path, obj) or {}
+    def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return self._json("create", obj["kind"], None, meta.get("namespace"), obj)
 
-    def replace(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
-        return self._checked("PUT", path, obj) or {}
-
-    def merge_patch(self, path: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return self._checked("PATCH", path, patch,
-                             content_type="application/merge-patch+json") or {}
+    def replace(self, obj: dict[str, Any]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        return self._json("replace", obj["kind"], meta["name"], meta.get("namespace"), obj)
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create the object, or replace the one of that name (keeping its resourceVersion)."""
         meta = obj["metadata"]
-        item_path = path_of(obj["kind"], meta["name"], meta.get("namespace"))
-        current = self.get(item_path)
+        current = self.get(obj["kind"], meta["name"], meta.get("namespace"))
         if current is None:
-            return self.create(path_of(obj["kind"], None, meta.get("namespace")), obj)
-        merged = {**obj, "metadata": {**meta, "resourceVersion":
-                                      current["metadata"]["resourceVersion"]}}
-        return self.replace(item_path, merged)
+            return self.create(obj)
+        return self.replace({**obj, "metadata": {
+            **meta, "resourceVersion": current["metadata"]["resourceVersion"]}})
+
+    def merge_patch(self, kind: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of an OpenShift resource (e.g. an operator's spec)."""
+        return self._json("patch", kind, name, None, patch)
+
+    def approve_csr(self, name: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """PUT the CSR's approval subresource; None when it changed since it was read (409)."""
+        from kubernetes.client import CertificatesV1Api, V1CertificateSigningRequest
+
+        def v1() -> Any:
+            return CertificatesV1Api(self.api).replace_certificate_signing_request_approval(
+                name, V1CertificateSigningRequest.model_validate(body),
+                _request_timeout=self.timeout)
+
+        resource = _label("CertificateSigningRequest", name, None,
+                          _CSR_V1BETA1 if self._csr_v1beta1 else None)
+        answer = self._guarded(f"PUT {resource}/approval", lambda: self._v1beta1_approval(
+            name, body) if self._csr_v1beta1 else v1(), allowed=(409,))
+        return None if answer is None else self.api.sanitize_for_serialization(answer)
+
+    # ---- health ---------------------------------------------------------------------------
+    def check_ready(self) -> None:
+        """GET /readyz; ApiUnavailable unless the API server says it is ready."""
+        def readyz() -> Any:
+            request = self.api.param_serialize("GET", "/readyz", auth_settings=["BearerToken"])
+            response = self.api.call_api(*request, _request_timeout=self.timeout)
+            response.read()
+            return response
+
+        response = self._guarded("GET /readyz", readyz)
+        if response.status != 200:
+            raise ApiUnavailable(f"GET /readyz on {self.server} answered {response.status}: "
+                                 f"{(response.data or b'').decode(errors='replace')[:200]}")
 
     def answers(self) -> bool:
-        """True when the API server says it is ready."""
         try:
-            status, _ = self.request("GET", "/readyz")
+            self.check_ready()
         except ApiUnavailable:
             return False
-        return status == 200
+        return True
 
     def wait_ready(self, timeout: float, *, next_step: str) -> None:
         wait_until(self.answers, timeout=timeout,
-                   what=f"the API server at {self.config.server} to answer /readyz",
+                   what=f"the API server at {self.server} to answer /readyz",
                    next_step=next_step)
+
+    # ---- inside ---------------------------------------------------------------------------
+    def _json(self, verb: str, kind: str, name: str | None = None,
+              namespace: str | None = None, body: dict[str, Any] | None = None, *,
+              limit: int | None = None, missing_ok: bool = False) -> Any:
+        """One call of the typed API for `kind` (CustomObjectsApi for OpenShift's kinds), its
+        answer as the API's JSON; None for 404 when `missing_ok`. `verb`: read, list, create,
+        replace or patch, as the generated methods are named."""
+        from kubernetes import client
+
+        custom = _CUSTOM.get(kind)
+        if kind == "CertificateSigningRequest" and self._csr_v1beta1:
+            custom = _CSR_V1BETA1
+        if custom is not None:
+            # e.g. get_cluster_custom_object(group, version, plural, name)
+            method = getattr(client.CustomObjectsApi(self.api),
+                             f"{'get' if verb == 'read' else verb}_cluster_custom_object")
+            args: list[Any] = [*custom, *([name] if name is not None else [])]
+        else:
+            # e.g. read_namespaced_secret(name, namespace), create_namespace(body)
+            api_class, suffix, _, namespaced = _TYPED[kind]
+            method = getattr(getattr(client, api_class)(self.api), f"{verb}_{suffix}")
+            args = [name] if name is not None else []
+            args += [namespace or "default"] if namespaced else []
+        args += [body] if body is not None else []
+        options: dict[str, Any] = {"_request_timeout": self.timeout}
+        if limit is not None:
+            options["limit"] = limit
+        if verb == "patch":
+            options["_content_type"] = "application/merge-patch+json"
+        answer = self._guarded(f"{_VERBS[verb]} {_label(kind, name, namespace, custom)}",
+                               lambda: method(*args, **options),
+                               allowed=(404,) if missing_ok else ())
+        return None if answer is None else self.api.sanitize_for_serialization(answer)
+
+    def _v1beta1_approval(self, name: str, body: dict[str, Any]) -> Any:
+        """The one request without a generated method: the v1beta1 approval subresource."""
+        group, version, plural = _CSR_V1BETA1
+        request = self.api.param_serialize(
+            "PUT", f"/apis/{group}/{version}/{plural}/{{name}}/approval",
+            path_params={"name": name}, body=body, auth_settings=["BearerToken"],
+            header_params={"Accept": "application/json", "Content-Type": "application/json"})
+        response = self.api.call_api(*request, _request_timeout=self.timeout)
+        response.read()
+        return self.api.response_deserialize(response, {"200": "object"}).data
+
+    def _guarded(self, what: str, call: Callable[[], Any], *,
+                 allowed: tuple[int, ...] = ()) -> Any:
+        """`call()`, its failures as ApiUnavailable; None for an HTTP status in `allowed`."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        where = f"{what} on {self.server}"
+        try:
+            return call()
+        except ApiException as exc:
+            if exc.status in allowed:
+                return None
+            if exc.status:
+                raise self._refused(where, exc) from exc
+            unreachable: Exception = exc  # status 0: the package's wrapping of a TLS error
+        except (HTTPError, OSError) as exc:
+            unreachable = exc
+        raise ApiUnavailable(
+            f"{where} failed: {_reason(unreachable)}",
+            next_step=f"check that the API server at {self.server} runs and that the "
+            f"kubeconfig {self.source} is the right one") from unreachable
+
+    def _refused(self, where: str, exc: Any) -> ApiUnavailable:
+        message = _message(exc.body) or ""
+        what = f"{where} answered {exc.status} {exc.reason or ''}".rstrip()
+        what += f": {message}" if message else ""
+        if exc.status in (401, 403):
+            return ApiUnavailable(what, next_step="use a kubeconfig with cluster-admin (the "
+                                  "recovery one: `ocp-recovery recovery-apiserver create` "
+                                  "prints it)")
+        return ApiUnavailable(what)
+
+
+def _label(kind: str, name: str | None = None, namespace: str | None = None,
+           custom: tuple[str, str, str] | None = None) -> str:
+    """kubectl's name for it: `secrets/x in namespace y`, `infrastructures.config.openshift.io/
+    cluster`, `certificatesigningrequests.v1beta1.certificates.k8s.io`."""
+    if custom is None and kind in _CUSTOM:
+        custom = _CUSTOM[kind]
+    if custom is None:
+        resource = _TYPED[kind][2]
+    else:
+        group, version, plural = custom
+        resource = f"{plural}.{version}.{group}" if custom == _CSR_V1BETA1 else \
+            f"{plural}.{group}"
+    resource += f"/{name}" if name else ""
+    return resource + (f" in namespace {namespace}" if namespace else "")
+
+
+def _message(body: Any) -> str | None:
+    """The `message` of a Status body; a plain-text body (e.g. `404 page not found`) as is."""
+    try:
+        status = json.loads(body or "")
+    except ValueError:
+        return str(body).strip()[:200] or None
+    if not isinstance(status, dict):
+        return None
+    return str(status.get("message") or "") or None
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and those it wraps (urllib3 and `kubernetes` wrap the OS's)."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        wrapped = next((a for a in current.args if isinstance(a, BaseException)), None)
+        current = current.__cause__ or wrapped or current.__context__
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS: the server's certificate was refused ({exc.verify_message})"
-    if isinstance(exc, socket.timeout | TimeoutError):
-        return "timed out"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (nothing listens there)"
-    return f"{type(exc).__name__}: {exc}"
+    chain = list(_causes(exc))
+    for cause in chain:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS: the server's certificate was refused ({cause.verify_message})"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused (nothing listens there)"
+        if isinstance(cause, socket.timeout | TimeoutError):
+            return "timed out"
+    innermost = chain[-1]
+    return f"{type(innermost).__name__}: {innermost}"
+
+
+def _no_plugins(doc: dict[str, Any], source: str) -> dict[str, Any]:
+    """Refuse credentials that run a program: every host command goes through the one
+    executor, and a kubeconfig on a master has a certificate or a token."""
+    for section, entry, _ in kubeconfig.entries(doc):
+        for plugin in _PLUGINS if section == "users" else ():
+            if entry.get(plugin):
+                raise InvalidInput(
+                    f"kubeconfig {source}: a user in it has an {plugin} plugin, which "
+                    "ocp-recovery does not run",
+                    next_step="use a kubeconfig with a client certificate or a token (the "
+                    "recovery API server's: `ocp-recovery recovery-apiserver create`)")
+    return doc
+
+
+def _in_memory(doc: dict[str, Any], fds: list[int], source: str) -> dict[str, Any]:
+    """A copy whose embedded certificates and key (`*-data`) are in-memory files: the package
+    would write them to temporary files, which a killed run leaves on disk with a key in
+    them. ssl reads a client pair only from a file name; /proc/self/fd/N of a memfd is one."""
+    doc = copy.deepcopy(doc)
+    for _, entry, file_keys in kubeconfig.entries(doc):
+        for key in file_keys:
+            data = entry.pop(f"{key}-data", None)
+            if not data:
+                continue
+            try:
+                content = base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError, TypeError) as exc:
+                raise InvalidInput(f"kubeconfig {source}: {key}-data is not base64") from exc
+            fd = os.memfd_create(f"kubeconfig-{key}", os.MFD_CLOEXEC)
+            fds.append(fd)
+            os.write(fd, content)
+            entry[key] = f"/proc/self/fd/{fd}"
+    return doc
+
+
+def _close_all(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
 
 
 def connect(ctx: Context) -> KubeClient:
@@ -208,14 +388,15 @@ def connect(ctx: Context) -> KubeClient:
     given path is the host's; failing that, this machine's (a file mounted into the
     toolbox container, or the sandbox's admin kubeconfig)."""
     path = ctx.paths.recovery_kubeconfig
+    timeout = ctx.timeouts.dial * 6
     if ctx.kubeconfig:
         path = ctx.paths.host(ctx.kubeconfig)
         local = Path(ctx.kubeconfig)
         if not path.exists() and local.is_absolute() and local.exists():
-            return KubeClient(load(local), timeout=ctx.timeouts.dial * 6)
+            return KubeClient.from_file(local, timeout=timeout)
     if not path.exists():
         raise PreconditionFailed(
             f"no kubeconfig: {ctx.paths.shown(path)} does not exist",
             next_step="ocp-recovery recovery-apiserver create (or pass --kubeconfig / set "
             "KUBECONFIG to a cluster-admin kubeconfig)")
-    return KubeClient(load(path, ctx.paths.host), timeout=ctx.timeouts.dial * 6)
+    return KubeClient.from_file(path, ctx.paths.host, ctx.paths.shown(path), timeout=timeout)

@@ -1,97 +1,60 @@
-"""Kubeconfig files: read the current context's server and credentials, write new ones.
+"""Kubeconfig files: read one with its file names resolved on the host, and write new ones.
 
-Paths inside a kubeconfig are the host's paths; the caller passes `resolve` so a toolbox
-running in a container with the host at /host finds the same files.
+The `kubernetes` package does the loading (contexts, users, credentials: toolbox.kube.client);
+what it cannot know is that a kubeconfig's file names are the host's, so a toolbox running in
+a container with the host at /host must find them under it. `read` does only that.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
-from dataclasses import dataclass
+import posixpath
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from toolbox.errors import InvalidInput
 
-
-@dataclass(frozen=True)
-class KubeConfig:
-    """What one context of a kubeconfig says: where the API is and who we are."""
-
-    server: str
-    ca_pem: bytes | None = None
-    client_cert_pem: bytes | None = None
-    client_key_pem: bytes | None = None
-    token: str | None = None
-    insecure: bool = False
-    source: str = "(built)"
-    cluster_name: str = "cluster"
-
-    @property
-    def host_port(self) -> tuple[str, int]:
-        parts = urlsplit(self.server)
-        if parts.scheme != "https" or not parts.hostname:
-            raise InvalidInput(f"kubeconfig {self.source}: server {self.server!r} is not an "
-                               "https:// URL")
-        return parts.hostname, parts.port or 443
+# The file names a kubeconfig may hold, by section: (the entry's key, its file keys).
+FILE_KEYS = {"clusters": ("cluster", ("certificate-authority",)),
+             "users": ("user", ("client-certificate", "client-key", "tokenFile"))}
 
 
-def load(path: Path, resolve: Callable[[str], Path] | None = None) -> KubeConfig:
-    """The current context of the kubeconfig at `path` (a local path)."""
+def entries(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any], tuple[str, ...]]]:
+    """(section, entry, its file keys) of every cluster and user entry in `doc`."""
+    for section, (entry_key, file_keys) in FILE_KEYS.items():
+        items = doc.get(section)
+        for item in items if isinstance(items, list) else []:
+            entry = item.get(entry_key) if isinstance(item, dict) else None
+            if isinstance(entry, dict):
+                yield section, entry, file_keys
+
+
+def read(path: Path, resolve: Callable[[str], Path] = Path, shown: str | None = None
+         ) -> dict[str, Any]:
+    """The kubeconfig at `path` (a local path) with each file name in it made local by
+    `resolve` (a host path -> this machine's); a relative one is taken from the kubeconfig's
+    own directory, as kubectl does. `shown` is its host path (messages, that directory)."""
+    name = shown or str(path)
     try:
-        doc = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_bytes())
     except FileNotFoundError as exc:
-        raise InvalidInput(f"kubeconfig {path} does not exist",
+        raise InvalidInput(f"kubeconfig {name} does not exist",
                            next_step="pass --kubeconfig PATH or set KUBECONFIG") from exc
+    except OSError as exc:
+        raise InvalidInput(f"kubeconfig {name} cannot be read: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
-        raise InvalidInput(f"kubeconfig {path} is not YAML: {exc}") from exc
-    return parse(doc, str(path), resolve or (lambda p: (path.parent / p)))
-
-
-def parse(doc: Any, source: str, resolve: Callable[[str], Path]) -> KubeConfig:
+        raise InvalidInput(f"kubeconfig {name} is not YAML: {exc}") from exc
     if not isinstance(doc, dict):
-        raise InvalidInput(f"kubeconfig {source} is not a mapping")
-
-    def named(section: str, name: str) -> dict[str, Any]:
-        for item in doc.get(section) or []:
-            if item.get("name") == name:
-                return dict(item.get(section[:-1]) or {})
-        raise InvalidInput(f"kubeconfig {source}: no {section[:-1]} named {name!r}")
-
-    context = named("contexts", str(doc.get("current-context") or ""))
-    cluster = named("clusters", str(context.get("cluster")))
-    user = named("users", str(context.get("user"))) if context.get("user") else {}
-
-    def material(section: dict[str, Any], key: str) -> bytes | None:
-        if section.get(f"{key}-data"):
-            return base64.b64decode(section[f"{key}-data"])
-        if section.get(key):
-            try:
-                return resolve(str(section[key])).read_bytes()
-            except OSError as exc:
-                raise InvalidInput(f"kubeconfig {source}: {key} {section[key]} cannot be "
-                                   f"read: {exc}") from exc
-        return None
-
-    token = user.get("token")
-    if not token and user.get("tokenFile"):
-        token = resolve(str(user["tokenFile"])).read_text().strip()
-    if "server" not in cluster:
-        raise InvalidInput(f"kubeconfig {source}: the cluster has no server")
-    return KubeConfig(
-        server=str(cluster["server"]),
-        ca_pem=material(cluster, "certificate-authority"),
-        client_cert_pem=material(user, "client-certificate"),
-        client_key_pem=material(user, "client-key"),
-        token=token,
-        insecure=bool(cluster.get("insecure-skip-tls-verify")),
-        source=source,
-        cluster_name=str(context.get("cluster")),
-    )
+        raise InvalidInput(f"kubeconfig {name} is not a mapping")
+    directory = posixpath.dirname(name)
+    for _, entry, file_keys in entries(doc):
+        for key in file_keys:
+            if entry.get(key):
+                entry[key] = str(resolve(posixpath.join(directory, str(entry[key]))))
+    return doc
 
 
 def render(*, cluster: str, server: str, user: str, context: str,

@@ -27,7 +27,7 @@ from cryptography.x509.oid import NameOID
 from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import ApiUnavailable, CertificatesExpiring
-from toolbox.kube.client import KubeClient, path_of
+from toolbox.kube.client import KubeClient
 from toolbox.pki.certs import certificates_in_tree, load_certificates
 
 _log = log.get(__name__)
@@ -218,10 +218,7 @@ def _from_api(client: KubeClient, notes: list[str]) -> list[tuple[str, x509.Cert
     try:
         for namespace in NAMESPACES:
             for kind in ("Secret", "ConfigMap"):
-                listing = client.get(path_of(kind, None, namespace))
-                if listing is None:  # the namespace does not exist on this cluster
-                    continue
-                for obj in listing.get("items") or []:
+                for obj in client.list(kind, namespace):
                     found += _object_certificates(namespace, kind, obj)
     except ApiUnavailable as exc:
         notes.append(f"API not reachable: {exc.what}; the API's secrets and configmaps are "

@@ -14,7 +14,7 @@ from typing import Any
 
 from toolbox import log
 from toolbox.errors import ApiUnavailable, InvalidInput
-from toolbox.kube.client import KubeClient, path_of
+from toolbox.kube.client import KubeClient
 from toolbox.kube.csr import CsrReview, review
 
 _log = log.get(__name__)
@@ -74,7 +74,7 @@ def choose(reviews: list[CsrReview], names: list[str] | None, *,
 
 
 def list_objects(client: KubeClient) -> list[dict[str, Any]]:
-    return client.list(path_of(KIND))
+    return client.list(KIND)
 
 
 def list_csrs(client: KubeClient, expected_nodes: set[str] | None = None) -> list[CsrReview]:
@@ -88,22 +88,17 @@ def approve(client: KubeClient, names: list[str] | None, *, all_valid: bool,
     chosen, refused = choose(reviews, names, all_valid=all_valid)
     result = ApproveResult(refused=refused)
     for verdict in chosen:
-        path = path_of(KIND, verdict.name) + "/approval"
         try:
-            status, answer = client.request("PUT", path,
-                                            approval_body(objects[verdict.name], verdict))
+            answer = client.approve_csr(verdict.name,
+                                        approval_body(objects[verdict.name], verdict))
         except ApiUnavailable as exc:
             exc.state = f"approved so far: {', '.join(result.approved) or 'none'}"
             raise
-        if status == 409:
+        if answer is None:
             # Changed since we listed it (approved or denied by someone else): look again.
             result.refused.append((verdict.name, "it changed while we looked (409 "
                                    "Conflict); list the CSRs again"))
             continue
-        if status >= 300:
-            raise ApiUnavailable(
-                f"PUT {path} answered {status}: {answer.get('message', answer)}",
-                state=f"approved so far: {', '.join(result.approved) or 'none'}")
         result.approved.append(verdict.name)
         _log.info("csr.approved", name=verdict.name, node=verdict.node_name,
                   kind=verdict.kind)

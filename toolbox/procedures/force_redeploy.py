@@ -11,7 +11,7 @@ import datetime as dt
 
 from toolbox import log
 from toolbox.errors import ApiUnavailable
-from toolbox.kube.client import KubeClient, path_of
+from toolbox.kube.client import KubeClient
 
 _log = log.get(__name__)
 
@@ -21,9 +21,8 @@ OPERATORS = ("KubeAPIServer", "KubeControllerManager", "KubeScheduler")
 def run(client: KubeClient, reason: str | None = None) -> str:
     reason = reason or "recovery-" + dt.datetime.now(dt.UTC).strftime("%Y-%m-%d-%H%M%S")
     for kind in OPERATORS:
-        path = path_of(kind, "cluster")
-        client.merge_patch(path, {"spec": {"forceRedeploymentReason": reason}})
-        current = client.get(path) or {}
+        client.merge_patch(kind, "cluster", {"spec": {"forceRedeploymentReason": reason}})
+        current = client.get(kind, "cluster") or {}
         if (current.get("spec") or {}).get("forceRedeploymentReason") != reason:
             raise ApiUnavailable(f"{kind.lower()}/cluster did not keep "
                                  f"forceRedeploymentReason={reason}",

@@ -13,13 +13,15 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import yaml
+
 from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import ApiUnavailable, PreconditionFailed
 from toolbox.host.files import atomic_write, move_path
 from toolbox.host.lock import host_lock
 from toolbox.kube import config as kubeconfig
-from toolbox.kube.client import KubeClient, configmap_value, path_of, secret_value
+from toolbox.kube.client import KubeClient, configmap_value, secret_value
 
 _log = log.get(__name__)
 
@@ -41,51 +43,50 @@ class Recovered:
 
 
 def build(client: KubeClient, *, check: bool = True) -> Recovered:
-    infra = client.get(path_of("Infrastructure", "cluster")) or {}
+    infra = client.get("Infrastructure", "cluster") or {}
     server = str((infra.get("status") or {}).get("apiServerInternalURI") or "")
     if not server:
         raise PreconditionFailed("infrastructures.config.openshift.io/cluster has no "
                                  "status.apiServerInternalURI", state="unchanged",
                                  next_step="check the kubeconfig points at this cluster")
-    secret = client.get(path_of("Secret", TOKEN_SECRET, BOOTSTRAPPER_NAMESPACE))
+    secret = client.get("Secret", TOKEN_SECRET, BOOTSTRAPPER_NAMESPACE)
     if secret is None or not secret_value(secret, "token") or \
             not secret_value(secret, "ca.crt"):
         raise PreconditionFailed(f"secret {BOOTSTRAPPER_NAMESPACE}/{TOKEN_SECRET} is missing "
                                  "or has no token/ca.crt", state="unchanged")
     token, ca = secret_value(secret, "token").decode(), secret_value(secret, "ca.crt")
     kubelet_ca = configmap_value(
-        client.get(path_of("ConfigMap", KUBELET_CA[1], KUBELET_CA[0])) or {}, "ca-bundle.crt")
+        client.get("ConfigMap", KUBELET_CA[1], KUBELET_CA[0]) or {}, "ca-bundle.crt")
     if not kubelet_ca:
         raise PreconditionFailed(f"configmap {KUBELET_CA[0]}/{KUBELET_CA[1]} has no "
                                  "ca-bundle.crt", state="unchanged",
                                  next_step="ocp-recovery regenerate-certificates")
-    rendered = kubeconfig.render(cluster=client.config.cluster_name, server=server,
+    rendered = kubeconfig.render(cluster=client.cluster_name, server=server,
                                  user="kubelet", context="kubelet", ca_pem=ca, token=token)
     checked = "not checked (--no-check)"
     if check:
-        check_bootstrap(kubeconfig.KubeConfig(server, ca_pem=ca, token=token), client.timeout)
+        check_bootstrap(rendered, client.timeout)
         checked = (f"TLS to {server} verified with the secret's CA, and the token listed "
                    "CSRs there")
     return Recovered(rendered, kubelet_ca, server, checked, [], [])
 
 
-def check_bootstrap(config: kubeconfig.KubeConfig, timeout: float) -> None:
-    """The kubelet's first call: list CSRs with the token. TLS must verify with the
-    secret's CA and the token must be accepted."""
-    probe = KubeClient(config, timeout=timeout)
+def check_bootstrap(rendered: bytes, timeout: float) -> None:
+    """The kubelet's first call with the kubeconfig it will be given: list CSRs. TLS must
+    verify with the secret's CA and the token must be accepted."""
+    probe = KubeClient(yaml.safe_load(rendered), "the recovered kubeconfig", timeout=timeout)
     try:
-        status, answer = probe.request(
-            "GET", path_of("CertificateSigningRequest") + "?limit=1")
+        probe.list("CertificateSigningRequest", limit=1)
     except ApiUnavailable as exc:
         raise ApiUnavailable(
             f"the recovered kubeconfig does not work: {exc.what}", state="unchanged: "
             "nothing was written",
             next_step="if TLS was refused, the API at that URL does not serve the new "
             "certificates yet: finish regenerate-certificates and wait for kube-apiserver "
-            "to restart, then run this again") from exc
-    if status != 200:
-        raise ApiUnavailable(f"the node-bootstrapper token may not list CSRs ({status} "
-                             f"{answer.get('message', '')})", state="unchanged")
+            "to restart; if the token was refused (401, 403), the node-bootstrapper secret "
+            "is not this cluster's; then run this again") from exc
+    finally:
+        probe.close()
 
 
 def install(ctx: Context, recovered: Recovered) -> Recovered:

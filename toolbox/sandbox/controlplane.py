@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from toolbox.host.runtime import wait_until
+from toolbox.errors import ApiUnavailable
 from toolbox.kube import config as kubeconfig
-from toolbox.kube.client import KubeClient, path_of
+from toolbox.kube.client import KubeClient
 from toolbox.kube.manifests import annotated, host_path_of, load_pod
 from toolbox.pki import certs, rotation
 from toolbox.pki.rotation import CONFIG, MemoryStore, Ref
@@ -35,6 +34,7 @@ from toolbox.sandbox.layout import (
     _dump,
     _write,
 )
+from toolbox.waiting import wait_until
 
 API_PORT = 6443
 INSTALL_AGE = dt.timedelta(days=500)
@@ -108,14 +108,17 @@ class ControlPlanePki:
             (directory / "service-account.key").read_bytes(), None)
         return cls(admin, key, store("installed"), store("current"))  # type: ignore[arg-type]
 
-    def admin_kubeconfig(self, spec: MasterSpec) -> bytes:
-        """The installer's admin kubeconfig: trusts the serving CAs, as the installer's does."""
-        serving_cas = b"".join(
+    def serving_cas(self) -> bytes:
+        """The CAs of the API's serving certificates, as the installer's kubeconfig has them."""
+        return b"".join(
             certs.pem(c) for ref in ("loadbalancer-serving-ca", "localhost-serving-ca")
             for c in rotation.bundle_certificates(
                 self.current.get("ConfigMap", Ref(rotation.KAS_OPERATOR, ref))))
+
+    def admin_kubeconfig(self, spec: MasterSpec) -> bytes:
+        """The installer's admin kubeconfig: trusts the serving CAs, as the installer's does."""
         return kubeconfig.render(cluster="sandbox", server=api_url(spec), user="admin",
-                                 context="admin", ca_pem=serving_cas,
+                                 context="admin", ca_pem=self.serving_cas(),
                                  client_cert_pem=self.admin.cert_pem(),
                                  client_key_pem=self.admin.key_pem())
 
@@ -185,7 +188,7 @@ def seed(client: KubeClient, pki: ControlPlanePki, spec: MasterSpec, timeout: fl
     for group, kind, plural in crds:
         client.apply(_crd(group, kind, plural))
     for _, kind, _ in crds:
-        _wait_served(client, path_of(kind), timeout)
+        _wait_served(client, kind, timeout)
     for kind, _ in OPERATOR_KINDS:
         client.apply({"apiVersion": "operator.openshift.io/v1", "kind": kind,
                       "metadata": {"name": "cluster"},
@@ -200,8 +203,7 @@ def seed(client: KubeClient, pki: ControlPlanePki, spec: MasterSpec, timeout: fl
     uid = account["metadata"]["uid"]
     token = service_account_token(pki.service_account_key, MCO, BOOTSTRAPPER,
                                   BOOTSTRAP_TOKEN.name, uid)
-    serving_ca = pki.admin_kubeconfig(spec)
-    ca_pem = kubeconfig.parse(yaml.safe_load(serving_ca), "sandbox", Path).ca_pem or b""
+    ca_pem = pki.serving_cas()
     client.apply({
         "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/service-account-token",
         "metadata": {"name": BOOTSTRAP_TOKEN.name, "namespace": MCO, "annotations": {
@@ -264,9 +266,15 @@ def _crd(group: str, kind: str, plural: str) -> dict[str, Any]:
                                        "x-kubernetes-preserve-unknown-fields": True}}}]}}
 
 
-def _wait_served(client: KubeClient, path: str, timeout: float) -> None:
-    wait_until(lambda: client.request("GET", path)[0] == 200, timeout=timeout,
-               what=f"the API to serve {path} (a new CRD)",
+def _wait_served(client: KubeClient, kind: str, timeout: float) -> None:
+    def served() -> bool:
+        try:
+            client.list(kind)
+        except ApiUnavailable:
+            return False
+        return True
+
+    wait_until(served, timeout=timeout, what=f"the API to serve {kind} (a new CRD)",
                next_step="read the kube-apiserver log of the sandbox's first master")
 
 
