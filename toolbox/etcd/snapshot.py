@@ -9,7 +9,6 @@ renamed into place, so a backup that exists is a backup that verified.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -153,32 +152,6 @@ def _raise_no_trailer(path: Path, label: str, size: int) -> None:
         f"{human_bytes(size - TRAILER)} before it (truncated or corrupted)",
         next_step="use another backup; keep this file for analysis",
     )
-
-
-class ProgressLine:
-    """A one-line progress indicator on stderr, redrawn at most twice a second."""
-
-    def __init__(self, label: str):
-        self.label = label
-        self.last = 0.0
-        self.started = time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - self.last < 0.5:
-            return
-        self.last = now
-        rate = done / max(now - self.started, 1e-6)
-        share = f" {100 * done / total:5.1f}%" if total else ""
-        sys.stderr.write(f"\r{self.label}{share} {human_bytes(done)} at "
-                         f"{human_bytes(rate)}/s   ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.last:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
 
 
 # A fixed token, as the 4.3 script used: every master restored from the same snapshot with
