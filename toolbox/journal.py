@@ -1,6 +1,8 @@
 """The step runner: a journal on the host so a killed run can be resumed or rolled back.
 
-A procedure is a list of named steps, each with `do` and (when it changes the host) `undo`.
+A journaled procedure is a `Procedure`: a typed plan in (made by preflight, every check
+before the first change), its steps as data, a typed result out. A step is a name, the host
+change it makes, and `do`/`undo` functions of the one `StepRun` (context, plan, journal).
 Before a step runs the journal says `running`; after, `done`. Every `do` and `undo` is
 idempotent, because a kill can land anywhere inside one: `resume` runs the interrupted step
 again, `rollback` undoes it and every step done, newest first.
@@ -8,14 +10,18 @@ again, `rollback` undoes it and every step done, newest first.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
 import time
+import types
+import typing
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Self, TypeVar
 
 from toolbox import log
 from toolbox.errors import (
@@ -27,6 +33,9 @@ from toolbox.errors import (
 )
 from toolbox.host.files import atomic_write, ensure_private_dir
 from toolbox.host.lock import host_lock
+
+if TYPE_CHECKING:
+    from toolbox.context import Context
 
 _log = log.get(__name__)
 
@@ -43,23 +52,117 @@ def new_operation_id(operation: str) -> str:
 
 
 @dataclass(frozen=True)
-class Step:
+class Plan:
+    """What preflight decided, stored in the journal so a resumed run follows it exactly.
+    Subclasses add their fields: JSON types, tuples, and nested dataclasses of those."""
+
+    id: str
+    warnings: tuple[str, ...]
+
+    def record(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> Self:
+        return typing.cast(Self, _from_json(cls, data))
+
+
+def _from_json(kind: Any, value: Any) -> Any:
+    """The JSON of a plan back into its dataclasses and tuples (asdict made lists)."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(kind) and isinstance(kind, type):
+        hints = typing.get_type_hints(kind)
+        return kind(**{f.name: _from_json(hints[f.name], value[f.name])
+                       for f in dataclasses.fields(kind) if f.name in value})
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin is tuple:
+        item = args[0] if args else Any
+        return tuple(_from_json(item, v) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        real = [a for a in args if a is not type(None)]
+        return _from_json(real[0], value) if len(real) == 1 else value
+    return value
+
+
+PlanT = TypeVar("PlanT", bound=Plan)
+RequestT = TypeVar("RequestT")
+ResultT = TypeVar("ResultT")
+# What a procedure gives back; covariant, so the registry can hold every procedure.
+ResultT_co = TypeVar("ResultT_co", covariant=True)
+
+
+@dataclass(frozen=True)
+class StepRun(Generic[PlanT]):
+    """What every step function gets: the context, the plan, and the journal for facts a
+    step learns that its undo (or a resumed run) needs."""
+
+    ctx: Context
+    plan: PlanT
+    journal: Journal
+
+
+@dataclass(frozen=True)
+class Step(Generic[PlanT]):
     name: str
-    change: str                       # the host change it makes, for --dry-run and status
-    do: Callable[[], object]          # what it returns is not used
-    undo: Callable[[], object] | None = None
+    change: str                                        # the host change, for --dry-run
+    do: Callable[[StepRun[PlanT]], object]             # what it returns is not used
+    undo: Callable[[StepRun[PlanT]], object] | None = None
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """How a destructive command asks: what it is about, and the question."""
+
+    title: str
+    question: str
+
+
+class Procedure(ABC, Generic[RequestT, PlanT, ResultT_co]):
+    """A journaled procedure: `plan` checks everything and changes nothing; `steps` is pure
+    (building it writes nothing); `finish` makes the result once every step is done, for a
+    run and for `resume` alike."""
+
+    operation: ClassVar[str]
+    plan_type: type[PlanT]
+
+    @abstractmethod
+    def plan(self, ctx: Context, request: RequestT) -> PlanT: ...
+
+    @abstractmethod
+    def steps(self, ctx: Context, plan: PlanT) -> list[Step[PlanT]]: ...
+
+    @abstractmethod
+    def finish(self, ctx: Context, plan: PlanT, journal: Journal) -> ResultT_co: ...
+
+    @abstractmethod
+    def confirmation(self, plan: PlanT) -> Confirmation: ...
+
+    def changes(self, ctx: Context, plan: PlanT) -> list[str]:
+        return describe(self.steps(ctx, plan))
+
+    def load_plan(self, journal: Journal) -> PlanT:
+        return self.plan_type.from_record(journal.plan)
+
+
+def execute(ctx: Context, procedure: Procedure[Any, PlanT, ResultT], plan: PlanT) -> ResultT:
+    """Run a procedure's steps under the host lock with a new journal, then its finish."""
+    steps = procedure.steps(ctx, plan)
+    with host_lock(ctx.paths.state_dir, procedure.operation):
+        journal = Journal.begin(ctx.paths.state_dir, procedure.operation, plan.record(),
+                                [s.name for s in steps])
+        Runner(journal, steps, StepRun(ctx, plan, journal)).run()
+    return procedure.finish(ctx, plan, journal)
+
+
+def describe(steps: list[Step[Any]]) -> list[str]:
+    return [f"{i + 1:>2}. {s.name}: {s.change}" for i, s in enumerate(steps)]
 
 
 class Journal:
     def __init__(self, path: Path | None, data: dict[str, Any]):
         self.path = path
         self.data = data
-
-    @classmethod
-    def in_memory(cls, plan: dict[str, Any]) -> Journal:
-        """For --dry-run and for naming the steps: records nothing on the host."""
-        return cls(None, {"operation": "dry-run", "status": "dry-run", "plan": plan,
-                          "steps": []})
 
     @staticmethod
     def path_in(state_dir: Path) -> Path:
@@ -156,29 +259,33 @@ class Journal:
 class Runner:
     """Runs, resumes and rolls back the steps of one journal."""
 
-    def __init__(self, journal: Journal, steps: list[Step]):
+    def __init__(self, journal: Journal, steps: list[Step[Any]], step_run: StepRun[Any]):
         self.journal = journal
         self.steps = steps
+        self.step_run = step_run
 
     def run(self) -> None:
         self.journal.set_status("running")
-        for step in self.steps:
-            if self.journal.state_of(step.name) == DONE:
-                continue
-            self.journal.mark(step.name, RUNNING)
-            started = time.monotonic()
-            _log.info("step.start", operation=self.journal.operation, step=step.name)
-            try:
-                step.do()
-            except BaseException as exc:
-                if self._nothing_done() and self._undo_first(step):
-                    raise self._unchanged(step, exc) from exc
-                self.journal.set_status("failed")
-                raise self._failed(step, exc) from exc
-            self.journal.mark(step.name, DONE)
-            _log.info("step.done", operation=self.journal.operation, step=step.name,
-                      seconds=round(time.monotonic() - started, 3))
+        with log.bound(operation=self.journal.operation, operation_id=self.journal.data["id"]):
+            for step in self.steps:
+                if self.journal.state_of(step.name) != DONE:
+                    with log.bound(step=step.name):
+                        self._run_step(step)
         self.journal.set_status("done")
+
+    def _run_step(self, step: Step[Any]) -> None:
+        self.journal.mark(step.name, RUNNING)
+        started = time.monotonic()
+        _log.info("step.start")
+        try:
+            step.do(self.step_run)
+        except BaseException as exc:
+            if self._nothing_done() and self._undo_first(step):
+                raise self._unchanged(step, exc) from exc
+            self.journal.set_status("failed")
+            raise self._failed(step, exc) from exc
+        self.journal.mark(step.name, DONE)
+        _log.info("step.done", seconds=round(time.monotonic() - started, 3))
 
     def rollback(self) -> None:
         self.journal.set_status("failed")
@@ -187,20 +294,20 @@ class Runner:
                 continue
             if step.undo is not None:
                 _log.info("step.undo", operation=self.journal.operation, step=step.name)
-                step.undo()
+                step.undo(self.step_run)
             self.journal.mark(step.name, UNDONE)
         self.journal.set_status("rolled-back")
 
     def _nothing_done(self) -> bool:
         return not any(self.journal.state_of(s.name) in (DONE, UNDONE) for s in self.steps)
 
-    def _undo_first(self, step: Step) -> bool:
+    def _undo_first(self, step: Step[Any]) -> bool:
         """The first step failed: undo what it may have begun (its undo is idempotent, as
         for a rollback), so a run refused at its first step leaves no operation in flight.
         False when the undo itself fails: the run is then part-way like any other."""
         try:
             if step.undo is not None:
-                step.undo()
+                step.undo(self.step_run)
         except Exception as exc:  # reported as the part-way failure below
             _log.warning("step.undo_failed", operation=self.journal.operation, step=step.name,
                          error=str(exc))
@@ -209,7 +316,7 @@ class Runner:
         self.journal.set_status(NOTHING_CHANGED)
         return True
 
-    def _unchanged(self, step: Step, exc: BaseException) -> RecoveryError:
+    def _unchanged(self, step: Step[Any], exc: BaseException) -> RecoveryError:
         state = (f"unchanged: {self.journal.operation} stopped at its first step, "
                  f"`{step.name}`, and nothing is left changed (no resume or rollback needed)")
         if isinstance(exc, KeyboardInterrupt | Interrupted):
@@ -224,7 +331,7 @@ class Runner:
                           f"{type(exc).__name__}: {exc}", state=state,
                           next_step="fix the cause, then run the same command again")
 
-    def _failed(self, step: Step, exc: BaseException) -> RecoveryError:
+    def _failed(self, step: Step[Any], exc: BaseException) -> RecoveryError:
         done = [s.name for s in self.steps if self.journal.state_of(s.name) == DONE]
         state = (f"part-way: steps done: {', '.join(done) or 'none'}; `{step.name}` may be "
                  "half done (the journal knows)")
@@ -242,14 +349,7 @@ class Runner:
                           state=state, next_step=f"fix the cause, then {again}")
 
 
-def execute(state_dir: Path, operation: str, plan: dict[str, Any],
-            build: Callable[[Journal], list[Step]]) -> None:
-    """Run a procedure's steps under the host lock with a new journal."""
-    with host_lock(state_dir, operation):
-        names = [s.name for s in build(Journal.in_memory(plan))]
-        journal = Journal.begin(state_dir, operation, plan, names)
-        Runner(journal, build(journal)).run()
-
-
-def describe(steps: list[Step]) -> list[str]:
-    return [f"{i + 1:>2}. {s.name}: {s.change}" for i, s in enumerate(steps)]
+def plan_and_execute(ctx: Context, procedure: Procedure[RequestT, PlanT, ResultT],
+                     request: RequestT) -> ResultT:
+    """Every check, then the steps, with no confirmation: for drills and tests."""
+    return execute(ctx, procedure, procedure.plan(ctx, request))

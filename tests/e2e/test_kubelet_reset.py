@@ -17,7 +17,7 @@ from tests.e2e.helpers import REPO
 from toolbox.context import Context, build_context
 from toolbox.errors import PreconditionFailed
 from toolbox.host.runtime import Runtime
-from toolbox.journal import Journal
+from toolbox.journal import Journal, execute, plan_and_execute
 from toolbox.kube import config as kubeconfig
 from toolbox.pki import certs
 from toolbox.procedures import inflight, kubelet
@@ -70,14 +70,14 @@ def test_refused_without_a_usable_bootstrap_kubeconfig(ctx: Context, sandbox: Sa
     root = sandbox.root(0)
     (root / "etc/kubernetes/kubeconfig").unlink(missing_ok=True)
     with assert_host_unchanged(root, VOLATILE), pytest.raises(PreconditionFailed) as refused:
-        kubelet.run(ctx)
+        plan_and_execute(ctx, kubelet.PROCEDURE, None)
     assert "/etc/kubernetes/kubeconfig does not exist" in refused.value.what
     assert refused.value.next_step.startswith("ocp-recovery kubeconfig recover --install")
 
     (root / "etc/kubernetes/kubeconfig").write_text("clusters: [\n")
     with assert_host_unchanged(root, VOLATILE), \
             pytest.raises(PreconditionFailed, match="is not a usable kubeconfig"):
-        kubelet.run(ctx)
+        plan_and_execute(ctx, kubelet.PROCEDURE, None)
     assert Runtime(ctx.executor).kubelet_active()
 
 
@@ -88,16 +88,17 @@ def test_reset_moves_aside_then_rollback_puts_back(ctx: Context, sandbox: Sandbo
     pki_before, kubeconfig_before = original = kubelet_state(root)
 
     with assert_host_unchanged(root, VOLATILE):
-        dry = kubelet.run(ctx, dry_run=True)
-    assert dry.dry_run and [c.split(":")[0].strip() for c in dry.changes] == [
+        plan = kubelet.PROCEDURE.plan(ctx, None)
+        changes = kubelet.PROCEDURE.changes(ctx, plan)
+    assert [c.split(":")[0].strip() for c in changes] == [
         "1. stop-kubelet", "2. move-aside", "3. start-kubelet", "4. wait-kubelet-active"]
 
-    done = kubelet.run(ctx)
-    stamp = done.plan["stamp"]
+    done = execute(ctx, kubelet.PROCEDURE, plan)
+    stamp = plan.stamp
     assert done.moved == [
         ("/var/lib/kubelet/pki", f"/var/lib/kubelet/pki.ocp-recovery-{stamp}"),
         ("/var/lib/kubelet/kubeconfig", f"/var/lib/kubelet/kubeconfig.ocp-recovery-{stamp}")]
-    assert done.kubelet_active and Runtime(ctx.executor).kubelet_active()
+    assert Runtime(ctx.executor).kubelet_active()
     assert not (kubelet_dir / "pki").exists() and not (kubelet_dir / "kubeconfig").exists()
     assert tree_fingerprint(kubelet_dir / f"pki.ocp-recovery-{stamp}") == pki_before
     assert (kubelet_dir / f"kubeconfig.ocp-recovery-{stamp}").read_bytes() == \
@@ -126,7 +127,8 @@ def test_a_run_killed_after_the_move_resumes(ctx: Context, sandbox: Sandbox) -> 
     killed = subprocess.run(
         [sys.executable, "-c", "import os, tests.faults; tests.faults.kill_after_step("
          "'move-aside'); from toolbox.context import build_context; "
-         "from toolbox.procedures import kubelet; kubelet.run(build_context(os.environ))"],
+         "from toolbox.procedures import kubelet; from toolbox.journal import plan_and_execute; "
+         "plan_and_execute(build_context(os.environ), kubelet.PROCEDURE, None)"],
         env=sandbox.env_vars(0, dict(os.environ)), capture_output=True, text=True,
         timeout=120, cwd=REPO)
     assert killed.returncode == -9, killed.stderr
@@ -134,8 +136,8 @@ def test_a_run_killed_after_the_move_resumes(ctx: Context, sandbox: Sandbox) -> 
     assert not runtime.kubelet_active() and not (kubelet_dir / "pki").exists()
     assert inflight.status(ctx).lines()[-1].startswith("the run stopped part-way")
 
-    operation, result = inflight.resume(ctx)
-    assert operation == "kubelet-reset" and result.kubelet_active
+    result = inflight.resume(ctx)
+    assert isinstance(result, kubelet.KubeletReset)
     [(_, aside), _] = result.moved
     assert tree_fingerprint(ctx.paths.host(aside)) == original[0]
     assert runtime.kubelet_active()

@@ -18,6 +18,10 @@ def test_replace_master_drill(run_cli, tmp_path: Path, etcd: str) -> None:  # ty
     assert "ok: 3 started healthy members: master-0, master-1, master-3" in out
     assert "ok: 300 keys read back from master-3" in out
     assert "chain to their CAs with the 4.3 profile's SANs; keys 0600" in out
+    # What its operator reads: done, and no plan-time "no etcd client certificate yet".
+    assert ("ok: master-3's report: member etcd-member-master-3 is started and healthy; the "
+            "cluster is whole: 3 of 3 members started and healthy; no warning, no next step"
+            ) in out
 
 
 @pytest.mark.parametrize("etcd", ETCD_VERSIONS)
@@ -28,3 +32,7 @@ def test_quorum_loss_drill(run_cli, tmp_path: Path, etcd: str) -> None:  # type:
     assert "ok: 3 started healthy members: master-0, master-3, master-4" in out
     assert "ok: 300 keys written before the backup are back, 0 of 100 written after it" in out
     assert "ok: the old master-2 was refused: cluster ID mismatch" in out
+    # The first recovered master is told one more is to come; the last, that it is done.
+    assert ("ok: master-3's report names 1 more master to add; master-4's: member "
+            "etcd-member-master-4 is started and healthy; the cluster is whole: 3 of 3 "
+            "members started and healthy") in out

@@ -4,17 +4,25 @@ rollback gives back the old cluster."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import tarfile
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import assert_host_unchanged
-from tests.e2e.helpers import cluster_of, command, keys_in
+from tests.e2e.helpers import cluster_of, command, keys_in, member_names
+from toolbox.errors import EtcdUnavailable, WaitTimedOut
+from toolbox.journal import Journal, plan_and_execute
+from toolbox.procedures import restore
 from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
+from toolbox.sandbox.drill_report import master_context
 
 IGNORED = ("var/lib/etcd",)
 
@@ -45,6 +53,11 @@ def refused(sandbox: Sandbox, args: list[str], exit_code: int, *,
 
 def own_cluster(sandbox: Sandbox) -> str:
     return cluster_of(sandbox, [0])
+
+
+def restore_summary(stdout: str) -> dict:  # type: ignore[type-arg]
+    [summary] = [json.loads(line) for line in stdout.splitlines() if "restore.summary" in line]
+    return summary  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(("cluster", "message"), [
@@ -143,6 +156,8 @@ def test_dry_run_lists_every_change_and_makes_none(sandbox: Sandbox, data: dict)
                      "stop-all-containers", "set-aside-data-dir", "set-aside-revisions",
                      "restore-data-dir", "extract-static-resources", "start-static-pods",
                      "start-kubelet", "wait-healthy"]
+    # The README's words for step 2.
+    assert "wait (<= 300s) until the etcd-member pod is gone" in done.stdout
 
 
 def test_dry_run_warns_when_the_live_revision_is_newer(sandbox: Sandbox, data: dict) -> None:  # type: ignore[type-arg]
@@ -184,10 +199,11 @@ def test_quorum_restore_then_rollback(sandbox: Sandbox, data: dict) -> None:  # 
                        extra_env={"INITIAL_CLUSTER": own_cluster(sandbox),
                                   "OCP_RECOVERY_LOG_FORMAT": "json"})
         assert done.returncode == 0, done.stderr
-        [summary] = [json.loads(line) for line in done.stdout.splitlines() if "restore.summary"
-                     in line]
+        summary = restore_summary(done.stdout)
         assert summary["healthy"] is True
         assert [m["name"] for m in summary["members"]] == ["etcd-member-master-0"]
+        assert summary["next"] == ["recreate the lost masters, then add each back (guide 3.2 "
+                                   "steps 2-5)"]
         assert keys_in(sandbox, 0, "before") == set(data["before"])
         assert keys_in(sandbox, 0, "after") == set()
         # The archived revision is back, the newer one set aside, the manifests all back.
@@ -208,7 +224,7 @@ def test_quorum_restore_then_rollback(sandbox: Sandbox, data: dict) -> None:  # 
                         own_cluster(sandbox), "--rewind-healthy-cluster", "--dry-run")
         assert "is done and can still be rolled back" in again.stdout, again.stderr
 
-        rolled = command(sandbox, 0, "rollback")
+        rolled = command(sandbox, 0, "rollback", "--yes")
         assert rolled.returncode == 0, rolled.stderr
     assert not stash.exists(), "an empty stash is removed after rollback"
     sandbox.start_master(1)
@@ -217,3 +233,72 @@ def test_quorum_restore_then_rollback(sandbox: Sandbox, data: dict) -> None:  # 
     assert keys_in(sandbox, 0, "after") == set(data["after"]), "the old member is back"
     with sandbox.client(0) as client:
         assert len(client.members()) == 3
+
+
+def test_guide_3_3_says_how_many_masters_are_left_and_when_it_is_done(
+        sandbox: Sandbox, data: dict, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[type-arg]
+    every = cluster_of(sandbox, [0, 1, 2])
+    for index in (1, 2):
+        shutil.copytree(backup_dir(sandbox), sandbox.root(index) / "var/home/core/backup")
+    restore_every = ["restore", "/home/core/backup", "--initial-cluster", every,
+                     "--rewind-healthy-cluster", "--yes"]
+
+    # Master-0 first, while the two others are off (or, in 3.2, lost): its wait says what
+    # it waits for, and so does the timeout.
+    sandbox.stop_master(1)
+    sandbox.stop_master(2)
+    ctx = master_context(sandbox, 0, os.environ)
+    # Short, so that it times out soon; a 1 s dial, so that it checks often meanwhile.
+    ctx = replace(ctx, timeouts=replace(ctx.timeouts, health=8, dial=1))
+    capsys.readouterr()
+    with pytest.raises(WaitTimedOut) as timed_out:
+        plan_and_execute(ctx, restore.PROCEDURE, restore.RestoreRequest(
+            "/home/core/backup", every, rewind_healthy_cluster=True))
+    waiting = "waiting for 2 more masters to be restored (1 of 3 run etcd)"
+    assert waiting in capsys.readouterr().err, "said while it waited"
+    assert waiting in timed_out.value.what
+
+    # The two others back with their old data; master-1 restored without waiting: it
+    # cannot know which others are restored.
+    sandbox.start_master(1)
+    sandbox.start_master(2)
+    sandbox.wait_healthy([1, 2], 60)
+    done = command(sandbox, 1, *restore_every, "--no-wait", "--json")
+    assert done.returncode == 0, done.stderr
+    told = restore_summary(done.stdout)["next"]
+    assert len(told) == 1 and told[0].startswith(
+        "run the same restore on the other 2 masters of INITIAL_CLUSTER "
+        "(etcd-member-master-0, etcd-member-master-2) unless done already"), told
+
+    # Master-0 and master-1 form the restored cluster; master-0's wait, resumed, sees it.
+    deadline, seen = time.monotonic() + 60, []
+    while seen != ["(unstarted)", "etcd-member-master-0", "etcd-member-master-1"]:
+        assert time.monotonic() < deadline, seen
+        time.sleep(0.2)
+        with contextlib.suppress(EtcdUnavailable):  # until the two elect a leader
+            seen = member_names(sandbox, 0)
+    done = command(sandbox, 0, "resume", "--json")
+    assert done.returncode == 0, done.stderr
+    assert restore_summary(done.stdout)["next"] == [
+        "run the same restore on the 1 master left (etcd-member-master-2) with the same "
+        "backup and --initial-cluster"]
+
+    # The last master: the job is done, and the report says so.
+    done = command(sandbox, 2, *restore_every, "-o", "console")
+    assert done.returncode == 0, done.stderr
+    assert "the cluster is restored (guide 3.3 done)" in done.stdout, done.stdout
+    assert "next:" not in done.stdout and "run the same restore" not in done.stdout
+    assert member_names(sandbox, 2) == [f"etcd-member-master-{i}" for i in range(3)]
+    assert keys_in(sandbox, 2, "before") == set(data["before"])
+    assert keys_in(sandbox, 2, "after") == set()
+
+    # The result is what the wait saw: finishing again (as `resume` does after a kill at the
+    # very end) asks etcd nothing, though it is down by then.
+    sandbox.stop_master(2)
+    ctx = master_context(sandbox, 2, os.environ)
+    ctx = replace(ctx, timeouts=replace(ctx.timeouts, health=2))
+    journal = Journal.load(ctx.paths.state_dir)
+    assert journal is not None
+    result = restore.PROCEDURE.finish(ctx, restore.PROCEDURE.load_plan(journal), journal)
+    assert sorted(m.name for m in result.members) == [f"etcd-member-master-{i}"
+                                                      for i in range(3)]

@@ -15,6 +15,8 @@ def test_quorum_restore_drill(run_cli, tmp_path: Path, etcd: str) -> None:  # ty
     out = run_cli(["drill", "quorum-restore", "--etcd", etcd, "--keys", "300", "--dir",
                    str(tmp_path)]).stdout
     assert "ok: one healthy member etcd-member-master-0" in out
+    assert "ok: the restore says what comes next: recreate the lost masters, then add each " \
+        "back (guide 3.2 steps 2-5)" in out
     assert "ok: 300 keys written before the backup are back, 0 of 100 written after it" in out
 
 

@@ -44,7 +44,8 @@ def blank_master(tmp_path: Path) -> Iterator[tuple[Sandbox, int, str]]:
         with workload.kv_client(sandbox, 0) as kv:
             workload.write(kv, "before", 200)
         sandbox.stop_master(2)
-        assert command(sandbox, 0, "member", "remove", "etcd-member-master-2").returncode == 0
+        removed = command(sandbox, 0, "member", "remove", "etcd-member-master-2", "--yes")
+        assert removed.returncode == 0, removed.stderr
         sandbox.wipe_master(2)
         new = sandbox.add_master()
         _, token, failures = start_signer(sandbox, 0, [sandbox.spec(new).dns_name],
@@ -86,6 +87,8 @@ def wait_until_nothing_listens(ip: str, port: int, seconds: float = 10) -> None:
             socket.create_connection((ip, port), timeout=1).close()
         except ConnectionRefusedError:
             return
+        except ConnectionResetError:
+            pass  # caught as it closes its listening socket: ask again
         assert time.monotonic() < ends, f"something still listens at {ip}:{port}"
         time.sleep(0.1)
 

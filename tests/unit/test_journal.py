@@ -1,66 +1,144 @@
-"""The step runner: journal states, resume from where it stopped, rollback newest first."""
+"""The step runner: journal states, resume from where it stopped, rollback newest first; a
+plan survives its trip through the journal."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import assert_host_unchanged
+from toolbox.context import Context, build_context
 from toolbox.errors import OperationInFlight, StepFailed
-from toolbox.journal import Journal, Runner, Step, execute
+from toolbox.journal import (
+    Confirmation,
+    Journal,
+    Plan,
+    Procedure,
+    Runner,
+    Step,
+    StepRun,
+    execute,
+)
 
 
-def recording(log: list[str], fail_on: str | None = None):  # type: ignore[no-untyped-def]
-    def make(name: str) -> Step:
-        def do() -> None:
-            if name == fail_on:
-                raise RuntimeError(f"{name} broke")
-            log.append(f"do {name}")
-        return Step(name, f"changes {name}", do, lambda: log.append(f"undo {name}"))
-    return [make(n) for n in ("a", "b", "c")]
+@dataclass(frozen=True)
+class Tool:
+    path: str
+    can_bump: bool
 
 
-def test_run_resume_and_rollback(tmp_path: Path) -> None:
+@dataclass(frozen=True)
+class ExamplePlan(Plan):
+    fail_on: str | None
+    tool: Tool
+    names: tuple[str, ...]
+    bump: int | None = None
+
+
+class Recording(Procedure[str | None, ExamplePlan, list[str]]):
+    """Steps a, b, c that append to `log`; `fail_on` breaks one."""
+
+    plan_type = ExamplePlan
+
+    def __init__(self, operation: str, log: list[str]):
+        self.operation = operation  # type: ignore[misc]
+        self.log = log
+
+    def plan(self, ctx: Context, request: str | None) -> ExamplePlan:
+        return ExamplePlan(f"{self.operation}-1", (), request, Tool("/bin/etcdutl", True),
+                           ("a", "b", "c"))
+
+    def steps(self, ctx: Context, plan: ExamplePlan) -> list[Step[ExamplePlan]]:
+        def make(name: str) -> Step[ExamplePlan]:
+            def do(run: StepRun[ExamplePlan]) -> None:
+                if name == run.plan.fail_on:
+                    raise RuntimeError(f"{name} broke")
+                self.log.append(f"do {name}")
+            return Step(name, f"changes {name}", do,
+                        lambda run: self.log.append(f"undo {name}"))
+        return [make(n) for n in plan.names]
+
+    def finish(self, ctx: Context, plan: ExamplePlan, journal: Journal) -> list[str]:
+        return list(self.log)
+
+    def confirmation(self, plan: ExamplePlan) -> Confirmation:
+        return Confirmation("example", "Go?")
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    (tmp_path / "etc/kubernetes").mkdir(parents=True)
+    return build_context({}, host_root=str(tmp_path), host_exec="direct",
+                         state_dir="/var/lib/ocp-recovery")
+
+
+def runner(ctx: Context, journal: Journal, procedure: Recording) -> Runner:
+    plan = procedure.load_plan(journal)
+    return Runner(journal, procedure.steps(ctx, plan), StepRun(ctx, plan, journal))
+
+
+def test_a_plan_comes_back_from_the_journal_as_it_went_in(ctx: Context) -> None:
+    plan = ExamplePlan("x-1", ("careful",), None, Tool("/bin/etcdutl", True), ("a", "b"),
+                       bump=1_000_000_000)
+    import json
+
+    stored: dict[str, Any] = json.loads(json.dumps(plan.record()))
+    assert ExamplePlan.from_record(stored) == plan
+
+
+def test_run_resume_and_rollback(ctx: Context) -> None:
     log: list[str] = []
-    journal = Journal.begin(tmp_path, "restore", {"x": 1}, ["a", "b", "c"])
+    procedure = Recording("restore", log)
     with pytest.raises(StepFailed) as failed:
-        Runner(journal, recording(log, fail_on="b")).run()
+        execute(ctx, procedure, procedure.plan(ctx, "b"))
     assert "steps done: a" in failed.value.state and "resume" in str(failed.value.next_step)
-    again = Journal.load(tmp_path)
+    state_dir = ctx.paths.state_dir
+    again = Journal.load(state_dir)
     assert again is not None and again.status == "failed" and again.current == "b"
     with pytest.raises(OperationInFlight):
-        Journal.begin(tmp_path, "restore", {}, ["a"])
-    Runner(again, recording(log)).run()
+        Journal.begin(state_dir, "restore", {}, ["a"])
+    # Resumed with the plan fixed: b no longer fails.
+    again.data["plan"]["fail_on"] = None
+    runner(ctx, again, procedure).run()
     assert log == ["do a", "do b", "do c"]
-    assert Journal.load(tmp_path).status == "done"  # type: ignore[union-attr]
-    Runner(again, recording(log)).rollback()
+    assert Journal.load(state_dir).status == "done"  # type: ignore[union-attr]
+    runner(ctx, again, procedure).rollback()
     assert log[3:] == ["undo c", "undo b", "undo a"]
-    assert Journal.load(tmp_path).status == "rolled-back"  # type: ignore[union-attr]
+    assert Journal.load(state_dir).status == "rolled-back"  # type: ignore[union-attr]
 
 
-def test_rollback_undoes_the_interrupted_step_too(tmp_path: Path) -> None:
+def test_rollback_undoes_the_interrupted_step_too(ctx: Context) -> None:
     log: list[str] = []
-    journal = Journal.begin(tmp_path, "restore", {}, ["a", "b", "c"])
+    procedure = Recording("restore", log)
+    journal = Journal.begin(ctx.paths.state_dir, "restore",
+                            procedure.plan(ctx, None).record(), ["a", "b", "c"])
     journal.mark("a", "done")
     journal.mark("b", "running")  # killed inside b
-    Runner(journal, recording(log)).rollback()
+    runner(ctx, journal, procedure).rollback()
     assert log == ["undo b", "undo a"]
 
 
-def test_a_finished_journal_is_archived_by_the_next_operation(tmp_path: Path) -> None:
-    first = Journal.begin(tmp_path, "restore", {}, ["a"])
-    Runner(first, recording([])[:1]).run()
-    Journal.begin(tmp_path, "restore", {}, ["a"])
-    assert len(list(tmp_path.glob("journal-restore-*.json"))) == 1
+def test_a_finished_journal_is_archived_by_the_next_operation(ctx: Context) -> None:
+    procedure = Recording("restore", [])
+    execute(ctx, procedure, procedure.plan(ctx, None))
+    Journal.begin(ctx.paths.state_dir, "restore", {}, ["a"])
+    assert len(list(ctx.paths.state_dir.glob("journal-restore-*.json"))) == 1
 
 
-def test_a_second_operation_leaves_the_one_in_flight_resumable(tmp_path: Path) -> None:
+def test_a_second_operation_leaves_the_one_in_flight_resumable(ctx: Context) -> None:
     log: list[str] = []
+    restore, member_add = Recording("restore", log), Recording("member-add", log)
     with pytest.raises(StepFailed):
-        execute(tmp_path, "restore", {}, lambda journal: recording(log, fail_on="b"))
-    with assert_host_unchanged(tmp_path), pytest.raises(OperationInFlight, match="restore"):
-        execute(tmp_path, "member-add", {}, lambda journal: recording(log))
+        execute(ctx, restore, restore.plan(ctx, "b"))
+    with assert_host_unchanged(ctx.paths.state_dir), \
+            pytest.raises(OperationInFlight, match="restore"):
+        execute(ctx, member_add, member_add.plan(ctx, None))
     assert log == ["do a"], "the refused operation ran no step"
-    Runner(Journal.load(tmp_path), recording(log)).run()  # type: ignore[arg-type]
+    journal = Journal.load(ctx.paths.state_dir)
+    assert journal is not None
+    journal.data["plan"]["fail_on"] = None
+    runner(ctx, journal, restore).run()
     assert log == ["do a", "do b", "do c"]

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import grpc
@@ -63,6 +63,10 @@ class Member:
     @property
     def hex_id(self) -> str:
         return f"{self.id:x}"
+
+    def as_json(self) -> dict[str, Any]:
+        """The member as reports and manifests show it: its id in hex, as etcdctl does."""
+        return {"name": self.name, "id": self.hex_id, "peer_urls": list(self.peer_urls)}
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ class LiveCluster:
 def live_cluster(ctx: Context) -> LiveCluster | None:
     """The cluster the local etcd serves when it is a started member that has a leader and
     the cluster has quorum; None when etcd is down, has no leader, or cannot be asked."""
-    if not any(_listening(url, ctx.timeouts.dial) for url in ctx.etcd.endpoints):
+    if not any(listening(url, ctx.timeouts.dial) for url in ctx.etcd.endpoints):
         return None  # the usual case of a restore: no etcd runs here
     # gRPC (0.15 s to import) only once something listens.
     from toolbox.etcd.client import EtcdClient, resolve_tls
@@ -76,8 +76,9 @@ def live_cluster(ctx: Context) -> LiveCluster | None:
                        len(healthy))
 
 
-def _listening(url: str, timeout: float) -> bool:
-    """A TCP connect, so a restore where nothing listens does not load gRPC (0.15 s)."""
+def listening(url: str, timeout: float) -> bool:
+    """A TCP connect: something listens at the URL's host and port. Cheap, so a restore
+    where nothing listens does not load gRPC (0.15 s), and a wait can probe every peer."""
     parts = urlsplit(url)
     try:
         with socket.create_connection((parts.hostname or "", parts.port or 2379), timeout):

@@ -150,10 +150,12 @@ def tree_bytes(path: Path) -> int:
 
 
 def same_filesystem(a: Path, b: Path) -> bool:
-    return _existing(a).stat().st_dev == _existing(b).stat().st_dev
+    return nearest_existing(a).stat().st_dev == nearest_existing(b).stat().st_dev
 
 
-def _existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
+    """`path`, or its nearest ancestor that exists: where something not made yet would
+    live (its filesystem, its free space)."""
     while not path.exists():
         path = path.parent
     return path
@@ -168,3 +170,23 @@ def remove_empty_tree(path: Path) -> None:
             sub.rmdir()
     if not any(path.iterdir()):
         path.rmdir()
+
+
+def copy_file(source: Path, target: Path) -> None:
+    """Copy a file with its mode and times through `<target>.partial`, synced, then renamed:
+    a kill never leaves a half copy under the target's name."""
+    staging = partial_path(target)
+    try:
+        shutil.copy2(source, staging)
+        with staging.open("rb") as copied:
+            os.fsync(copied.fileno())
+        os.rename(staging, target)
+    except BaseException:
+        remove_quietly(staging)
+        raise
+    fsync_dir(target.parent)
+
+
+def is_read_only(directory: Path) -> bool:
+    """Whether the file system holding `directory` is mounted read-only."""
+    return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)

@@ -138,3 +138,22 @@ class HostPaths:
             if d.is_dir() and not d.is_symlink() and revision_number(d) is not None
         ]
         return sorted(found, key=lambda d: revision_number(d) or 0)
+
+
+def host_path_argument(path: str, host_root: Path) -> str:
+    """Paths on the command line are host paths. A relative one (the 4.3 docs used
+    `./assets/backup`) is taken from the working directory when that is on the host: we run
+    on the host itself, or the working directory is under the host root (`cd
+    /host/home/core` in a container). `/host/home/core/backup` in a container whose host
+    root is /host is taken as the host's `/home/core/backup`."""
+    root = str(host_root).rstrip("/")
+    if not path.startswith("/") and path:
+        given, path = path, os.path.abspath(path)
+        if root and not path.startswith(root + "/"):
+            raise InvalidInput(
+                f"{given!r} is relative, and the working directory is not on the host "
+                f"(the host's / is {host_root})",
+                next_step="give the absolute host path, e.g. /home/core/backup")
+    if root and path.startswith(root + "/"):
+        return path[len(root):]
+    return path

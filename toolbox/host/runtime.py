@@ -4,28 +4,14 @@ executor, every wait bounded and saying what it waited for."""
 from __future__ import annotations
 
 import re
-import time
-from collections.abc import Callable
 
 from toolbox import log
-from toolbox.errors import CommandFailed, WaitTimedOut
+from toolbox.errors import CommandFailed
 from toolbox.host.exec import Executor
+from toolbox.waiting import wait_until
 
 _log = log.get(__name__)
 KUBELET = "kubelet.service"
-
-
-def wait_until(condition: Callable[[], bool], *, timeout: float, what: str,
-               next_step: str) -> None:
-    """Poll with a short back-off (0.02 s growing to 2 s) until `condition` or timeout:
-    what is already done is seen at once, what takes minutes costs a check every 2 s."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while not condition():
-        if time.monotonic() + delay > deadline:
-            raise WaitTimedOut(f"waited {timeout:.0f}s for {what}", next_step=next_step)
-        time.sleep(delay)
-        delay = min(2.0, delay * 1.5)
 
 
 class Runtime:

@@ -22,17 +22,21 @@ from toolbox.context import Context
 from toolbox.errors import HostIOError, IntegrityError, InvalidInput, PreconditionFailed
 from toolbox.etcd import bbolt
 from toolbox.etcd.client import EtcdClient, Member, Status, TlsFiles, resolve_tls
-from toolbox.etcd.snapshot import TRAILER, ProgressLine, SavedSnapshot, save_stream
+from toolbox.etcd.snapshot import TRAILER, SavedSnapshot, save_stream
 from toolbox.host.archive import WrittenArchive, write_revision_archive
 from toolbox.host.backups import BackupSet, find_backup_sets, new_timestamp, set_names
 from toolbox.host.files import (
     atomic_write,
     ensure_private_dir,
+    human_bytes,
+    is_read_only,
     remove_quietly,
     require_free_space,
+    tree_bytes,
 )
 from toolbox.host.lock import host_lock
 from toolbox.host.paths import revision_number
+from toolbox.report import Report
 
 _log = log.get(__name__)
 
@@ -64,6 +68,26 @@ class BackupResult:
         """A file of this backup as the operator named its directory: /home/core/backup/…,
         not /var/home/core/backup/… that /home resolves to on RHCOS."""
         return shown_in(self.directory, path)
+
+    def report(self) -> Report:
+        etcd = self.manifest["etcd"]
+        revision = self.manifest["static_resources"]["kube_apiserver_revision"]
+        snapshot, archive = self.shown(self.snapshot.path), self.shown(self.archive.path)
+        return Report(
+            "backup.summary",
+            f"backup ok in {self.seconds:.1f}s: {snapshot} ({human_bytes(self.snapshot.size)}, "
+            f"revision {etcd['revision']}, {etcd['keys']} keys, sha256 "
+            f"{self.snapshot.db_sha256[:12]}…) + {archive} (kube-apiserver-pod-{revision}, "
+            f"{human_bytes(self.archive.size)})",
+            {"snapshot": snapshot, "snapshot_bytes": self.snapshot.size,
+             "db_sha256": self.snapshot.db_sha256, "static_resources": archive,
+             "static_resources_bytes": self.archive.size, "kube_apiserver_revision": revision,
+             "revision": etcd["revision"], "keys": etcd["keys"],
+             "seconds": round(self.seconds, 2), "pruned": self.pruned},
+            details=[f"pruned {path}" for path in self.pruned], warnings=self.warnings,
+            next=["copy both files off this host; keep the static_kuberesources archive apart "
+                  "from the snapshot (it holds the etcd encryption keys and an etcd client "
+                  "key)"])
 
 
 def shown_in(directory: str, path: Path) -> str:
@@ -116,7 +140,7 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
     if not existing.is_dir():
         raise InvalidInput(f"{ctx.paths.shown(existing)} is not a directory, so "
                            f"{request.directory} cannot be created")
-    if not os.access(existing, os.W_OK | os.X_OK) or _read_only(existing):
+    if not os.access(existing, os.W_OK | os.X_OK) or is_read_only(existing):
         raise InvalidInput(f"{ctx.paths.shown(existing)} is not writable",
                            next_step="choose a writable directory for the backup")
     revisions = ctx.paths.kube_apiserver_revisions()
@@ -133,7 +157,7 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
         status = client.status()
         members = client.members()
         last = [s.snapshot.stat().st_size for s in find_backup_sets(target) if s.snapshot]
-        needed = max([status.db_size, *last[-1:]]) + _tree_size(revisions[-1])
+        needed = max([status.db_size, *last[-1:]]) + tree_bytes(revisions[-1])
         require_free_space(existing, int(needed * SPACE_MARGIN) + SPACE_FLOOR,
                            "the snapshot and archive")
     except BaseException:
@@ -169,13 +193,10 @@ def _take(ctx: Context, request: BackupRequest, client: EtcdClient, plan: _Plan,
     archiving = pool.submit(write_revision_archive, plan.revision_dir, ctx.paths.kubernetes,
                             written[0])
     try:
-        progress = ProgressLine("snapshot") if (request.progress and ctx.interactive) else None
-        try:
+        with log.progress("snapshot", plan.status.db_size,
+                          draw=request.progress and ctx.interactive) as progress:
             snapshot = save_stream(client.snapshot_chunks(), written[1],
                                    expected_size=plan.status.db_size, progress=progress)
-        finally:
-            if progress:
-                progress.close()
         try:
             db = bbolt.read_status(snapshot.path, length=snapshot.size - TRAILER)
         except bbolt.BoltFormatError as exc:
@@ -232,8 +253,7 @@ def _manifest(ctx: Context, plan: _Plan, client: EtcdClient, snapshot: SavedSnap
             "db_size": snapshot.size - TRAILER,
             # read from the file, as `snapshot verify` counts them: one number, one meaning
             "keys": db.live_keys,
-            "members": [{"name": m.name, "id": m.hex_id, "peer_urls": list(m.peer_urls)}
-                        for m in plan.members],
+            "members": [m.as_json() for m in plan.members],
         },
     }
 
@@ -272,14 +292,6 @@ def _warnings(certificates: _CertificateDates) -> list[str]:
                      "restore from this backup after that date needs the certificate "
                      "recovery procedure (guide 3.4)")
     return found
-
-
-def _tree_size(directory: Path) -> int:
-    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
-
-
-def _read_only(directory: Path) -> bool:
-    return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
 
 
 def _json(data: dict[str, Any]) -> bytes:

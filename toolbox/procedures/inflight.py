@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 from toolbox.context import Context
 from toolbox.errors import PreconditionFailed
 from toolbox.host.files import remove_empty_tree
 from toolbox.host.lock import LockHolder, current_holder, host_lock
-from toolbox.journal import IN_FLIGHT, NOTHING_CHANGED, RUNNING, Journal, Runner
+from toolbox.journal import (
+    DONE,
+    IN_FLIGHT,
+    NOTHING_CHANGED,
+    RUNNING,
+    Confirmation,
+    Journal,
+    Procedure,
+    Runner,
+    StepRun,
+)
 from toolbox.procedures import (
     kubelet,
     member_add,
@@ -19,13 +28,18 @@ from toolbox.procedures import (
     regenerate_certs,
     restore,
 )
+from toolbox.report import Report
 
-PROCEDURES: dict[str, ModuleType] = {restore.OPERATION: restore,
-                                     member_add.OPERATION: member_add,
-                                     member_recover.OPERATION: member_recover,
-                                     recovery_apiserver.OPERATION: recovery_apiserver,
-                                     regenerate_certs.OPERATION: regenerate_certs,
-                                     kubelet.OPERATION: kubelet}
+
+class Reported(Protocol):
+    def report(self) -> Report: ...
+
+
+# Every journaled procedure, by the operation name its journal carries.
+PROCEDURES: dict[str, Procedure[Any, Any, Reported]] = {
+    p.operation: p for p in (restore.PROCEDURE, member_add.PROCEDURE, member_recover.PROCEDURE,
+                             recovery_apiserver.PROCEDURE, regenerate_certs.PROCEDURE,
+                             kubelet.PROCEDURE)}
 
 
 @dataclass
@@ -66,33 +80,64 @@ class Status:
                          "or roll back")
         return lines
 
+    def report(self) -> Report:
+        first, *rest = self.lines()
+        j = self.journal
+        facts: dict[str, Any] = {"lock_holder": self.holder.describe() if self.holder else None}
+        if j is not None:
+            facts.update(operation=j.operation, id=j.data["id"], status=j.status,
+                         pid=j.data.get("pid"), started=j.data.get("started"),
+                         steps=[{"name": s["name"], "state": s["state"]}
+                                for s in j.data["steps"]])
+        return Report("status", first, facts, details=rest)
+
 
 def status(ctx: Context) -> Status:
     return Status(Journal.load(ctx.paths.state_dir), current_holder(ctx.paths.state_dir))
 
 
-def _module(journal: Journal) -> ModuleType:
-    module = PROCEDURES.get(journal.operation)
-    if module is None:
+def _procedure(journal: Journal) -> Procedure[Any, Any, Reported]:
+    procedure = PROCEDURES.get(journal.operation)
+    if procedure is None:
         raise PreconditionFailed(f"this version of ocp-recovery does not know the operation "
                                  f"`{journal.operation}` in the journal")
-    return module
+    return procedure
 
 
-def resume(ctx: Context) -> tuple[str, Any]:
-    """Finish the operation in flight, its waits included; returns its name and its
-    procedure's result."""
+def _runner(ctx: Context, journal: Journal, procedure: Procedure[Any, Any, Reported]
+            ) -> Runner:
+    plan = procedure.load_plan(journal)
+    return Runner(journal, procedure.steps(ctx, plan), StepRun(ctx, plan, journal))
+
+
+def resume(ctx: Context) -> Reported:
+    """Finish the operation in flight, its waits included; its procedure's result."""
     with host_lock(ctx.paths.state_dir, "resume"):
         journal = _journal(ctx, IN_FLIGHT, "resume")
-        module = _module(journal)
-        Runner(journal, module.steps(ctx, journal)).run()
-    return journal.operation, module.finish(ctx, journal.plan)
+        procedure = _procedure(journal)
+        _runner(ctx, journal, procedure).run()
+    return procedure.finish(ctx, procedure.load_plan(journal), journal)
+
+
+def rollback_preview(ctx: Context) -> tuple[Confirmation, list[str]]:
+    """What `rollback` would undo, newest first, for the confirmation (nothing is locked or
+    changed: rollback checks the journal again under the lock)."""
+    journal = _journal(ctx, (*IN_FLIGHT, "done"), "roll back")
+    procedure = _procedure(journal)
+    done = {s["name"] for s in journal.data["steps"] if s["state"] in (RUNNING, DONE)}
+    undone = [s for s in reversed(procedure.steps(ctx, procedure.load_plan(journal)))
+              if s.name in done]
+    lines = [f"{i + 1:>2}. undo {s.name}: {s.change}" for i, s in enumerate(undone)]
+    what = "finished" if journal.status == "done" else "part-way"
+    return Confirmation(f"rollback of the {what} {journal.operation} {journal.data['id']}",
+                        f"Undo {journal.operation} and put the host back as it was before it?"
+                        ), lines
 
 
 def rollback(ctx: Context) -> Journal:
     with host_lock(ctx.paths.state_dir, "rollback"):
         journal = _journal(ctx, (*IN_FLIGHT, "done"), "roll back")
-        Runner(journal, _module(journal).steps(ctx, journal)).rollback()
+        _runner(ctx, journal, _procedure(journal)).rollback()
         if journal.plan.get("stash"):
             remove_empty_tree(ctx.paths.host(journal.plan["stash"]))
     return journal

@@ -11,10 +11,9 @@ member that never starts may have lost quorum.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from toolbox import log
@@ -31,17 +30,30 @@ from toolbox.etcd.cluster import (
 )
 from toolbox.etcd.health import healthy_members, quorum
 from toolbox.host import network
-from toolbox.host.files import atomic_write, ensure_private_dir, move_path
+from toolbox.host.files import (
+    atomic_write,
+    copy_file,
+    ensure_private_dir,
+    move_path,
+    remove_quietly,
+)
 from toolbox.host.node import member_name, node_name
-from toolbox.host.runtime import Runtime, wait_until
-from toolbox.journal import Journal, Step, describe, execute, new_operation_id
+from toolbox.host.runtime import Runtime
+from toolbox.journal import Confirmation, Journal, Plan, Procedure, Step, StepRun, new_operation_id
 from toolbox.pki.certs import load_certificates
 from toolbox.procedures.restore import ETCD_POD
+from toolbox.report import Report
+from toolbox.waiting import wait_until
 
 _log = log.get(__name__)
 
-OPERATION = "member-add"
 MEMBER_CERT_KINDS = ("server", "peer")
+# An OpenShift 4.3 control plane is three masters: a cluster of fewer, every member healthy,
+# still has masters to add (guide 3.2 adds the lost ones one at a time).
+CONTROL_PLANE_MASTERS = 3
+# True only until the signer answers: member recover drops it from its final report.
+NO_CLIENT_CERTIFICATE_YET = ("no etcd client certificate on this host yet: the cluster is "
+                             "checked once the signer's certificates are here")
 
 
 @dataclass(frozen=True)
@@ -52,19 +64,102 @@ class AddRequest:
     wait: bool = True             # wait, as the last step, until the member serves
 
 
-@dataclass
+@dataclass(frozen=True)
+class AddPlan(Plan):
+    wait: bool
+    active: str          # the active member's client URL
+    name: str
+    peer_url: str
+    dns_name: str
+    ip: str
+    stash: str           # host path: the files set aside
+
+
+AnyAddPlan = TypeVar("AnyAddPlan", bound=AddPlan)   # member recover's plan runs these steps too
+
+
+@dataclass(frozen=True)
 class AddResult:
-    plan: dict[str, Any]
-    members: list[Member] = field(default_factory=list)
-    healthy: bool | None = None
-    warnings: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    name: str
+    healthy: bool | None                  # None: not waited for (--no-wait)
+    members: tuple[dict[str, Any], ...]   # Member.as_json() and "healthy", as the wait saw them
+    warnings: tuple[str, ...]
+    remaining: str                        # the command for each master still to add
+
+    @property
+    def whole(self) -> bool:
+        """Every member started and healthy, and no master of the control plane missing."""
+        return bool(self.healthy) and len(self.members) >= CONTROL_PLANE_MASTERS and \
+            all(m["name"] and m["healthy"] for m in self.members)
+
+    def report(self) -> Report:
+        if self.healthy is None:
+            summary = f"member {self.name} added; not waited for (--no-wait)"
+        elif self.whole:
+            summary = (f"member {self.name} is started and healthy; the cluster is whole: "
+                       f"{len(self.members)} of {len(self.members)} members started and "
+                       "healthy")
+        else:
+            summary = f"member {self.name} is started and healthy"
+        return Report(
+            "member_add.summary", summary,
+            {"member": self.name, "healthy": self.healthy, "whole": self.whole,
+             "members": list(self.members)},
+            details=[f"  member {m['id']} {m['name'] or '(not started)'} "
+                     f"{','.join(m['peer_urls'])}{'' if m['healthy'] else ' (not healthy)'}"
+                     for m in self.members],
+            warnings=list(self.warnings), next=self._next())
+
+    def _next(self) -> list[str]:
+        if self.healthy is None:
+            return [f"`crictl ps --name etcd-member` here shows when {self.name}'s etcd runs; "
+                    f"once it serves, on each remaining master, one at a time: "
+                    f"{self.remaining}"]
+        unstarted = [m for m in self.members if not m["name"]]
+        unhealthy = [m["name"] for m in self.members if m["name"] and not m["healthy"]]
+        missing = CONTROL_PLANE_MASTERS - len(self.members)
+        lines = []
+        if unstarted:
+            lines.append(f"{len(unstarted)} member(s) added but not started "
+                         f"({', '.join(u for m in unstarted for u in m['peer_urls'])}): finish "
+                         "their member add or recover on those masters (`ocp-recovery status` "
+                         "there)")
+        if unhealthy:
+            lines.append(f"{len(unhealthy)} member(s) not healthy ({', '.join(unhealthy)}): "
+                         "check `crictl ps --name etcd-member` and its log on those masters")
+        if missing > 0:
+            lines.append(f"{missing} more master(s) to add (the control plane has "
+                         f"{CONTROL_PLANE_MASTERS}, the cluster {len(self.members)}): on "
+                         f"each, one at a time: {self.remaining}")
+        return lines
 
 
-def plan(ctx: Context, request: AddRequest, *, certificates: bool = True,
-         operation: str = OPERATION) -> dict[str, Any]:
-    """`certificates`: this master must already have valid member certificates (member
-    add); member recover gets them from the signer first."""
+class MemberAddProcedure(Procedure[AddRequest, AddPlan, AddResult]):
+    operation = "member-add"
+    plan_type = AddPlan
+
+    def plan(self, ctx: Context, request: AddRequest) -> AddPlan:
+        return check(ctx, request, certificates=True, operation=self.operation)
+
+    def steps(self, ctx: Context, plan: AddPlan) -> list[Step[AddPlan]]:
+        return add_steps(ctx, plan)
+
+    def finish(self, ctx: Context, plan: AddPlan, journal: Journal) -> AddResult:
+        return result_of(plan, journal, plan.warnings, "ocp-recovery member add")
+
+    def confirmation(self, plan: AddPlan) -> Confirmation:
+        return Confirmation(f"add {plan.name} ({plan.peer_url}) through {plan.active}",
+                            "Stop etcd on this master and add it to the cluster?")
+
+
+PROCEDURE = MemberAddProcedure()
+OPERATION = PROCEDURE.operation
+
+
+def check(ctx: Context, request: AddRequest, *, certificates: bool,
+          operation: str) -> AddPlan:
+    """Every check before the first change. `certificates`: this master must already have
+    valid member certificates (member add); member recover gets them from the signer first."""
     paths = ctx.paths
     if not request.name:
         raise InvalidInput("a member name is required (etcd-member-<node name>)")
@@ -95,11 +190,13 @@ def plan(ctx: Context, request: AddRequest, *, certificates: bool = True,
     peer_url = _given_peer_url(request.peer_url, ip, timeout) if request.peer_url else \
         _default_peer_url(dns_name, ip, timeout)
     active = _active_endpoint(request.active_ip, timeout)
-    warnings: list[str] = []
     operation_id = new_operation_id(operation)
-    the_plan = {"id": operation_id, "wait": request.wait, "active": active,
-                "name": request.name, "peer_url": peer_url, "dns_name": dns_name, "ip": ip,
-                "stash": paths.shown(paths.state_dir / operation_id), "warnings": warnings}
+
+    def plan_with(*warnings: str) -> AddPlan:
+        return AddPlan(id=operation_id, warnings=warnings, wait=request.wait, active=active,
+                       name=request.name, peer_url=peer_url, dns_name=dns_name, ip=ip,
+                       stash=paths.shown(paths.state_dir / operation_id))
+
     try:
         tls = member_tls(ctx, dns_name)
     except PreconditionFailed:
@@ -107,9 +204,7 @@ def plan(ctx: Context, request: AddRequest, *, certificates: bool = True,
             raise
         # A blank master: no client certificate until the signer's arrive; the cluster is
         # checked then, in the member-add step.
-        warnings.append("no etcd client certificate on this host yet: the cluster is "
-                        "checked once the signer's certificates are here")
-        return the_plan
+        return plan_with(NO_CLIENT_CERTIFICATE_YET)
     with EtcdClient.connect(ctx, tls, endpoints=(active,)) as client:
         members = client.members()
     local_member = _running_local_member(ctx, tls, members)
@@ -137,10 +232,167 @@ def plan(ctx: Context, request: AddRequest, *, certificates: bool = True,
             next_step="start the stopped masters' etcd until a majority answers; if they are "
             "lost for good, restore a survivor first (guide 3.2 step 1), then add the others")
     if len(healthy) < quorum(len(members) + 1):
-        warnings.append(
+        return plan_with(
             f"the cluster has {len(healthy)} healthy member(s); with this one added its "
             f"quorum is {quorum(len(members) + 1)}: it stops serving until this member runs")
-    return the_plan
+    return plan_with()
+
+
+def add_steps(ctx: Context, plan: AnyAddPlan) -> list[Step[AnyAddPlan]]:
+    """The steps of member add, which member recover runs after getting its certificates."""
+    paths = ctx.paths
+    shown = paths.shown
+    return [
+        Step("save-member-files", f"copy etcd-member.yaml, {shown(paths.etcd_env_file)} "
+             f"and etcd.conf to {plan.stash}", _save_member_files),
+        Step("stop-etcd", f"move etcd-member.yaml to {plan.stash}/manifests; wait "
+             "until the pod is gone", _stop_etcd, _start_etcd),
+        Step("set-aside-data-dir", f"move {shown(paths.etcd_data_dir)} to "
+             f"{plan.stash}/var-lib-etcd", _set_aside_data_dir, _put_back_data_dir),
+        Step("member-add", f"etcd member add {plan.name} {plan.peer_url} through "
+             f"{plan.active}", _add_member, _remove_added_member),
+        Step("write-environment", f"ETCD_INITIAL_CLUSTER and ETCD_INITIAL_CLUSTER_STATE="
+             f"existing into {shown(paths.etcd_env_file)}", _write_environment,
+             _put_back_environment),
+        Step("start-etcd", "move etcd-member.yaml back into the manifests", _start_etcd,
+             _stop_etcd),
+        *([Step("wait-healthy", f"wait (<= {ctx.timeouts.health:.0f}s) until member "
+                f"{plan.name} starts and serves", _wait_healthy)] if plan.wait else []),
+    ]
+
+
+def result_of(plan: AddPlan, journal: Journal, warnings: tuple[str, ...],
+              command: str) -> AddResult:
+    """The result of a finished run, from what its wait step saw (no second check);
+    `command` is how the remaining masters join, through the same active member."""
+    active = urlsplit(plan.active).hostname or plan.active
+    return AddResult(plan.name, True if plan.wait else None,
+                     tuple(journal.fact("members", [])), warnings,
+                     f"{command} {active} etcd-member-<node>")
+
+
+def _stash(run: StepRun[AnyAddPlan]) -> Path:
+    return run.ctx.paths.host(run.plan.stash)
+
+
+def _save_member_files(run: StepRun[AnyAddPlan]) -> None:
+    paths, stash = run.ctx.paths, _stash(run)
+    ensure_private_dir(stash)
+    for source, name in ((paths.etcd_env_file, "environment"),
+                         (paths.etcd_manifest, "etcd-member.yaml"),
+                         (paths.etcd_conf, "etcd.conf")):
+        if source.is_file() and not (stash / name).exists():
+            copy_file(source, stash / name)
+
+
+def _stop_etcd(run: StepRun[AnyAddPlan]) -> None:
+    paths = run.ctx.paths
+    if paths.etcd_manifest.exists():
+        move_path(paths.etcd_manifest, _stash(run) / "manifests" / "etcd-member.yaml")
+    Runtime(run.ctx.executor).wait_pod_stopped(ETCD_POD, run.ctx.timeouts.pod_stop)
+
+
+def _start_etcd(run: StepRun[AnyAddPlan]) -> None:
+    move_path(_stash(run) / "manifests" / "etcd-member.yaml", run.ctx.paths.etcd_manifest)
+
+
+def _set_aside_data_dir(run: StepRun[AnyAddPlan]) -> None:
+    data_dir, set_aside = run.ctx.paths.etcd_data_dir, _stash(run) / "var-lib-etcd"
+    if set_aside.exists():
+        remove_quietly(data_dir)
+    elif data_dir.exists():
+        move_path(data_dir, set_aside)
+
+
+def _put_back_data_dir(run: StepRun[AnyAddPlan]) -> None:
+    data_dir, set_aside = run.ctx.paths.etcd_data_dir, _stash(run) / "var-lib-etcd"
+    if set_aside.exists():
+        remove_quietly(data_dir)
+        move_path(set_aside, data_dir)
+
+
+def _add_member(run: StepRun[AnyAddPlan]) -> None:
+    plan = run.plan
+    tls = member_tls(run.ctx, plan.dns_name)
+    with EtcdClient.connect(run.ctx, tls, endpoints=(plan.active,)) as client:
+        if _running_local_member(run.ctx, tls, client.members()) is not None:
+            raise PreconditionFailed("etcd already runs here as a member of that cluster")
+        existing = [m for m in client.members() if plan.peer_url in m.peer_urls]
+        if existing:  # a kill after the call: the member is already added
+            added, members = existing[0], client.members()
+        else:
+            added, members = _add(client, plan.peer_url)
+    cluster = ",".join(
+        f"{m.name or plan.name if m.id == added.id else m.name}={url}"
+        for m in members for url in m.peer_urls if m.name or m.id == added.id)
+    run.journal.record("member_id", added.id)
+    run.journal.record("initial_cluster", cluster)
+
+
+def _remove_added_member(run: StepRun[AnyAddPlan]) -> None:
+    member_id = run.journal.fact("member_id")
+    if member_id is None:
+        return
+    tls = member_tls(run.ctx, run.plan.dns_name)
+    with EtcdClient.connect(run.ctx, tls, endpoints=(run.plan.active,)) as client:
+        if any(m.id == member_id for m in client.members()):
+            client.remove_member(member_id)
+
+
+def _write_environment(run: StepRun[AnyAddPlan]) -> None:
+    env = parse_env_file((_stash(run) / "environment").read_text())
+    for key in ("ETCD_INITIAL_CLUSTER", "ETCD_INITIAL_CLUSTER_STATE"):
+        env.plain.pop(key, None)
+    env.exported["ETCD_INITIAL_CLUSTER"] = run.journal.fact("initial_cluster")
+    env.exported["ETCD_INITIAL_CLUSTER_STATE"] = "existing"
+    atomic_write(run.ctx.paths.etcd_env_file, env.render().encode(), mode=0o644)
+
+
+def _put_back_environment(run: StepRun[AnyAddPlan]) -> None:
+    saved = _stash(run) / "environment"
+    if saved.exists():
+        atomic_write(run.ctx.paths.etcd_env_file, saved.read_bytes(), mode=0o644)
+
+
+def _wait_healthy(run: StepRun[AnyAddPlan]) -> None:
+    """Wait until the added member has started and answers; record the member list and
+    which members answer, for the result."""
+    ctx, plan = run.ctx, run.plan
+    tls = member_tls(ctx, plan.dns_name)
+    members: list[Member] = []
+    state = [f"member {plan.name} added; waiting for its etcd to start"]
+
+    def started_and_healthy() -> bool:
+        try:
+            with EtcdClient.connect(ctx, tls, endpoints=(plan.active,)) as client:
+                members[:] = client.members()
+        except EtcdUnavailable:
+            state[0] = f"member {plan.name} added; the active member {plan.active} does " \
+                "not answer"
+            return False
+        mine = [m for m in members if m.name == plan.name]
+        if not mine:
+            state[0] = f"member {plan.name} added; waiting for its etcd to start"
+            return False
+        state[0] = f"member {plan.name} started, waiting until it serves"
+        return bool(healthy_members(ctx, tls, mine))
+
+    try:
+        wait_until(started_and_healthy, timeout=ctx.timeouts.health,
+                   what=f"member {plan.name} to start and serve",
+                   next_step="check `crictl ps --name etcd-member` and its log here",
+                   progress=lambda: state[0])
+    except WaitTimedOut as exc:
+        exc.state = (f"member {plan.name} is added but has not started: the cluster "
+                     "counts it toward quorum and may have stopped serving; `rollback` "
+                     "removes the member again")
+        raise
+    # Ours was just seen serving; the others are asked once, for the report's next steps.
+    others = [m for m in members if m.name != plan.name]
+    answering = {m.id for m in healthy_members(ctx, tls, others)} | \
+        {m.id for m in members if m.name == plan.name}
+    run.journal.record("members", [{**m.as_json(), "healthy": m.id in answering}
+                                   for m in members])
 
 
 def member_tls(ctx: Context, dns_name: str) -> TlsFiles:
@@ -228,7 +480,7 @@ def _same_peer(peer_url: str, urls: tuple[str, ...], timeout: float) -> bool:
     return any(url == peer_url or ours & reached(url) for url in urls)
 
 
-def _running_local_member(ctx: Context, tls: Any, members: list[Member]) -> Member | None:
+def _running_local_member(ctx: Context, tls: TlsFiles, members: list[Member]) -> Member | None:
     """The cluster member that the etcd running here is, if it is one."""
     try:
         with EtcdClient.connect(ctx, tls) as local:
@@ -250,151 +502,3 @@ def _add(client: EtcdClient, peer_url: str) -> tuple[Member, list[Member]]:
         members = client.members()
         result = (next(m for m in members if peer_url in m.peer_urls), members)
     return result
-
-
-def steps(ctx: Context, journal: Journal) -> list[Step]:
-    the_plan = journal.plan
-    paths = ctx.paths
-    runtime = Runtime(ctx.executor)
-    stash = paths.host(the_plan["stash"])
-    saved_env = stash / "environment"
-    set_aside_data = stash / "var-lib-etcd"
-
-    def save_member_files() -> None:
-        ensure_private_dir(stash)
-        for source, name in ((paths.etcd_env_file, "environment"),
-                             (paths.etcd_manifest, "etcd-member.yaml"),
-                             (paths.etcd_conf, "etcd.conf")):
-            if source.is_file() and not (stash / name).exists():
-                shutil.copy2(source, stash / name)
-
-    def stop_etcd() -> None:
-        if paths.etcd_manifest.exists():
-            move_path(paths.etcd_manifest, stash / "manifests" / "etcd-member.yaml")
-        runtime.wait_pod_stopped(ETCD_POD, ctx.timeouts.pod_stop)
-
-    def start_etcd() -> None:
-        move_path(stash / "manifests" / "etcd-member.yaml", paths.etcd_manifest)
-
-    def set_aside_data_dir() -> None:
-        if set_aside_data.exists():
-            shutil.rmtree(paths.etcd_data_dir, ignore_errors=True)
-        elif paths.etcd_data_dir.exists():
-            move_path(paths.etcd_data_dir, set_aside_data)
-
-    def put_back_data_dir() -> None:
-        if set_aside_data.exists():
-            shutil.rmtree(paths.etcd_data_dir, ignore_errors=True)
-            move_path(set_aside_data, paths.etcd_data_dir)
-
-    def add_member() -> None:
-        tls = member_tls(ctx, the_plan["dns_name"])
-        with EtcdClient.connect(ctx, tls, endpoints=(the_plan["active"],)) as client:
-            if _running_local_member(ctx, tls, client.members()) is not None:
-                raise PreconditionFailed("etcd already runs here as a member of that cluster")
-            existing = [m for m in client.members() if the_plan["peer_url"] in m.peer_urls]
-            if existing:  # a kill after the call: the member is already added
-                added, members = existing[0], client.members()
-            else:
-                added, members = _add(client, the_plan["peer_url"])
-        cluster = ",".join(
-            f"{m.name or the_plan['name'] if m.id == added.id else m.name}={url}"
-            for m in members for url in m.peer_urls if m.name or m.id == added.id)
-        journal.record("member_id", added.id)
-        journal.record("initial_cluster", cluster)
-
-    def remove_added_member() -> None:
-        member_id = journal.fact("member_id")
-        if member_id is None:
-            return
-        tls = member_tls(ctx, the_plan["dns_name"])
-        with EtcdClient.connect(ctx, tls, endpoints=(the_plan["active"],)) as client:
-            if any(m.id == member_id for m in client.members()):
-                client.remove_member(member_id)
-
-    def write_environment() -> None:
-        env = parse_env_file(saved_env.read_text())
-        for key in ("ETCD_INITIAL_CLUSTER", "ETCD_INITIAL_CLUSTER_STATE"):
-            env.plain.pop(key, None)
-        env.exported["ETCD_INITIAL_CLUSTER"] = journal.fact("initial_cluster")
-        env.exported["ETCD_INITIAL_CLUSTER_STATE"] = "existing"
-        atomic_write(paths.etcd_env_file, env.render().encode(), mode=0o644)
-
-    def put_back_environment() -> None:
-        if saved_env.exists():
-            atomic_write(paths.etcd_env_file, saved_env.read_bytes(), mode=0o644)
-
-    shown = paths.shown
-    return [
-        Step("save-member-files", f"copy etcd-member.yaml, {shown(paths.etcd_env_file)} "
-             f"and etcd.conf to {the_plan['stash']}", save_member_files),
-        Step("stop-etcd", f"move etcd-member.yaml to {the_plan['stash']}/manifests; wait "
-             "until the pod is gone", stop_etcd, start_etcd),
-        Step("set-aside-data-dir", f"move {shown(paths.etcd_data_dir)} to "
-             f"{the_plan['stash']}/var-lib-etcd", set_aside_data_dir, put_back_data_dir),
-        Step("member-add", f"etcd member add {the_plan['name']} {the_plan['peer_url']} "
-             f"through {the_plan['active']}", add_member, remove_added_member),
-        Step("write-environment", f"ETCD_INITIAL_CLUSTER and ETCD_INITIAL_CLUSTER_STATE="
-             f"existing into {shown(paths.etcd_env_file)}", write_environment,
-             put_back_environment),
-        Step("start-etcd", "move etcd-member.yaml back into the manifests", start_etcd,
-             stop_etcd),
-        *([Step("wait-healthy", f"wait (<= {ctx.timeouts.health:.0f}s) until member "
-                f"{the_plan['name']} starts and serves", lambda: wait_started(ctx, the_plan))]
-          if the_plan.get("wait", True) else []),
-    ]
-
-
-def dry_run(ctx: Context, request: AddRequest) -> tuple[dict[str, Any], list[str]]:
-    the_plan = plan(ctx, request)
-    return the_plan, describe(steps(ctx, Journal.in_memory(the_plan)))
-
-
-def run(ctx: Context, request: AddRequest, *,
-        checked_plan: dict[str, Any] | None = None) -> AddResult:
-    started = time.monotonic()
-    the_plan = checked_plan or plan(ctx, request)
-    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
-    result = finish(ctx, the_plan)
-    result.seconds = time.monotonic() - started
-    return result
-
-
-def finish(ctx: Context, the_plan: dict[str, Any]) -> AddResult:
-    """The result of a finished run (its last step waited, unless --no-wait)."""
-    result = AddResult(the_plan, warnings=list(the_plan["warnings"]))
-    if the_plan.get("wait", True):
-        result.members = wait_started(ctx, the_plan)  # started already: one check
-        result.healthy = True
-    return result
-
-
-def wait_started(ctx: Context, the_plan: dict[str, Any]) -> list[Member]:
-    """Wait until the added member has started and answers; return the member list."""
-    tls = member_tls(ctx, the_plan["dns_name"])
-    members: list[Member] = []
-
-    def started_and_healthy() -> bool:
-        try:
-            with EtcdClient.connect(ctx, tls, endpoints=(the_plan["active"],)) as client:
-                members[:] = client.members()
-        except EtcdUnavailable:
-            return False
-        mine = [m for m in members if m.name == the_plan["name"]]
-        return bool(mine) and bool(healthy_members(ctx, tls, mine))
-
-    try:
-        wait_until(started_and_healthy, timeout=ctx.timeouts.health,
-                   what=f"member {the_plan['name']} to start and serve",
-                   next_step="check `crictl ps --name etcd-member` and its log here")
-    except WaitTimedOut as exc:
-        exc.state = (f"member {the_plan['name']} is added but has not started: the cluster "
-                     "counts it toward quorum and may have stopped serving; `rollback` "
-                     "removes the member again")
-        raise
-    return members
-
-
-def next_steps(the_plan: dict[str, Any]) -> list[str]:
-    return [f"member {the_plan['name']} is started and healthy",
-            "next: add the remaining masters the same way, one at a time"]

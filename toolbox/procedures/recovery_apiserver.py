@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import socket
 from dataclasses import dataclass
-from typing import Any
 
 import yaml
 
@@ -24,12 +22,21 @@ from toolbox.context import Context
 from toolbox.errors import PreconditionFailed
 from toolbox.host.files import atomic_write, remove_quietly
 from toolbox.host.lock import host_lock
-from toolbox.host.runtime import wait_until
-from toolbox.journal import Journal, Step, describe, execute
+from toolbox.journal import (
+    Confirmation,
+    Journal,
+    Plan,
+    Procedure,
+    Step,
+    StepRun,
+    new_operation_id,
+)
 from toolbox.kube import config as kubeconfig
 from toolbox.kube.client import KubeClient
 from toolbox.kube.manifests import host_path_of, load_pod
 from toolbox.pki import certs
+from toolbox.report import Report
+from toolbox.waiting import wait_until
 
 _log = log.get(__name__)
 
@@ -51,12 +58,62 @@ MADE = ("serving-ca.crt", "serving-ca.key", "serving.crt", "serving.key", "confi
 
 
 @dataclass(frozen=True)
+class CreatePlan(Plan):
+    resource_dir: str             # host path of the kube-apiserver revision copied from
+    image: str
+    etcd_urls: tuple[str, ...]
+    encrypted: bool
+
+
+@dataclass(frozen=True)
 class Created:
     kubeconfig: str      # host path
     expires: str
 
+    def report(self) -> Report:
+        return Report("recovery_apiserver.ready",
+                      f"the recovery kube-apiserver answers on {SERVER}; "
+                      f"{expiry_note(self.expires)}",
+                      {"kubeconfig": self.kubeconfig, "expires": self.expires},
+                      details=["to use it:", f"    export KUBECONFIG={self.kubeconfig}"],
+                      next=["ocp-recovery regenerate-certificates"])
 
-def plan(ctx: Context) -> dict[str, Any]:
+
+class RecoveryApiserverProcedure(Procedure[None, CreatePlan, Created]):
+    operation = OPERATION
+    plan_type = CreatePlan
+
+    def plan(self, ctx: Context, request: None = None) -> CreatePlan:
+        return plan(ctx)
+
+    def steps(self, ctx: Context, plan: CreatePlan) -> list[Step[CreatePlan]]:
+        paths = ctx.paths
+        manifest = paths.shown(paths.recovery_apiserver_manifest)
+        return [
+            Step("write-recovery-dir",
+                 f"create {paths.shown(paths.recovery_apiserver_dir)}: etcd client material, "
+                 f"encryption config, a {VALID_DAYS}-day CA, serving cert (localhost, "
+                 "127.0.0.1), admin.kubeconfig", _write_recovery_dir, _remove_recovery_dir),
+            Step("write-manifest", f"write {manifest} (kubelet starts the recovery "
+                 f"kube-apiserver on {BIND})", _write_manifest, _remove_manifest),
+            Step("wait-ready", f"wait up to {ctx.timeouts.health:.0f}s for {SERVER}/readyz",
+                 _wait_ready),
+        ]
+
+    def finish(self, ctx: Context, plan: CreatePlan, journal: Journal) -> Created:
+        return Created(ctx.paths.shown(ctx.paths.recovery_kubeconfig),
+                       str(journal.fact("expires", "")))
+
+    def confirmation(self, plan: CreatePlan) -> Confirmation:
+        return Confirmation(f"recovery kube-apiserver from {plan.resource_dir}, etcd "
+                            f"{','.join(plan.etcd_urls)}",
+                            "Start a recovery kube-apiserver on this master?")
+
+
+PROCEDURE = RecoveryApiserverProcedure()
+
+
+def plan(ctx: Context) -> CreatePlan:
     """Everything checked before the first change."""
     paths = ctx.paths
     for existing in (paths.recovery_apiserver_manifest, paths.recovery_apiserver_dir):
@@ -82,79 +139,60 @@ def plan(ctx: Context) -> dict[str, Any]:
     if not images:
         raise PreconditionFailed(f"{paths.shown(manifest)} has no kube-apiserver-N container "
                                  "to take the image from")
-    return {"resource_dir": resource_dir, "image": images[-1],
-            "etcd_urls": list(ctx.etcd.endpoints),
-            "encrypted": (local_dir / ENCRYPTION).is_file()}
+    return CreatePlan(new_operation_id(OPERATION), (), resource_dir=resource_dir,
+                      image=images[-1], etcd_urls=tuple(ctx.etcd.endpoints),
+                      encrypted=(local_dir / ENCRYPTION).is_file())
 
 
-def steps(ctx: Context, journal: Journal) -> list[Step]:
-    the_plan = journal.plan
-    paths = ctx.paths
+def _write_recovery_dir(run: StepRun[CreatePlan]) -> None:
+    paths = run.ctx.paths
     recovery_dir = paths.recovery_apiserver_dir
-    manifest = paths.recovery_apiserver_manifest
-    shown_dir = paths.shown(recovery_dir)
-
-    def write_recovery_dir() -> None:
-        recovery_dir.mkdir(mode=0o755, exist_ok=True)
-        source = paths.host(the_plan["resource_dir"])
-        for name, (relative, mode) in COPIED.items():
-            atomic_write(recovery_dir / name, (source / relative).read_bytes(), mode)
-        encryption = source / ENCRYPTION
-        atomic_write(recovery_dir / "encryption-config",
-                     encryption.read_bytes() if encryption.is_file() else EMPTY_ENCRYPTION,
-                     0o600)
-        ca = certs.self_signed_ca("ocp-recovery-localhost-ca", days=VALID_DAYS)
-        serving = certs.issue(ca, common_name="localhost", dns_names=["localhost"],
-                              ip_addresses=["127.0.0.1"], days=VALID_DAYS, client=False)
-        admin = certs.issue(ca, common_name="system:admin", organizations=["system:masters"],
-                            days=VALID_DAYS, server=False)
-        for name, pair in (("serving-ca", ca), ("serving", serving)):
-            atomic_write(recovery_dir / f"{name}.crt", pair.cert_pem(), 0o644)
-            atomic_write(recovery_dir / f"{name}.key", pair.key_pem(), 0o600)
-        atomic_write(recovery_dir / "config.yaml", _config(the_plan["etcd_urls"]), 0o644)
-        atomic_write(recovery_dir / "admin.kubeconfig", kubeconfig.render(
-            cluster="recovery", server=SERVER, user="admin", context="admin",
-            ca_pem=ca.cert_pem(), client_cert_pem=admin.cert_pem(),
-            client_key_pem=admin.key_pem()), 0o600)
-        journal.record("expires", ca.cert.not_valid_after_utc.isoformat(timespec="seconds"))
-
-    def write_manifest() -> None:
-        atomic_write(manifest, _manifest(the_plan["image"], paths.shown(recovery_dir)), 0o644)
-
-    def wait_ready() -> None:
-        client = KubeClient(kubeconfig.load(paths.recovery_kubeconfig, paths.host),
-                            timeout=ctx.timeouts.dial)
-        client.wait_ready(ctx.timeouts.health, next_step=(
-            "check the kube-apiserver-recovery container (`crictl ps --name "
-            "kube-apiserver-recovery`, `crictl logs <id>`), then `ocp-recovery resume`"))
-
-    return [
-        Step("write-recovery-dir",
-             f"create {shown_dir}: etcd client material, encryption config, a "
-             f"{VALID_DAYS}-day CA, serving cert (localhost, 127.0.0.1), admin.kubeconfig",
-             write_recovery_dir, lambda: shutil.rmtree(recovery_dir, ignore_errors=True)),
-        Step("write-manifest", f"write {paths.shown(manifest)} (kubelet starts the recovery "
-             f"kube-apiserver on {BIND})", write_manifest, lambda: remove_quietly(manifest)),
-        Step("wait-ready", f"wait up to {ctx.timeouts.health:.0f}s for {SERVER}/readyz",
-             wait_ready),
-    ]
+    recovery_dir.mkdir(mode=0o755, exist_ok=True)
+    source = paths.host(run.plan.resource_dir)
+    for name, (relative, mode) in COPIED.items():
+        atomic_write(recovery_dir / name, (source / relative).read_bytes(), mode)
+    encryption = source / ENCRYPTION
+    atomic_write(recovery_dir / "encryption-config",
+                 encryption.read_bytes() if encryption.is_file() else EMPTY_ENCRYPTION,
+                 0o600)
+    ca = certs.self_signed_ca("ocp-recovery-localhost-ca", days=VALID_DAYS)
+    serving = certs.issue(ca, common_name="localhost", dns_names=["localhost"],
+                          ip_addresses=["127.0.0.1"], days=VALID_DAYS, client=False)
+    admin = certs.issue(ca, common_name="system:admin", organizations=["system:masters"],
+                        days=VALID_DAYS, server=False)
+    for name, pair in (("serving-ca", ca), ("serving", serving)):
+        atomic_write(recovery_dir / f"{name}.crt", pair.cert_pem(), 0o644)
+        atomic_write(recovery_dir / f"{name}.key", pair.key_pem(), 0o600)
+    atomic_write(recovery_dir / "config.yaml", _config(run.plan.etcd_urls), 0o644)
+    atomic_write(recovery_dir / "admin.kubeconfig", kubeconfig.render(
+        cluster="recovery", server=SERVER, user="admin", context="admin",
+        ca_pem=ca.cert_pem(), client_cert_pem=admin.cert_pem(),
+        client_key_pem=admin.key_pem()), 0o600)
+    run.journal.record("expires", ca.cert.not_valid_after_utc.isoformat(timespec="seconds"))
 
 
-def dry_run(ctx: Context) -> tuple[dict[str, Any], list[str]]:
-    the_plan = plan(ctx)
-    return the_plan, describe(steps(ctx, Journal.in_memory(the_plan)))
+def _remove_recovery_dir(run: StepRun[CreatePlan]) -> None:
+    remove_quietly(run.ctx.paths.recovery_apiserver_dir)
 
 
-def create(ctx: Context, checked_plan: dict[str, Any] | None = None) -> Created:
-    the_plan = checked_plan or plan(ctx)
-    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
-    return finish(ctx, the_plan)
+def _write_manifest(run: StepRun[CreatePlan]) -> None:
+    paths = run.ctx.paths
+    atomic_write(paths.recovery_apiserver_manifest,
+                 _manifest(run.plan.image, paths.shown(paths.recovery_apiserver_dir)), 0o644)
 
 
-def finish(ctx: Context, the_plan: dict[str, Any]) -> Created:
-    journal = Journal.load(ctx.paths.state_dir)
-    expires = str(journal.fact("expires", "")) if journal else ""
-    return Created(ctx.paths.shown(ctx.paths.recovery_kubeconfig), expires)
+def _remove_manifest(run: StepRun[CreatePlan]) -> None:
+    remove_quietly(run.ctx.paths.recovery_apiserver_manifest)
+
+
+def _wait_ready(run: StepRun[CreatePlan]) -> None:
+    paths, ctx = run.ctx.paths, run.ctx
+    client = KubeClient.from_file(paths.recovery_kubeconfig, paths.host,
+                                  paths.shown(paths.recovery_kubeconfig),
+                                  timeout=ctx.timeouts.dial)
+    client.wait_ready(ctx.timeouts.health, next_step=(
+        "check the kube-apiserver-recovery container (`crictl ps --name "
+        "kube-apiserver-recovery`, `crictl logs <id>`), then `ocp-recovery resume`"))
 
 
 def destroy(ctx: Context) -> list[str]:
@@ -199,7 +237,7 @@ def listening() -> bool:
         return False
 
 
-def _config(etcd_urls: list[str]) -> bytes:
+def _config(etcd_urls: tuple[str, ...]) -> bytes:
     config = {
         "apiVersion": "kubecontrolplane.config.openshift.io/v1",
         "kind": "KubeAPIServerConfig",

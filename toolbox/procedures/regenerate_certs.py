@@ -14,16 +14,24 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
 from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import PreconditionFailed
 from toolbox.host.files import atomic_write, move_path
-from toolbox.journal import Journal, Step, describe, execute
-from toolbox.kube.client import KubeClient, ObjectStore, connect, path_of
+from toolbox.journal import (
+    Confirmation,
+    Journal,
+    Plan,
+    Procedure,
+    Step,
+    StepRun,
+    new_operation_id,
+)
+from toolbox.kube.client import KubeClient, ObjectStore, connect
 from toolbox.kube.manifests import annotated, host_path_of, load_pod
 from toolbox.pki import rotation
+from toolbox.report import Report
 
 _log = log.get(__name__)
 
@@ -40,9 +48,20 @@ class Regenerated:
     kept: list[str]            # host paths of the old files kept beside them
     manifests: list[str]
 
+    def report(self) -> Report:
+        return Report(
+            "regenerate_certificates.summary",
+            f"regenerated {len(self.changes)} objects in the API; wrote {len(self.files)} files "
+            f"({len(self.kept)} old ones kept beside them)",
+            {"changed": [[str(c.ref), c.kind, c.reason] for c in self.changes],
+             "files": self.files, "kept": self.kept, "manifests": self.manifests},
+            details=[*(f"  {c.kind} {c.ref}: {c.reason}" for c in self.changes),
+                     "annotated (kubelet restarts them): " + ", ".join(self.manifests)],
+            next=["ocp-recovery control-plane force-redeploy"])
+
 
 def infrastructure_status(client: KubeClient) -> dict[str, str]:
-    infra = client.get(path_of("Infrastructure", "cluster")) or {}
+    infra = client.get("Infrastructure", "cluster") or {}
     status = {k: str(v) for k, v in (infra.get("status") or {}).items() if isinstance(v, str)}
     if not status.get("apiServerInternalURI"):
         raise PreconditionFailed(
@@ -53,7 +72,54 @@ def infrastructure_status(client: KubeClient) -> dict[str, str]:
     return status
 
 
-def plan(ctx: Context, client: KubeClient, now: dt.datetime) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RegeneratePlan(Plan):
+    now: str                                  # ISO time: the suffix of kept files, the annotation
+    server: str
+    kubeconfig: str | None
+    infrastructure: dict[str, str]
+    due: tuple[tuple[str, str, str], ...]     # (object, kind, reason) found due by the preview
+
+
+class RegenerateProcedure(Procedure[None, RegeneratePlan, Regenerated]):
+    operation = OPERATION
+    plan_type = RegeneratePlan
+
+    def plan(self, ctx: Context, request: None = None) -> RegeneratePlan:
+        return plan(ctx, connect(ctx), dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+    def steps(self, ctx: Context, plan: RegeneratePlan) -> list[Step[RegeneratePlan]]:
+        suffix = _suffix(plan)
+        return [
+            Step("rotate-in-api", f"regenerate {len(plan.due)} due signers, bundles and "
+                 f"certificates in the API at {plan.server}", _rotate_in_api),
+            Step("write-pod-files", "write the new certificates to the cert and resource dirs "
+                 "of kube-apiserver, kube-controller-manager, kube-scheduler (old kept as "
+                 f"*{suffix})", _write_pod_files, _restore_pod_files),
+            Step("annotate-manifests", f"annotate the three manifests {ANNOTATION}={plan.now} "
+                 "(kubelet restarts the pods)", _annotate_manifests, _restore_manifests),
+        ]
+
+    def changes(self, ctx: Context, plan: RegeneratePlan) -> list[str]:
+        due = [f"  due: {ref} ({kind}): {reason}" for ref, kind, reason in plan.due]
+        return [*due, *super().changes(ctx, plan)]
+
+    def finish(self, ctx: Context, plan: RegeneratePlan, journal: Journal) -> Regenerated:
+        changes = [rotation.Change(rotation.Ref(*ref.split("/", 1)), kind, reason)
+                   for ref, kind, reason in journal.fact("changes", [])]
+        return Regenerated(changes, journal.fact("written", []), journal.fact("kept", []),
+                           [f"/etc/kubernetes/manifests/{m}" for m in MANIFESTS])
+
+    def confirmation(self, plan: RegeneratePlan) -> Confirmation:
+        return Confirmation(f"regenerate certificates through {plan.server}; {len(plan.due)} "
+                            "objects are due",
+                            "Regenerate the control-plane certificates and restart the pods?")
+
+
+PROCEDURE = RegenerateProcedure()
+
+
+def plan(ctx: Context, client: KubeClient, now: dt.datetime) -> RegeneratePlan:
     """What is due, computed on a copy: the API and the host are only read."""
     for name in MANIFESTS:
         pod = load_pod(ctx.paths.manifests / name, f"/etc/kubernetes/manifests/{name}")
@@ -62,99 +128,69 @@ def plan(ctx: Context, client: KubeClient, now: dt.datetime) -> dict[str, Any]:
     status = infrastructure_status(client)
     preview = rotation.MemoryStore(ObjectStore(client))
     changes = rotation.rotate(preview, now, status)
-    return {"now": now.isoformat(), "server": client.config.server,
-            "kubeconfig": ctx.kubeconfig, "infrastructure": status,
-            "due": [[str(c.ref), c.kind, c.reason] for c in changes]}
+    return RegeneratePlan(new_operation_id(OPERATION), (), now=now.isoformat(),
+                          server=client.server, kubeconfig=ctx.kubeconfig,
+                          infrastructure=status,
+                          due=tuple((str(c.ref), c.kind, c.reason) for c in changes))
 
 
-def steps(ctx: Context, journal: Journal) -> list[Step]:
-    the_plan = journal.plan
-    now = dt.datetime.fromisoformat(the_plan["now"])
-    suffix = now.strftime(".%Y-%m-%d-%H-%M-%S")
-    paths = ctx.paths
+def _suffix(plan: RegeneratePlan) -> str:
+    return dt.datetime.fromisoformat(plan.now).strftime(".%Y-%m-%d-%H-%M-%S")
 
-    def client() -> KubeClient:
-        return connect(ctx)
 
-    def rotate_in_api() -> None:
-        changes = rotation.rotate(ObjectStore(client()), now, the_plan["infrastructure"])
-        journal.record("changes", [[str(c.ref), c.kind, c.reason] for c in changes])
+def _rotate_in_api(run: StepRun[RegeneratePlan]) -> None:
+    changes = rotation.rotate(ObjectStore(connect(run.ctx)),
+                              dt.datetime.fromisoformat(run.plan.now), run.plan.infrastructure)
+    run.journal.record("changes", [[str(c.ref), c.kind, c.reason] for c in changes])
 
-    def write_pod_files() -> None:
-        written, kept = list(journal.fact("written", [])), list(journal.fact("kept", []))
-        for item in rotation.pod_files(ObjectStore(client())):
-            pod = load_pod(paths.manifests / item.manifest)
-            directory = host_path_of(pod, item.volume, item.manifest)
-            target = paths.host(f"{directory.rstrip('/')}/{item.relative}")
-            mode = 0o600 if item.secret else 0o644
-            if target.is_file():
-                if target.read_bytes() == item.data:
-                    continue
-                mode = target.stat().st_mode & 0o777
-                backup = target.with_name(target.name + suffix)
-                if not backup.exists():
-                    move_path(target, backup)
-                    kept.append(paths.shown(backup))
-                    journal.record("kept", kept)
-            target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-            atomic_write(target, item.data, mode)
-            written.append(paths.shown(target))
-            journal.record("written", written)
 
-    def restore_pod_files() -> None:
-        for shown in journal.fact("kept", []):
-            backup = paths.host(shown)
-            if backup.exists():
-                move_path(backup, backup.with_name(backup.name.removesuffix(suffix)))
-
-    def annotate_manifests() -> None:
-        originals = dict(journal.fact("manifests", {}))
-        for name in MANIFESTS:
-            path = paths.manifests / name
-            original = path.read_bytes()
-            originals.setdefault(name, base64.b64encode(original).decode())
-            journal.record("manifests", originals)
-            pod = load_pod(path)
-            if (pod.get("metadata", {}).get("annotations") or {}).get(ANNOTATION) == \
-                    the_plan["now"]:
+def _write_pod_files(run: StepRun[RegeneratePlan]) -> None:
+    paths, journal, suffix = run.ctx.paths, run.journal, _suffix(run.plan)
+    written, kept = list(journal.fact("written", [])), list(journal.fact("kept", []))
+    for item in rotation.pod_files(ObjectStore(connect(run.ctx))):
+        pod = load_pod(paths.manifests / item.manifest)
+        directory = host_path_of(pod, item.volume, item.manifest)
+        target = paths.host(f"{directory.rstrip('/')}/{item.relative}")
+        mode = 0o600 if item.secret else 0o644
+        if target.is_file():
+            if target.read_bytes() == item.data:
                 continue
-            atomic_write(path, annotated(pod, ANNOTATION, the_plan["now"]),
-                         path.stat().st_mode & 0o777)
-
-    def restore_manifests() -> None:
-        for name, data in journal.fact("manifests", {}).items():
-            path = paths.manifests / name
-            atomic_write(path, base64.b64decode(data), path.stat().st_mode & 0o777)
-
-    due = len(the_plan["due"])
-    return [
-        Step("rotate-in-api", f"regenerate {due} due signers, bundles and certificates in "
-             f"the API at {the_plan['server']}", rotate_in_api),
-        Step("write-pod-files", "write the new certificates to the cert and resource dirs of "
-             f"kube-apiserver, kube-controller-manager, kube-scheduler (old kept as *{suffix})",
-             write_pod_files, restore_pod_files),
-        Step("annotate-manifests", f"annotate the three manifests {ANNOTATION}="
-             f"{the_plan['now']} (kubelet restarts the pods)", annotate_manifests,
-             restore_manifests),
-    ]
+            mode = target.stat().st_mode & 0o777
+            backup = target.with_name(target.name + suffix)
+            if not backup.exists():
+                move_path(target, backup)
+                kept.append(paths.shown(backup))
+                journal.record("kept", kept)
+        target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        atomic_write(target, item.data, mode)
+        written.append(paths.shown(target))
+        journal.record("written", written)
 
 
-def dry_run(ctx: Context, now: dt.datetime | None = None
-            ) -> tuple[dict[str, Any], list[str]]:
-    the_plan = plan(ctx, connect(ctx), now or dt.datetime.now(dt.UTC).replace(microsecond=0))
-    return the_plan, describe(steps(ctx, Journal.in_memory(the_plan)))
+def _restore_pod_files(run: StepRun[RegeneratePlan]) -> None:
+    suffix = _suffix(run.plan)
+    for shown in run.journal.fact("kept", []):
+        backup = run.ctx.paths.host(shown)
+        if backup.exists():
+            move_path(backup, backup.with_name(backup.name.removesuffix(suffix)))
 
 
-def run(ctx: Context, checked_plan: dict[str, Any]) -> Regenerated:
-    the_plan = checked_plan
-    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
-    return finish(ctx, the_plan)
+def _annotate_manifests(run: StepRun[RegeneratePlan]) -> None:
+    paths, journal = run.ctx.paths, run.journal
+    originals = dict(journal.fact("manifests", {}))
+    for name in MANIFESTS:
+        path = paths.manifests / name
+        original = path.read_bytes()
+        originals.setdefault(name, base64.b64encode(original).decode())
+        journal.record("manifests", originals)
+        pod = load_pod(path)
+        if (pod.get("metadata", {}).get("annotations") or {}).get(ANNOTATION) == run.plan.now:
+            continue
+        atomic_write(path, annotated(pod, ANNOTATION, run.plan.now),
+                     path.stat().st_mode & 0o777)
 
 
-def finish(ctx: Context, the_plan: dict[str, Any]) -> Regenerated:
-    journal = Journal.load(ctx.paths.state_dir)
-    facts = journal.data.get("facts", {}) if journal else {}
-    changes = [rotation.Change(rotation.Ref(*ref.split("/", 1)), kind, reason)
-               for ref, kind, reason in facts.get("changes", [])]
-    return Regenerated(changes, facts.get("written", []), facts.get("kept", []),
-                       [f"/etc/kubernetes/manifests/{m}" for m in MANIFESTS])
+def _restore_manifests(run: StepRun[RegeneratePlan]) -> None:
+    for name, data in run.journal.fact("manifests", {}).items():
+        path = run.ctx.paths.manifests / name
+        atomic_write(path, base64.b64decode(data), path.stat().st_mode & 0o777)

@@ -9,15 +9,14 @@ into the state dir, never deleted; exactly the manifests moved out are moved bac
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import yaml
 
-from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed
 from toolbox.etcd.cluster import (
@@ -26,15 +25,17 @@ from toolbox.etcd.cluster import (
     find_local_entry,
     parse_env_file,
     parse_initial_cluster,
+    render_initial_cluster,
     resolve_entries,
 )
-from toolbox.etcd.health import live_cluster
+from toolbox.etcd.health import listening, live_cluster
 from toolbox.etcd.snapshot import RestoreTool, SnapshotReport, bump_for, verify_file
 from toolbox.host.archive import extract_legacy_snapshot, extract_revision, inspect_archive
 from toolbox.host.backups import BackupInput, legacy_snapshot_copy, resolve_backup_input
 from toolbox.host.files import (
     ensure_private_dir,
     move_path,
+    nearest_existing,
     partial_path,
     remove_quietly,
     require_free_space,
@@ -43,15 +44,24 @@ from toolbox.host.files import (
 )
 from toolbox.host.node import KUBELET_CLIENT_CERT, member_name, node_name
 from toolbox.host.paths import revision_number
-from toolbox.host.runtime import Runtime, wait_until
-from toolbox.journal import IN_FLIGHT, Journal, Step, describe, execute, new_operation_id
+from toolbox.host.runtime import Runtime
+from toolbox.journal import (
+    IN_FLIGHT,
+    Confirmation,
+    Journal,
+    Plan,
+    Procedure,
+    Step,
+    StepRun,
+    new_operation_id,
+)
+from toolbox.procedures import shared_steps
+from toolbox.report import Report
+from toolbox.waiting import wait_until
 
 if TYPE_CHECKING:
     from toolbox.etcd.client import Member
 
-_log = log.get(__name__)
-
-OPERATION = "restore"
 ETCD_POD = "etcd-member"
 SPACE_MARGIN = 1.10
 SPACE_FLOOR = 64 << 20
@@ -69,17 +79,82 @@ class RestoreRequest:
     wait: bool = True                # wait, as the last step, until the member serves
 
 
-@dataclass
+@dataclass(frozen=True)
+class RestorePlan(Plan):
+    wait: bool                       # the last step waits until the member serves
+    backup: str                      # as given
+    kind: str                        # "set", "db" or "legacy" (see BackupInput)
+    snapshot: str | None             # shown host path; None: a 4.3.0 tarball's, extracted
+    archive: str | None              # the static_kuberesources (or 4.3.0) archive
+    revision: int | None             # the archived kube-apiserver-pod-N
+    snapshot_revision: int | None    # etcd's revision in the snapshot
+    skip_hash_check: bool
+    name: str                        # this master's INITIAL_CLUSTER entry
+    peer_url: str
+    initial_cluster: str
+    members: int                     # entries in INITIAL_CLUSTER
+    stash: str                       # shown host path: where everything moved aside goes
+    tool: RestoreTool
+    bump: int | None                 # --bump-revision; None: not bumped
+
+
+@dataclass(frozen=True)
 class RestoreResult:
-    plan: dict[str, Any]
-    members: list[Member] = field(default_factory=list)
-    healthy: bool | None = None      # None: not waited for
-    warnings: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    plan: RestorePlan
+    members: tuple[Member, ...]      # as the wait saw them; () when not waited for
+    healthy: bool | None             # None: not waited for
+    warnings: tuple[str, ...]
+
+    def report(self) -> Report:
+        plan = self.plan
+        state = "healthy" if self.healthy else "not waited for (--no-wait)"
+        details = [f"  member {m.hex_id} {m.name or '(not started)'} {','.join(m.peer_urls)}"
+                   for m in self.members]
+        next_steps: list[str] = []
+        if plan.members == 1:
+            details.append("this master now runs a one-member etcd with the backup's data "
+                           "(guide 3.2 step 1 done)")
+            next_steps.append("recreate the lost masters, then add each back (guide 3.2 steps "
+                              "2-5)")
+        else:
+            details_3_3, next_steps = self._guide_3_3()
+            details += details_3_3
+        details.append("the API services restart on their own; this can take up to 15 minutes")
+        return Report(
+            "restore.summary", f"restore ok: member {plan.name} {state}",
+            {"member": plan.name, "healthy": self.healthy,
+             "members": [m.as_json() for m in self.members]},
+            details=details, warnings=list(self.warnings), next=next_steps)
+
+    def _guide_3_3(self) -> tuple[list[str], list[str]]:
+        """Every master of INITIAL_CLUSTER is restored (details, next): done once each has
+        started in the restored cluster, which the member list the wait saw tells."""
+        plan = self.plan
+        entries = parse_initial_cluster(plan.initial_cluster)
+        if self.healthy is None:
+            others = [e.name for e in entries if e.name != plan.name]
+            return [], [f"run the same restore on the other {_masters(len(others))} of "
+                        f"INITIAL_CLUSTER ({', '.join(others)}) unless done already, close "
+                        "together: the cluster forms when a majority is restored"]
+        # A member not started since the restore has no name in the member list yet; this
+        # master serves (the wait saw it).
+        started = {m.name for m in self.members if m.name} | {plan.name}
+        left = [e.name for e in entries if e.name not in started]
+        if not left:
+            return [f"all {plan.members} masters of INITIAL_CLUSTER are restored and started: "
+                    "the cluster is restored (guide 3.3 done)"], []
+        return ([f"{plan.members - len(left)} of {plan.members} masters of INITIAL_CLUSTER are "
+                 "restored and started"],
+                [f"run the same restore on the {_masters(len(left))} left ({', '.join(left)}) "
+                 "with the same backup and --initial-cluster"])
+
+
+def _masters(count: int) -> str:
+    return f"{count} master{'s' if count != 1 else ''}"
 
 
 # ---- preflight: every check, no change -----------------------------------------------------
-def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
+def _plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
     """Check everything and return the plan the steps follow (stored in the journal)."""
     paths = ctx.paths
     source = paths.host(request.backup)
@@ -99,11 +174,11 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
     stash = paths.state_dir / operation_id
     data_dir = paths.etcd_data_dir
     needed = int(snapshot_bytes * SPACE_MARGIN) + SPACE_FLOOR
-    require_free_space(_existing(data_dir.parent), needed, "the restored data dir")
+    require_free_space(nearest_existing(data_dir.parent), needed, "the restored data dir")
     if given.kind == "legacy":
-        require_free_space(_existing(paths.state_dir), needed, "the extracted snapshot")
+        require_free_space(nearest_existing(paths.state_dir), needed, "the extracted snapshot")
     if data_dir.exists() and not same_filesystem(data_dir, paths.state_dir):
-        require_free_space(_existing(paths.state_dir), tree_bytes(data_dir) + SPACE_FLOOR,
+        require_free_space(nearest_existing(paths.state_dir), tree_bytes(data_dir) + SPACE_FLOOR,
                            f"the copy of {paths.shown(data_dir)} set aside")
     previous = Journal.load(paths.state_dir)
     if previous is not None and previous.status in IN_FLIGHT:
@@ -128,26 +203,26 @@ def plan(ctx: Context, request: RestoreRequest) -> dict[str, Any]:
             "operator rolls out a new revision: if it does not within 15 minutes, copy "
             f"kube-apiserver-pod.yaml from kube-apiserver-pod-{revision} into "
             "/etc/kubernetes/manifests")
-    return {
-        "id": operation_id,
-        "wait": request.wait,
-        "warnings": warnings,
-        "backup": request.backup,
-        "kind": given.kind,
-        "snapshot": paths.shown(given.snapshot) if given.snapshot else None,
-        "archive": paths.shown(given.archive) if given.archive else None,
-        "revision": revision,
-        "snapshot_revision": report.revision if report else None,
+    return RestorePlan(
+        id=operation_id,
+        warnings=tuple(warnings),
+        wait=request.wait,
+        backup=request.backup,
+        kind=given.kind,
+        snapshot=paths.shown(given.snapshot) if given.snapshot else None,
+        archive=paths.shown(given.archive) if given.archive else None,
+        revision=revision,
+        snapshot_revision=report.revision if report else None,
         # The trailer was verified above (or the db has none): no second hash in etcdutl.
-        "skip_hash_check": True,
-        "name": local.name,
-        "peer_url": local.peer_url,
-        "initial_cluster": ",".join(f"{e.name}={e.peer_url}" for e in entries),
-        "members": len(entries),
-        "stash": paths.shown(stash),
-        "tool": {"path": tool.path, "flavor": tool.flavor, "can_bump": tool.can_bump},
-        "bump": bump_for(raft_index) if (request.bump_revision and tool.can_bump) else None,
-    }
+        skip_hash_check=True,
+        name=local.name,
+        peer_url=local.peer_url,
+        initial_cluster=render_initial_cluster([(e.name, e.peer_url) for e in entries]),
+        members=len(entries),
+        stash=paths.shown(stash),
+        tool=tool,
+        bump=bump_for(raft_index) if (request.bump_revision and tool.can_bump) else None,
+    )
 
 
 def _guard_live_cluster(ctx: Context, request: RestoreRequest, members: int,
@@ -277,252 +352,310 @@ def _restore_tool(ctx: Context) -> RestoreTool:
                              "install etcd's tools")
 
 
-def _existing(path: Path) -> Path:
-    while not path.exists():
-        path = path.parent
-    return path
+# ---- the procedure -------------------------------------------------------------------------
+class RestoreProcedure(Procedure[RestoreRequest, RestorePlan, RestoreResult]):
+    operation = "restore"
+    plan_type = RestorePlan
+
+    def plan(self, ctx: Context, request: RestoreRequest) -> RestorePlan:
+        return _plan(ctx, request)
+
+    def steps(self, ctx: Context, plan: RestorePlan) -> list[Step[RestorePlan]]:
+        shown = ctx.paths.shown
+        manifests, data_dir = shown(ctx.paths.manifests), shown(ctx.paths.etcd_data_dir)
+        pod_stop = f"{ctx.timeouts.pod_stop:.0f}s"
+        steps: list[Step[RestorePlan]] = []
+        if plan.kind == "legacy":
+            steps.append(Step("extract-legacy-snapshot", f"extract snapshot.db from "
+                              f"{plan.archive} into {plan.stash}", _extract_snapshot,
+                              _remove_extracted_snapshot))
+        steps += [
+            Step("stop-static-pods", f"move every manifest of {manifests} to {plan.stash}/"
+                 "manifests", _stop_static_pods, _start_static_pods),
+            Step("wait-etcd-pod-stopped", f"wait (<= {pod_stop}) until the {ETCD_POD} pod is "
+                 "gone", _wait_etcd_pod_stopped),
+            Step("stop-kubelet", "systemctl stop kubelet.service", shared_steps.stop_kubelet,
+                 shared_steps.start_kubelet_if_it_ran),
+            Step("stop-all-containers", f"crictl stop every running container (<= {pod_stop})",
+                 _stop_all_containers),
+            Step("set-aside-data-dir", f"move {data_dir} to {plan.stash}/var-lib-etcd",
+                 _set_aside_data_dir, _put_back_data_dir),
+        ]
+        if plan.revision is not None:
+            steps.append(Step("set-aside-revisions", f"move kube-apiserver-pod-{plan.revision} "
+                              f"and newer revisions to {plan.stash}/static-pod-resources",
+                              _set_aside_revisions, _put_back_revisions))
+        steps.append(Step("restore-data-dir", f"{plan.tool.flavor} snapshot restore into "
+                          f"{data_dir} as member {plan.name} of {plan.members}",
+                          _restore_data_dir, _remove_restored_data_dir))
+        if plan.revision is not None:
+            steps.append(Step("extract-static-resources", f"unpack kube-apiserver-pod-"
+                              f"{plan.revision} from {plan.archive}", _extract_static_resources,
+                              _remove_extracted_static_resources))
+        steps += [
+            Step("start-static-pods", f"move the manifests moved out back into {manifests}",
+                 _start_static_pods, _stop_static_pods),
+            Step("start-kubelet", "systemctl daemon-reload; systemctl start kubelet.service",
+                 shared_steps.start_kubelet, _stop_control_plane),
+        ]
+        if plan.wait:
+            # A step, so the host lock and `status` cover the wait, and `resume` waits again.
+            steps.append(Step("wait-healthy", f"wait (<= {ctx.timeouts.health:.0f}s) until "
+                              f"member {plan.name} serves with a leader", _wait_healthy))
+        return steps
+
+    def finish(self, ctx: Context, plan: RestorePlan, journal: Journal) -> RestoreResult:
+        """The result of a finished run: the members are those its wait step saw (none
+        with --no-wait); nothing is asked of etcd again."""
+        from toolbox.etcd.client import Member
+
+        warnings = list(plan.warnings)
+        if plan.bump is None:
+            why = ("--no-bump-revision was given" if plan.tool.can_bump else
+                   f"{plan.tool.flavor} cannot bump it (--bump-revision needs etcd 3.5.10+)")
+            warnings.append(
+                f"the revision was not bumped ({why}): etcd's revision goes back to the "
+                "backup's, so clients holding a newer resourceVersion (kube-apiserver watch "
+                "caches, informers) must re-list; restart them if they report 'too old "
+                "resource version'")
+        members = tuple(Member(m["id"], m["name"], tuple(m["peer_urls"]),
+                               tuple(m["client_urls"]))
+                        for m in journal.fact("members", []))
+        return RestoreResult(plan, members, True if plan.wait else None, tuple(warnings))
+
+    def confirmation(self, plan: RestorePlan) -> Confirmation:
+        return Confirmation(f"restore of {plan.backup} as member {plan.name} "
+                            f"({plan.peer_url}) of {plan.members}",
+                            "Stop this master's control plane and restore etcd?")
+
+
+PROCEDURE = RestoreProcedure()
+OPERATION = PROCEDURE.operation
 
 
 # ---- the steps -----------------------------------------------------------------------------
-def steps(ctx: Context, journal: Journal) -> list[Step]:
-    plan = journal.plan
-    paths = ctx.paths
-    runtime = Runtime(ctx.executor)
-    stash = paths.host(plan["stash"])
-    data_dir = paths.etcd_data_dir
-    set_aside_data = stash / "var-lib-etcd"
-    manifests_stash = stash / "manifests"
-    revisions_stash = stash / "static-pod-resources"
-    revision = plan["revision"]
-    snapshot = paths.host(plan["snapshot"]) if plan["snapshot"] else stash / "snapshot.db"
-    tool = RestoreTool(**plan["tool"])
-
-    def extract_snapshot() -> None:
-        ensure_private_dir(stash)
-        if not snapshot.exists():
-            extract_legacy_snapshot(paths.host(plan["archive"]), snapshot)
-        verify_file(snapshot)
-
-    def stop_static_pods() -> None:
-        ensure_private_dir(manifests_stash)
-        moved = journal.fact("moved_manifests")
-        if moved is None:
-            moved = sorted(p.name for p in paths.manifests.iterdir() if p.is_file())
-            journal.record("moved_manifests", moved)
-        for name in moved:
-            move_path(paths.manifests / name, manifests_stash / name)
-
-    def start_static_pods() -> None:
-        for name in journal.fact("moved_manifests", []):
-            move_path(manifests_stash / name, paths.manifests / name)
-
-    def stop_kubelet() -> None:
-        if journal.fact("kubelet_was_active") is None:
-            journal.record("kubelet_was_active", runtime.kubelet_active())
-        runtime.stop_kubelet()
-
-    def stop_control_plane() -> None:
-        """Undo of a started control plane: nothing may run on the data dir while the
-        steps before put the old one back."""
-        stop_static_pods()
-        runtime.wait_pod_stopped(ETCD_POD, ctx.timeouts.pod_stop)
-        runtime.stop_kubelet()
-        runtime.stop_all_containers(ctx.timeouts.pod_stop)
-
-    def restart_kubelet_if_it_ran() -> None:
-        if journal.fact("kubelet_was_active", True):
-            runtime.start_kubelet()
-
-    def set_aside_data_dir() -> None:
-        if set_aside_data.exists():
-            # A cross-filesystem move killed after its copy was renamed into place: the
-            # copy is whole, the source is the leftover.
-            remove_quietly(data_dir)
-        elif data_dir.exists():
-            move_path(data_dir, set_aside_data)
-
-    def data_dir_is_ours() -> bool:
-        """True when what is at /var/lib/etcd was written by this restore."""
-        return set_aside_data.exists() or not journal.fact("had_data_dir", True)
-
-    def put_back_data_dir() -> None:
-        if data_dir_is_ours():
-            remove_quietly(data_dir, partial_path(data_dir))
-        if set_aside_data.exists():
-            move_path(set_aside_data, data_dir)
-
-    def set_aside_revisions() -> None:
-        moved = journal.fact("moved_revisions")
-        if moved is None:
-            moved = [d.name for d in paths.kube_apiserver_revisions()
-                     if (revision_number(d) or 0) >= revision]
-            journal.record("moved_revisions", moved)
-        for name in moved:
-            move_path(paths.static_pod_resources / name, revisions_stash / name)
-
-    def put_back_revisions() -> None:
-        for name in journal.fact("moved_revisions", []):
-            remove_quietly(paths.static_pod_resources / name)
-            move_path(revisions_stash / name, paths.static_pod_resources / name)
-
-    def restore_data_dir() -> None:
-        if data_dir.exists():
-            return  # the rename below is the last act of a finished restore
-        staging = partial_path(data_dir)
-        remove_quietly(staging)
-        size = snapshot.stat().st_size
-        ctx.executor.run_tool(
-            tool.argv(snapshot, staging, name=plan["name"], initial_cluster=plan[
-                "initial_cluster"], peer_url=plan["peer_url"],
-                skip_hash_check=plan["skip_hash_check"], bump=plan["bump"]),
-            timeout=ctx.timeouts.command + size / (20 << 20))
-        staging.chmod(0o700)
-        move_path(staging, data_dir)
-
-    def remove_restored_data_dir() -> None:
-        remove_quietly(partial_path(data_dir))
-        if data_dir_is_ours():
-            remove_quietly(data_dir)
-
-    target_revision = paths.static_pod_resources / f"kube-apiserver-pod-{revision}"
-
-    def extract_static_resources() -> None:
-        if target_revision.exists():
-            return
-        staging = paths.static_pod_resources / f".kube-apiserver-pod-{revision}.partial"
-        remove_quietly(staging)
-        extract_revision(paths.host(plan["archive"]), revision, staging)
-        move_path(staging, target_revision)
-
-    def remove_extracted_static_resources() -> None:
-        # Only called once this step ran; the original revision, if any, was set aside.
-        remove_quietly(paths.static_pod_resources / f".kube-apiserver-pod-{revision}.partial",
-                       target_revision)
-
-    if journal.fact("had_data_dir") is None:
-        journal.record("had_data_dir", data_dir.exists())
-    shown = paths.shown
-    result: list[Step] = []
-    if plan["kind"] == "legacy":
-        result.append(Step("extract-legacy-snapshot",
-                           f"extract snapshot.db from {plan['archive']} into {plan['stash']}",
-                           extract_snapshot, lambda: remove_quietly(snapshot)))
-    result += [
-        Step("stop-static-pods", f"move every manifest of {shown(paths.manifests)} to "
-             f"{plan['stash']}/manifests", stop_static_pods, start_static_pods),
-        Step("wait-etcd-pod-stopped", f"wait (<= {ctx.timeouts.pod_stop:.0f}s) until no "
-             f"{ETCD_POD} pod is Ready",
-             lambda: runtime.wait_pod_stopped(ETCD_POD, ctx.timeouts.pod_stop)),
-        Step("stop-kubelet", "systemctl stop kubelet.service", stop_kubelet,
-             restart_kubelet_if_it_ran),
-        Step("stop-all-containers", f"crictl stop every running container (<= "
-             f"{ctx.timeouts.pod_stop:.0f}s)",
-             lambda: runtime.stop_all_containers(ctx.timeouts.pod_stop)),
-        Step("set-aside-data-dir", f"move {shown(data_dir)} to {plan['stash']}/var-lib-etcd",
-             set_aside_data_dir, put_back_data_dir),
-    ]
-    if revision is not None:
-        result.append(Step("set-aside-revisions",
-                           f"move kube-apiserver-pod-{revision} and newer revisions to "
-                           f"{plan['stash']}/static-pod-resources",
-                           set_aside_revisions, put_back_revisions))
-    result.append(Step("restore-data-dir",
-                       f"{tool.flavor} snapshot restore into {shown(data_dir)} as member "
-                       f"{plan['name']} of {plan['members']}",
-                       restore_data_dir, remove_restored_data_dir))
-    if revision is not None:
-        result.append(Step("extract-static-resources",
-                           f"unpack kube-apiserver-pod-{revision} from {plan['archive']}",
-                           extract_static_resources, remove_extracted_static_resources))
-    result += [
-        Step("start-static-pods", "move the manifests moved out back into "
-             f"{shown(paths.manifests)}", start_static_pods, stop_static_pods),
-        Step("start-kubelet", "systemctl daemon-reload; systemctl start kubelet.service",
-             runtime.start_kubelet, stop_control_plane),
-    ]
-    if plan.get("wait", True):
-        # A step, so the host lock and `status` cover the wait, and `resume` waits again.
-        result.append(Step("wait-healthy", f"wait (<= {ctx.timeouts.health:.0f}s) until "
-                           f"member {plan['name']} serves with a leader",
-                           lambda: wait_healthy(ctx, plan)))
-    return result
+def _stash(run: StepRun[RestorePlan]) -> Path:
+    return run.ctx.paths.host(run.plan.stash)
 
 
-# ---- after the steps -----------------------------------------------------------------------
-def wait_healthy(ctx: Context, plan: dict[str, Any]) -> list[Member]:
-    """Wait until the restored local member answers with a leader; return the members."""
+def _snapshot(run: StepRun[RestorePlan]) -> Path:
+    """The snapshot restored: the backup's, or the one extracted from a 4.3.0 tarball."""
+    plan = run.plan
+    return run.ctx.paths.host(plan.snapshot) if plan.snapshot else _stash(run) / "snapshot.db"
+
+
+def _archive(run: StepRun[RestorePlan]) -> Path:
+    if run.plan.archive is None:  # the steps that unpack are only in plans with an archive
+        raise AssertionError("this restore's backup has no archive")
+    return run.ctx.paths.host(run.plan.archive)
+
+
+def _revision(run: StepRun[RestorePlan]) -> int:
+    if run.plan.revision is None:  # the revision steps are only in plans with a revision
+        raise AssertionError("this restore's backup archives no kube-apiserver revision")
+    return run.plan.revision
+
+
+def _extract_snapshot(run: StepRun[RestorePlan]) -> None:
+    ensure_private_dir(_stash(run))
+    snapshot = _snapshot(run)
+    if not snapshot.exists():
+        extract_legacy_snapshot(_archive(run), snapshot)
+    verify_file(snapshot)
+
+
+def _remove_extracted_snapshot(run: StepRun[RestorePlan]) -> None:
+    remove_quietly(_snapshot(run))
+
+
+def _stop_static_pods(run: StepRun[RestorePlan]) -> None:
+    manifests, stash = run.ctx.paths.manifests, _stash(run) / "manifests"
+    ensure_private_dir(stash)
+    moved = run.journal.fact("moved_manifests")
+    if moved is None:  # decided once: a resumed run moves the same ones
+        moved = sorted(p.name for p in manifests.iterdir() if p.is_file())
+        run.journal.record("moved_manifests", moved)
+    for name in moved:
+        move_path(manifests / name, stash / name)
+
+
+def _start_static_pods(run: StepRun[RestorePlan]) -> None:
+    manifests, stash = run.ctx.paths.manifests, _stash(run) / "manifests"
+    for name in run.journal.fact("moved_manifests", []):
+        move_path(stash / name, manifests / name)
+
+
+def _wait_etcd_pod_stopped(run: StepRun[RestorePlan]) -> None:
+    Runtime(run.ctx.executor).wait_pod_stopped(ETCD_POD, run.ctx.timeouts.pod_stop)
+
+
+def _stop_all_containers(run: StepRun[RestorePlan]) -> None:
+    Runtime(run.ctx.executor).stop_all_containers(run.ctx.timeouts.pod_stop)
+
+
+def _stop_control_plane(run: StepRun[RestorePlan]) -> None:
+    """Undo of a started control plane: nothing may run on the data dir while the steps
+    before put the old one back."""
+    _stop_static_pods(run)
+    _wait_etcd_pod_stopped(run)
+    Runtime(run.ctx.executor).stop_kubelet()
+    _stop_all_containers(run)
+
+
+def _set_aside_data(run: StepRun[RestorePlan]) -> Path:
+    return _stash(run) / "var-lib-etcd"
+
+
+def _set_aside_data_dir(run: StepRun[RestorePlan]) -> None:
+    data_dir, set_aside = run.ctx.paths.etcd_data_dir, _set_aside_data(run)
+    if run.journal.fact("had_data_dir") is None:
+        # Learnt before anything moves, for the undos: a data dir where there was none
+        # is this restore's to remove.
+        run.journal.record("had_data_dir", data_dir.exists())
+    if set_aside.exists():
+        # A cross-filesystem move killed after its copy was renamed into place: the copy is
+        # whole, the source is the leftover.
+        remove_quietly(data_dir)
+    elif data_dir.exists():
+        move_path(data_dir, set_aside)
+
+
+def _data_dir_is_ours(run: StepRun[RestorePlan]) -> bool:
+    """True when what is at /var/lib/etcd was written by this restore."""
+    return _set_aside_data(run).exists() or not run.journal.fact("had_data_dir", True)
+
+
+def _put_back_data_dir(run: StepRun[RestorePlan]) -> None:
+    data_dir, set_aside = run.ctx.paths.etcd_data_dir, _set_aside_data(run)
+    if _data_dir_is_ours(run):
+        remove_quietly(data_dir, partial_path(data_dir))
+    if set_aside.exists():
+        move_path(set_aside, data_dir)
+
+
+def _set_aside_revisions(run: StepRun[RestorePlan]) -> None:
+    paths, revision = run.ctx.paths, _revision(run)
+    moved = run.journal.fact("moved_revisions")
+    if moved is None:
+        moved = [d.name for d in paths.kube_apiserver_revisions()
+                 if (revision_number(d) or 0) >= revision]
+        run.journal.record("moved_revisions", moved)
+    for name in moved:
+        move_path(paths.static_pod_resources / name,
+                  _stash(run) / "static-pod-resources" / name)
+
+
+def _put_back_revisions(run: StepRun[RestorePlan]) -> None:
+    resources = run.ctx.paths.static_pod_resources
+    for name in run.journal.fact("moved_revisions", []):
+        remove_quietly(resources / name)
+        move_path(_stash(run) / "static-pod-resources" / name, resources / name)
+
+
+def _restore_data_dir(run: StepRun[RestorePlan]) -> None:
+    ctx, plan = run.ctx, run.plan
+    data_dir = ctx.paths.etcd_data_dir
+    if data_dir.exists():
+        return  # the rename below is the last act of a finished restore
+    staging = partial_path(data_dir)
+    remove_quietly(staging)
+    snapshot = _snapshot(run)
+    ctx.executor.run_tool(
+        plan.tool.argv(snapshot, staging, name=plan.name, initial_cluster=plan.initial_cluster,
+                       peer_url=plan.peer_url, skip_hash_check=plan.skip_hash_check,
+                       bump=plan.bump),
+        timeout=ctx.timeouts.command + snapshot.stat().st_size / (20 << 20))
+    staging.chmod(0o700)
+    move_path(staging, data_dir)
+
+
+def _remove_restored_data_dir(run: StepRun[RestorePlan]) -> None:
+    data_dir = run.ctx.paths.etcd_data_dir
+    remove_quietly(partial_path(data_dir))
+    if _data_dir_is_ours(run):
+        remove_quietly(data_dir)
+
+
+def _revision_dirs(run: StepRun[RestorePlan]) -> tuple[Path, Path]:
+    """The archived revision's directory, and where it is unpacked before the rename."""
+    resources, revision = run.ctx.paths.static_pod_resources, _revision(run)
+    return (resources / f"kube-apiserver-pod-{revision}",
+            resources / f".kube-apiserver-pod-{revision}.partial")
+
+
+def _extract_static_resources(run: StepRun[RestorePlan]) -> None:
+    target, staging = _revision_dirs(run)
+    if target.exists():
+        return
+    remove_quietly(staging)
+    extract_revision(_archive(run), _revision(run), staging)
+    move_path(staging, target)
+
+
+def _remove_extracted_static_resources(run: StepRun[RestorePlan]) -> None:
+    # Only called once this step ran; the original revision, if any, was set aside.
+    target, staging = _revision_dirs(run)
+    remove_quietly(staging, target)
+
+
+def _wait_healthy(run: StepRun[RestorePlan]) -> None:
+    """Wait until the restored local member answers with a leader and its own name is
+    published (before that, the member list calls it not started); the member list it saw
+    is kept as a fact, for the result."""
     # gRPC (0.15 s to import) is loaded here, while etcd starts, not before the first step.
     from toolbox.etcd.client import EtcdClient, resolve_tls
 
+    ctx, plan = run.ctx, run.plan
     members: list[Member] = []
 
     def healthy() -> bool:
         try:
             with EtcdClient.connect(ctx, resolve_tls(ctx)) as client:
-                if not client.status().leader:
+                status = client.status()
+                if not status.leader:
                     return False
-                members[:] = client.members()
-                return True
+                listed = client.members()
         except EtcdUnavailable:
             return False
+        if not any(m.id == status.member_id and m.name for m in listed):
+            return False
+        members[:] = listed
+        return True
 
-    alone = plan["members"] == 1
     wait_until(healthy, timeout=ctx.timeouts.health,
-               what=f"the restored member {plan['name']} to serve with a leader",
+               what=f"the restored member {plan.name} to serve with a leader",
                next_step="check `crictl ps --name etcd-member` and its log on the host"
-               if alone else "restore the other masters with the same backup and "
-               "--initial-cluster: the member serves once a majority runs")
-    return members
+               if plan.members == 1 else "restore the other masters with the same backup "
+               "and --initial-cluster: the member serves once a majority runs",
+               progress=_masters_running(ctx, plan))
+    run.journal.record("members", [asdict(m) for m in members])
 
 
-def next_steps(plan: dict[str, Any]) -> list[str]:
-    if plan["members"] == 1:
-        return [
-            "this master now runs a one-member etcd with the backup's data (guide 3.2 "
-            "step 1 done)",
-            "next: recreate the lost masters, then add each back (guide 3.2 steps 2-5)",
-            "the API services restart on their own; this can take up to 15 minutes",
-        ]
-    return [
-        f"run the same restore on every master of INITIAL_CLUSTER ({plan['members']} "
-        "members), close together: the cluster forms when a majority is restored",
-        "the API services restart on their own; this can take up to 15 minutes",
-    ]
+PEER_PROBE_TIMEOUT = 1.0  # a lost master's address may drop the packets: never wait long
 
 
-def run(ctx: Context, request: RestoreRequest, *,
-        checked_plan: dict[str, Any] | None = None) -> RestoreResult:
-    """Restore; `checked_plan` is the plan a --dry-run or confirmation just made (the
-    checks are not repeated; the journal refuses if another operation began since)."""
-    started = time.monotonic()
-    the_plan = checked_plan or plan(ctx, request)
-    execute(ctx.paths.state_dir, OPERATION, the_plan, lambda j: steps(ctx, j))
-    return finish(ctx, the_plan, started=started)
+def _masters_running(ctx: Context, plan: RestorePlan) -> Callable[[], str]:
+    """Where the wait stands: which masters of INITIAL_CLUSTER run etcd, by a TCP connect
+    to each one's peer URL (the restored member forms a cluster once a majority does)."""
+    entries = parse_initial_cluster(plan.initial_cluster)
+    probe_timeout = min(PEER_PROBE_TIMEOUT, ctx.timeouts.dial)
 
+    def progress() -> str:
+        with ThreadPoolExecutor(max_workers=len(entries)) as pool:
+            up = dict(zip(entries, pool.map(lambda e: listening(e.peer_url, probe_timeout),
+                                            entries), strict=True))
+        running = sum(up.values())
+        local_up = any(ok for e, ok in up.items() if e.name == plan.name)
+        if plan.members == 1:
+            return "etcd runs, no leader yet" if local_up else "etcd has not started yet"
+        others_down = sum(not ok for e, ok in up.items() if e.name != plan.name)
+        counted = f"{running} of {plan.members} run etcd"
+        if others_down:
+            more = "1 more master" if others_down == 1 else f"{others_down} more masters"
+            return f"waiting for {more} to be restored ({counted})"
+        if not local_up:
+            return f"waiting for etcd to start on this master ({counted})"
+        return (f"all {plan.members} masters run etcd, no leader yet: a master not restored "
+                "with this backup and --initial-cluster still runs its old member")
 
-def dry_run(ctx: Context, request: RestoreRequest) -> tuple[dict[str, Any], list[str]]:
-    """The plan and every host change, in order; nothing is changed or written."""
-    the_plan = plan(ctx, request)
-    return the_plan, describe(steps(ctx, Journal.in_memory(the_plan)))
-
-
-def finish(ctx: Context, the_plan: dict[str, Any], *,
-           started: float | None = None) -> RestoreResult:
-    """The result of a finished run (its last step waited for health, unless --no-wait)."""
-    result = RestoreResult(the_plan)
-    result.warnings += the_plan.get("warnings", [])
-    if the_plan["bump"] is None:
-        why = ("--no-bump-revision was given" if the_plan["tool"]["can_bump"] else
-               f"{the_plan['tool']['flavor']} cannot bump it (--bump-revision needs etcd "
-               "3.5.10+)")
-        result.warnings.append(
-            f"the revision was not bumped ({why}): etcd's revision goes back to the "
-            "backup's, so clients holding a newer resourceVersion (kube-apiserver watch "
-            "caches, informers) must re-list; restart them if they report 'too old resource "
-            "version'")
-    if the_plan.get("wait", True):
-        result.members = wait_healthy(ctx, the_plan)  # healthy already: one check
-        result.healthy = True
-    if started is not None:
-        result.seconds = time.monotonic() - started
-    return result
+    return progress

@@ -25,6 +25,8 @@ from toolbox.etcd.cluster import parse_env_file
 from toolbox.host.files import atomic_write, ensure_private_dir
 from toolbox.pki.certs import Issued
 from toolbox.pki.signer import Signer, make_server
+from toolbox.procedures.member_recover import SIGNER_PORT
+from toolbox.report import Report
 
 _log = log.get(__name__)
 
@@ -47,10 +49,7 @@ def prepare(ctx: Context, request: SignerRequest) -> tuple[Signer, tuple[str, in
     if not request.expect:
         raise InvalidInput("tell the signer which members to expect",
                            next_step="--expect etcd-1.<cluster domain> (once per new master)")
-    env = parse_env_file(ctx.paths.etcd_env_file.read_text()) \
-        if ctx.paths.etcd_env_file.is_file() else None
-    dns_name = env.get("ETCD_DNS_NAME") if env else None
-    ip = env.get("ETCD_IPV4_ADDRESS") if env else None
+    dns_name, ip = _this_member(ctx)
     if not dns_name or not ip:
         raise PreconditionFailed("this master's ETCD_DNS_NAME / ETCD_IPV4_ADDRESS are unknown "
                                  "(no /run/etcd/environment)",
@@ -62,26 +61,72 @@ def prepare(ctx: Context, request: SignerRequest) -> tuple[Signer, tuple[str, in
         if not path.is_file():
             raise PreconditionFailed(f"{ctx.paths.shown(path)} is missing: the signer serves "
                                      "with this master's etcd server certificate")
-    signer = Signer(_load_pair(ctx, request.ca), _load_pair(ctx, request.metric_ca),
+    signer = Signer(_load_pair(ctx, request.ca, ("--ca-cert", "--ca-key")),
+                    _load_pair(ctx, request.metric_ca, ("--metric-ca-cert", "--metric-ca-key")),
                     request.token or new_token(), set(request.expect),
                     dns_name.split(".", 1)[1])
-    host, _, port = (request.address or f"{ip}:9943").rpartition(":")
+    host, _, port = (request.address or f"{ip}:{SIGNER_PORT}").rpartition(":")
     return signer, (host, int(port)), serving[0], serving[1]
 
 
-def _load_pair(ctx: Context, pair: tuple[str, str]) -> Issued:
-    cert_path, key_path = (ctx.paths.host(p) for p in pair)
+def _this_member(ctx: Context) -> tuple[str | None, str | None]:
+    """This master's ETCD_DNS_NAME and ETCD_IPV4_ADDRESS, from /run/etcd/environment."""
+    env = parse_env_file(ctx.paths.etcd_env_file.read_text()) \
+        if ctx.paths.etcd_env_file.is_file() else None
+    return (env.get("ETCD_DNS_NAME"), env.get("ETCD_IPV4_ADDRESS")) if env else (None, None)
+
+
+def listening(ctx: Context, signer: Signer, address: tuple[str, int], *,
+              token_shown: bool) -> Report:
+    """What `signer serve` says once it listens: where, for whom, and the command each new
+    master runs (`member recover` reaches the signer on this master's etcd IP, port 9943)."""
+    _, ip = _this_member(ctx)
+    url = f"https://{address[0]}:{address[1]}"
+    warnings = [] if address[1] == SIGNER_PORT and address[0] in (ip, "0.0.0.0") else [
+        f"`member recover` asks https://{ip}:{SIGNER_PORT} for certificates, not {url}"]
+    fields: dict[str, object] = {"address": url, "expected": sorted(signer.expected)}
+    if token_shown:  # else the operator chose it (OCP_RECOVERY_SIGNER_TOKEN) and has it
+        fields["token"] = signer.token
+    token = "<the token above>" if token_shown else "<the token exported here>"
+    return Report(
+        "signer.listening", f"signer on {url} for {', '.join(sorted(signer.expected))}",
+        fields, details=[f"token: {signer.token}"] if token_shown else [], warnings=warnings,
+        next=[f"on each new master, one at a time: export OCP_RECOVERY_SIGNER_TOKEN={token}; "
+              f"ocp-recovery member recover {ip} etcd-member-<its node name>"])
+
+
+CA_FILES_NEXT = ("write tls.crt and tls.key of the secrets etcd-signer and etcd-metric-signer "
+                 "(namespace openshift-config) to files on this master and pass their host "
+                 "paths with --ca-cert, --ca-key, --metric-ca-cert and --metric-ca-key")
+
+
+def _load_pair(ctx: Context, pair: tuple[str, str], options: tuple[str, str]) -> Issued:
+    cert_pem = _read_ca_file(ctx, options[0], pair[0])
+    key_pem = _read_ca_file(ctx, options[1], pair[1])
     try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), None)
-    except (OSError, ValueError) as exc:
-        raise InvalidInput(f"cannot load the CA pair {pair[0]} / {pair[1]} (host paths): "
-                           f"{exc.strerror if isinstance(exc, OSError) else exc}",
-                           next_step="write tls.crt and tls.key of the secrets etcd-signer "
-                           "and etcd-metric-signer (namespace openshift-config) to files on "
-                           "this master and pass their host paths with --ca-cert, --ca-key, "
-                           "--metric-ca-cert and --metric-ca-key") from exc
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise InvalidInput(f"{options[0]} {pair[0]} is not a PEM certificate: {exc}",
+                           next_step=CA_FILES_NEXT) from exc
+    try:
+        key = serialization.load_pem_private_key(key_pem, None)
+    except (ValueError, TypeError) as exc:  # TypeError: the key is encrypted
+        raise InvalidInput(f"{options[1]} {pair[1]} is not an unencrypted PEM private key: "
+                           f"{exc}", next_step=CA_FILES_NEXT) from exc
     return Issued(cert, key)  # type: ignore[arg-type]
+
+
+def _read_ca_file(ctx: Context, option: str, path: str) -> bytes:
+    """`path` is a host path: shown as given, and where it was looked for when the host's /
+    is elsewhere (a sandbox master, /host in a container)."""
+    local = ctx.paths.host(path)
+    try:
+        return local.read_bytes()
+    except OSError as exc:
+        looked = "" if str(local) == path else \
+            f" (a host path: looked for {local}, under the host root {ctx.paths.root})"
+        raise InvalidInput(f"cannot read {option} {path}{looked}: {exc.strerror}",
+                           next_step=CA_FILES_NEXT) from exc
 
 
 def serve(signer: Signer, address: tuple[str, int], cert: Path, key: Path,
@@ -125,9 +170,7 @@ class RenderedSigner:
 
 def default_expectations(ctx: Context, members: int = 3) -> list[str]:
     """Without --expect: every etcd-<n>.<domain> of a 3-master cluster but this host's."""
-    env = parse_env_file(ctx.paths.etcd_env_file.read_text()) \
-        if ctx.paths.etcd_env_file.is_file() else None
-    dns_name = env.get("ETCD_DNS_NAME") if env else None
+    dns_name, _ = _this_member(ctx)
     if not dns_name or "." not in dns_name:
         raise PreconditionFailed("this master's ETCD_DNS_NAME is unknown, so the members to "
                                  "expect cannot be guessed", next_step="pass --expect "

@@ -6,15 +6,16 @@ import base64
 import datetime as dt
 import socket
 import ssl
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
 from toolbox.context import Context
 from toolbox.errors import ApiUnavailable
-from toolbox.host.runtime import Runtime, wait_until
-from toolbox.kube import config as kubeconfig
-from toolbox.kube.client import KubeClient, ObjectStore, connect, path_of
+from toolbox.host.runtime import Runtime
+from toolbox.journal import plan_and_execute
+from toolbox.kube.client import KubeClient, ObjectStore, connect
 from toolbox.kube.manifests import host_path_of, load_pod
 from toolbox.pki import certs, rotation
 from toolbox.procedures import (
@@ -29,13 +30,14 @@ from toolbox.sandbox import controlplane
 from toolbox.sandbox.cluster import Sandbox
 from toolbox.sandbox.drill_report import DrillReport, check
 from toolbox.sandbox.layout import MasterSpec
+from toolbox.waiting import wait_until
 
 RESTART_TIMEOUT = 180.0
 NODE = "master-0"
 
 
 def run(sandbox: Sandbox, ctx: Context, report: DrillReport) -> None:
-    admin = KubeClient(kubeconfig.load(sandbox.admin_kubeconfig), timeout=10)
+    admin = KubeClient.from_file(sandbox.admin_kubeconfig, timeout=10)
     with report.phase("expire the control-plane certificates"):
         sandbox.expire_control_plane()
         refusal: list[str] = []
@@ -44,10 +46,9 @@ def run(sandbox: Sandbox, ctx: Context, report: DrillReport) -> None:
                    next_step=f"read {sandbox.master_dir(0)}/logs")
     report.facts.append(f"before: the installer's admin kubeconfig is refused: {refusal[0]}")
     with report.phase("recovery-apiserver create"):
-        created = recovery_apiserver.create(ctx)
+        created = plan_and_execute(ctx, recovery_apiserver.PROCEDURE, None)
     with report.phase("regenerate-certificates"):
-        the_plan, _ = regenerate_certs.dry_run(ctx)
-        regenerated = regenerate_certs.run(ctx, the_plan)
+        regenerated = plan_and_execute(ctx, regenerate_certs.PROCEDURE, None)
     with report.phase("kube-apiserver restarts with them"):
         admin.wait_ready(RESTART_TIMEOUT, next_step=f"read {sandbox.master_dir(0)}/logs")
     with report.phase("control-plane force-redeploy"):
@@ -56,11 +57,11 @@ def run(sandbox: Sandbox, ctx: Context, report: DrillReport) -> None:
         recovered = kubeconfig_procedure.install(
             ctx, kubeconfig_procedure.build(connect(ctx)))
     with report.phase("kubelet reset"):
-        kubelet.run(ctx)
+        plan_and_execute(ctx, kubelet.PROCEDURE, None)
     with report.phase("kubelet CSR: create, list, approve"):
-        bootstrap = KubeClient(kubeconfig.load(ctx.paths.host("/etc/kubernetes/kubeconfig"),
-                                               ctx.paths.host), timeout=10)
-        made = bootstrap.create(path_of("CertificateSigningRequest"), node_client_csr(NODE))
+        bootstrap = KubeClient.from_file(ctx.paths.bootstrap_kubeconfig, ctx.paths.host,
+                                         timeout=10)
+        made = bootstrap.create(node_client_csr(NODE))
         reviews = csr.list_csrs(connect(ctx), expected_nodes={NODE})
         approved = csr.approve(connect(ctx), None, all_valid=True, expected_nodes={NODE})
     with report.phase("recovery-apiserver destroy"):
@@ -68,7 +69,7 @@ def run(sandbox: Sandbox, ctx: Context, report: DrillReport) -> None:
 
     _check_api(admin, report)
     _check_disk(ctx, admin, report)
-    check(all((admin.get(path_of(kind, "cluster")) or {}).get("spec", {})
+    check(all((admin.get(kind, "cluster") or {}).get("spec", {})
               .get("forceRedeploymentReason") == reason for kind in force_redeploy.OPERATORS),
           "an operator resource lacks forceRedeploymentReason")
     requestor = made.get("spec", {}).get("username", "")
@@ -77,7 +78,7 @@ def run(sandbox: Sandbox, ctx: Context, report: DrillReport) -> None:
     check(made["metadata"]["name"] in approved.approved and
           any(r.name == made["metadata"]["name"] and r.valid for r in reviews),
           f"the kubelet's CSR was not approved: {approved}")
-    state = (admin.get(path_of("CertificateSigningRequest", made["metadata"]["name"])) or {})
+    state = (admin.get("CertificateSigningRequest", made["metadata"]["name"]) or {})
     check(any(c.get("type") == "Approved" for c in state.get("status", {}).get("conditions")
               or []), "the API does not show the CSR approved")
     kubelet_dir = ctx.paths.host("/var/lib/kubelet")
@@ -101,7 +102,7 @@ def run(sandbox: Sandbox, ctx: Context, report: DrillReport) -> None:
 
 def _refused(client: KubeClient, reason: list[str]) -> bool:
     try:
-        client.request("GET", "/readyz")
+        client.check_ready()
     except ApiUnavailable as exc:
         if "expired" in exc.what:
             reason.append(exc.what.split("failed: ", 1)[-1])
@@ -164,7 +165,7 @@ def _served_certificate(address: tuple[str, int]) -> x509.Certificate:
     return x509.load_der_x509_certificate(der)
 
 
-def node_client_csr(node: str) -> dict[str, object]:
+def node_client_csr(node: str) -> dict[str, Any]:
     """The CSR a kubelet bootstraps with: O=system:nodes, CN=system:node:<node>."""
     key = certs.new_key()
     request = (x509.CertificateSigningRequestBuilder()
@@ -173,7 +174,7 @@ def node_client_csr(node: str) -> dict[str, object]:
                    x509.NameAttribute(x509.NameOID.COMMON_NAME, f"system:node:{node}")]))
                .sign(key, hashes.SHA256()))
     pem = request.public_bytes(serialization.Encoding.PEM)
-    return {"apiVersion": "certificates.k8s.io/v1beta1", "kind": "CertificateSigningRequest",
+    return {"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
             "metadata": {"generateName": "csr-"},
             "spec": {"request": base64.b64encode(pem).decode(),
                      "signerName": "kubernetes.io/kube-apiserver-client-kubelet",

@@ -15,9 +15,11 @@ from cryptography import x509
 
 from toolbox.context import Context
 from toolbox.errors import RecoveryError
+from toolbox.journal import plan_and_execute
 from toolbox.pki.certs import load_certificates
 from toolbox.pki.profiles import member_cert_requests
 from toolbox.procedures import backup, member_recover, member_remove, restore, signer, verify
+from toolbox.report import Report
 from toolbox.sandbox import cert_recovery, scratch, workload
 from toolbox.sandbox.binaries import require_kube_apiserver
 from toolbox.sandbox.cluster import Sandbox
@@ -40,13 +42,19 @@ def _drill_sandbox(report: DrillReport, directory: Path | None, keep: bool, *,
                    masters: int = 3, api: bool = False) -> Iterator[Sandbox]:
     """A sandbox for one drill, torn down afterwards; after a failure powered off but kept
     (logs, host roots), and the error says where. `api`: with a real kube-apiserver."""
-    where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
     binary = require_kube_apiserver() if api else None
+    made = directory is None
+    where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
     label = f"sandbox up ({masters} master{'s' if masters > 1 else ''}" + \
         (", kube-apiserver)" if api else ")")
-    with report.phase(label):
-        sandbox = Sandbox.up(where / "sandbox", masters=masters, etcd=report.etcd,
-                             kube_apiserver=binary)
+    try:
+        with report.phase(label):
+            sandbox = Sandbox.up(where / "sandbox", masters=masters, etcd=report.etcd,
+                                 kube_apiserver=binary)
+    except BaseException:
+        if made and not any(where.iterdir()):  # refused (an unknown --etcd): nothing to keep
+            where.rmdir()
+        raise
     try:
         yield sandbox
     except RecoveryError as exc:
@@ -60,6 +68,8 @@ def _drill_sandbox(report: DrillReport, directory: Path | None, keep: bool, *,
         raise
     if not keep:
         sandbox.down()
+        if made:  # the directory this drill made for its sandbox, now empty
+            shutil.rmtree(where, ignore_errors=True)
 
 
 def _run_backup_drill(sandbox: Sandbox, environ: Mapping[str, str], report: DrillReport,
@@ -139,10 +149,14 @@ def quorum_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
             sandbox.stop_master(1)
             sandbox.stop_master(2)
         with report.phase("restore master-0 alone (to healthy)"):
-            result = restore.run(ctx, _restore_request(sandbox, [0]))
+            result = plan_and_execute(ctx, restore.PROCEDURE, _restore_request(sandbox, [0]))
         check(result.healthy is True and [m.name for m in result.members] == [
             sandbox.spec(0).member_name], f"member list after restore: {result.members}")
         report.facts.append(f"one healthy member {sandbox.spec(0).member_name}")
+        told = result.report().next
+        check(told == ["recreate the lost masters, then add each back (guide 3.2 steps 2-5)"],
+              f"the restore's next steps: {told}")
+        report.facts.append(f"the restore says what comes next: {told[0]}")
         _assert_restored_data(sandbox, 0, before, after, report)
     return report
 
@@ -166,7 +180,8 @@ def restore_previous_state_drill(environ: Mapping[str, str], *, etcd: str = "3.5
         request = _restore_request(sandbox, [0, 1, 2])
         with report.phase("restore all three (to healthy)"), \
                 ThreadPoolExecutor(max_workers=3) as pool:
-            results = list(pool.map(lambda c: restore.run(c, request), contexts))
+            results = list(pool.map(
+                lambda c: plan_and_execute(c, restore.PROCEDURE, request), contexts))
         cluster_ids = set()
         for i in range(3):
             with sandbox.client(i) as client:
@@ -213,10 +228,11 @@ def start_signer(sandbox: Sandbox, survivor: int, expect: list[str],
 
 
 def _recover(sandbox: Sandbox, index: int, signer_ip: str, token: str,
-             environ: Mapping[str, str]) -> None:
+             environ: Mapping[str, str]) -> Report:
+    """Guide 3.2 steps 3-4 on master `index`; the report its operator would read."""
     ctx = master_context(sandbox, index, {**environ, "OCP_RECOVERY_SIGNER_TOKEN": token})
-    name = sandbox.spec(index).member_name
-    member_recover.run(ctx, member_recover.plan(ctx, signer_ip, name, None))
+    request = member_recover.RecoverRequest(signer_ip, sandbox.spec(index).member_name)
+    return plan_and_execute(ctx, member_recover.PROCEDURE, request).report()
 
 
 def _check_new_certificates(sandbox: Sandbox, index: int, report: DrillReport) -> None:
@@ -265,11 +281,14 @@ def replace_master_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
         with report.phase(f"signer on master-0, recover master-{new} (to healthy)"):
             thread, token, failures = start_signer(sandbox, 0, [sandbox.spec(new).dns_name],
                                                   environ)
-            _recover(sandbox, new, sandbox.spec(0).ip, token, environ)
+            said = _recover(sandbox, new, sandbox.spec(0).ip, token, environ)
             thread.join(30)
         check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
         _check_members(sandbox, 0, [0, 1, new])
         report.facts.append(f"3 started healthy members: master-0, master-1, master-{new}")
+        check(not said.next and not said.warnings,
+              f"master-{new}'s report: next {said.next}, warnings {said.warnings}")
+        report.facts.append(f"master-{new}'s report: {said.summary}; no warning, no next step")
         check(workload.read_group(sandbox, new, "before") == set(written),
                "data lost on the new member")
         report.facts.append(f"{len(written)} keys read back from master-{new}")
@@ -291,19 +310,24 @@ def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: in
             sandbox.wipe_master(1)
             sandbox.stop_master(2)  # powered off, disk kept: it comes back at the end
         with report.phase("restore master-0 alone (to healthy)"):
-            restore.run(ctx, _restore_request(sandbox, [0]))
+            plan_and_execute(ctx, restore.PROCEDURE, _restore_request(sandbox, [0]))
         with report.phase("add two blank masters"):
             new = [sandbox.add_master(), sandbox.add_master()]
         with report.phase("signer on master-0, recover both in turn (to healthy)"):
             thread, token, failures = start_signer(
                 sandbox, 0, [sandbox.spec(i).dns_name for i in new], environ)
-            for index in new:
-                _recover(sandbox, index, sandbox.spec(0).ip, token, environ)
+            said = [_recover(sandbox, index, sandbox.spec(0).ip, token, environ)
+                    for index in new]
             thread.join(30)
         check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
         _check_members(sandbox, 0, [0, *new])
         report.facts.append(f"3 started healthy members: master-0, master-{new[0]}, "
                             f"master-{new[1]}")
+        check(len(said[0].next) == 1 and said[0].next[0].startswith("1 more master(s) to add")
+              and not said[1].next,
+              f"next steps: master-{new[0]} {said[0].next}, master-{new[1]} {said[1].next}")
+        report.facts.append(f"master-{new[0]}'s report names 1 more master to add; "
+                            f"master-{new[1]}'s: {said[1].summary}")
         _assert_restored_data(sandbox, new[1], before, after, report)
         with report.phase("old master-2 powers on"):
             sandbox.start_master(2)
