@@ -62,6 +62,11 @@ class Context:
     extra_peer_ips: tuple[str, ...] = ()
     # The Kubernetes API's kubeconfig, a host path; None: the recovery API server's.
     kubeconfig: str | None = None
+    # INITIAL_CLUSTER as the guide exports it, for `restore` without --initial-cluster.
+    initial_cluster: str | None = None
+    # The ocp-recovery image the signer pod runs (OCP_RECOVERY_IMAGE, or
+    # KUBE_ETCD_SIGNER_SERVER as the guide exports it).
+    image: str | None = None
 
     @cached_property
     def paths(self) -> HostPaths:
@@ -79,6 +84,17 @@ def default_host_root(environ: Mapping[str, str]) -> Path:
     if (CONTAINER_HOST_ROOT / "etc" / "kubernetes").is_dir():
         return CONTAINER_HOST_ROOT
     return Path("/")
+
+
+def initial_cluster_of(environ: Mapping[str, str]) -> str | None:
+    """INITIAL_CLUSTER, as the guide exports it for the restore."""
+    return environ.get("INITIAL_CLUSTER") or None
+
+
+def json_result_asked(log_format: str | None, environ: Mapping[str, str]) -> bool:
+    """JSON lines asked for by name (--log-format json, or OCP_RECOVERY_LOG_FORMAT=json as
+    the CronJob sets), not merely a pipe: the result is then JSON too."""
+    return (log_format or environ.get("OCP_RECOVERY_LOG_FORMAT")) == "json"
 
 
 def log_format_of(flag: str | None, environ: Mapping[str, str]) -> str:
@@ -155,6 +171,9 @@ def build_context(
         extra_peer_ips=tuple(i for i in environ.get("OCP_RECOVERY_SANDBOX_PEER_IPS", "")
                              .split(",") if i),
         kubeconfig=kubeconfig or environ.get("KUBECONFIG") or None,
+        initial_cluster=initial_cluster_of(environ),
+        image=environ.get("OCP_RECOVERY_IMAGE") or environ.get("KUBE_ETCD_SIGNER_SERVER")
+        or None,
     )
 
 
@@ -178,3 +197,10 @@ def parse_endpoints(text: str) -> tuple[str, ...]:
     if not result:
         raise InvalidInput("no etcd endpoint given", next_step="pass --endpoints https://IP:2379")
     return tuple(result)
+
+
+def sandbox_dir(environ: Mapping[str, str], given: Path | None) -> Path:
+    """The sandbox's directory: --dir, else OCP_RECOVERY_SANDBOX, else the default."""
+    from toolbox.sandbox.cluster import DEFAULT_DIR
+
+    return given or Path(environ.get("OCP_RECOVERY_SANDBOX") or DEFAULT_DIR)

@@ -133,6 +133,12 @@ class HostIOError(RecoveryError):
                     "command again")
 
 
+class NotConfirmed(RecoveryError):
+    """The operator answered no to the confirmation."""
+    exit_code = 15
+    summary = "the confirmation was declined; nothing was changed"
+
+
 class DrillFailed(RecoveryError):
     exit_code = 20
     summary = "a drill's check failed: the procedure did not give the expected outcome"

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from toolbox import cli
+from toolbox.context import initial_cluster_of
 
 
 def _shim(argv: list[str] | None, usage: str, count: int,
@@ -35,8 +36,9 @@ def etcd_snapshot_backup(argv: list[str] | None = None) -> int:
 def etcd_snapshot_restore(argv: list[str] | None = None) -> int:
     """INITIAL_CLUSTER may also come from the environment, as the guide exports it."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) == 1 and os.environ.get("INITIAL_CLUSTER"):
-        args = [*args, os.environ["INITIAL_CLUSTER"]]
+    exported = initial_cluster_of(os.environ)
+    if len(args) == 1 and exported:
+        args = [*args, exported]
     code = _shim(args, "etcd-snapshot-restore.sh <path-to-backup> <INITIAL_CLUSTER>", 2,
                  # 4.3 rewound a healthy cluster unasked (guide 3.3); a restore that would
                  # split one stays refused.
@@ -49,7 +51,7 @@ def etcd_snapshot_restore(argv: list[str] | None = None) -> int:
 
 def etcd_member_remove(argv: list[str] | None = None) -> int:
     return _shim(argv, "etcd-member-remove.sh <etcd_name>", 1,
-                 lambda a: ["member", "remove", a[0]])
+                 lambda a: ["member", "remove", a[0], "--yes"])
 
 
 def etcd_member_add(argv: list[str] | None = None) -> int:

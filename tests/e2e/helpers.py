@@ -54,7 +54,7 @@ def assert_rollback_gives_back(sandbox: Sandbox, index: int, ignored: tuple[str,
     host's tree (but `ignored`) is exactly what it was before."""
     with assert_host_unchanged(sandbox.root(index), ignored):
         break_off()
-        rolled = command(sandbox, index, "rollback")
+        rolled = command(sandbox, index, "rollback", "--yes")
         assert rolled.returncode == 0, rolled.stderr
 
 

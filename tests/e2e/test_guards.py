@@ -111,7 +111,9 @@ def test_a_restore_piped_to_tee_asks_on_the_terminal_or_refuses(cluster: Sandbox
             os.close(typed)
         assert "Stop this master's control plane and restore etcd? [y/N]" in done.stdout
         assert "rewinding a healthy cluster" in done.stdout  # the cost, before the question
-        assert done.returncode == 130 and "nothing was changed" in done.stderr
+        # Declined: its own exit code (not Ctrl-C's 130), and no advice to add --yes.
+        assert done.returncode == 15 and "nothing was done" in done.stderr, done.stderr
+        assert "--yes" not in done.stderr
     assert len(leaders(cluster)) == 1
 
 
@@ -138,7 +140,7 @@ def test_the_lock_covers_the_wait_and_ctrl_c_tells_the_truth(cluster: Sandbox) -
         # A second window, while the first waits: nothing else may start.
         with assert_host_unchanged(root, DATA):
             for verb in ("rollback", "resume"):
-                other = command(cluster, 0, verb)
+                other = command(cluster, 0, verb, *(["--yes"] if verb == "rollback" else []))
                 assert other.returncode == 10, other.stdout + other.stderr
                 assert f"`restore` (pid {waiting.pid}" in other.stderr
                 assert "unchanged by this run" in other.stderr
@@ -158,7 +160,7 @@ def test_the_lock_covers_the_wait_and_ctrl_c_tells_the_truth(cluster: Sandbox) -
     journal = json.loads((root / "var/lib/ocp-recovery/journal.json").read_text())
     assert Path(journal["plan"]["stash"]).name == journal["id"], "one id: prompt and journal"
 
-    rolled = command(cluster, 0, "rollback")
+    rolled = command(cluster, 0, "rollback", "--yes")
     assert rolled.returncode == 0, rolled.stderr
     cluster.wait_healthy([0, 1, 2], 60)
     assert member_names(cluster) == MASTERS and len(leaders(cluster)) == 1
@@ -205,14 +207,14 @@ def test_a_recover_refused_at_its_first_step_leaves_nothing_in_flight(cluster: S
 def test_sandbox_env_of_a_master_that_does_not_exist_is_refused(cluster: Sandbox) -> None:
     done = subprocess.run([str(BIN / "ocp-recovery"), "sandbox", "env", "9", "--dir",
                            str(cluster.dir)], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 4 and "has no master-9" in done.stderr, done.stderr
+    assert done.returncode == 3 and "has no master-9" in done.stderr, done.stderr
     assert "export" not in done.stdout
 
 
 # ---- changes the cluster's membership: keep last in this module ---------------------------
 
 def test_member_add_without_quorum_is_refused_before_any_change(cluster: Sandbox) -> None:
-    removed = command(cluster, 0, "member", "remove", "etcd-member-master-2")
+    removed = command(cluster, 0, "member", "remove", "etcd-member-master-2", "--yes")
     assert removed.returncode == 0, removed.stderr
     cluster.stop_master(1)  # one of the two members left answers: no quorum
     with assert_host_unchanged(cluster.root(2), DATA):

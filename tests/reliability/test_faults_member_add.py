@@ -26,7 +26,7 @@ def removed_master(tmp_path: Path) -> Iterator[Sandbox]:
     sandbox = Sandbox.up(tmp_path / "sb", masters=3, etcd="3.5")
     try:
         sandbox.stop_master(2)
-        removed = command(sandbox, 0, "member", "remove", NAME)
+        removed = command(sandbox, 0, "member", "remove", NAME, "--yes")
         assert removed.returncode == 0, removed.stderr
         sandbox.start_master(2)
         yield sandbox

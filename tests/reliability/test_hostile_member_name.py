@@ -111,7 +111,7 @@ def test_a_member_named_like_a_pattern_is_the_only_one_removed(run_cli, host: Pa
                                                                ) -> None:
     etcd = fake_etcd(monkeypatch, [*MASTERS, "etcd-member-.*"])
     run_cli(["--host-root", str(host), "--host-exec", "direct", *TLS, "member", "remove",
-             "etcd-member-.*"])
+             "etcd-member-.*", "--yes"])
     assert [m.name for m in etcd.members()] == MASTERS
 
 

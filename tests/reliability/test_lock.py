@@ -67,7 +67,7 @@ def test_second_operation_is_refused_naming_the_first(run_cli, host: Path, state
     with pytest.raises(OperationInFlight, match=rf"`restore` \(pid {holder.pid}"), \
             host_lock(state, "backup"):
         pass
-    err = refused(run_cli, host, ["rollback"], 10).stderr
+    err = refused(run_cli, host, ["rollback", "--yes"], 10).stderr
     assert f"`restore` (pid {holder.pid}" in err and "one operation at a time" in err
 
 
@@ -80,6 +80,6 @@ def test_a_stale_lock_from_a_dead_process_is_detected_and_reported(run_cli, host
     # Through the CLI: the stale holder is reported in the log, then the command goes on.
     dead = died_holding_the_lock(state)
     err = run_cli(["--host-root", str(host), "--host-exec", "direct", "--log-format", "json",
-                   "rollback"], exit_code=4).stderr
+                   "rollback", "--yes"], exit_code=4).stderr
     assert '"event": "lock.stale"' in err and f'"holder_pid": {dead}' in err
     assert '"holder_operation": "restore"' in err and "nothing to roll back" in err

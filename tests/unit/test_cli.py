@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from toolbox.etcd.snapshot import ProgressLine
 from toolbox.legacy import etcd_snapshot_backup
 
 
@@ -18,16 +17,17 @@ def test_relative_directory_in_a_container_is_refused(run_cli, tmp_path: Path) -
 
 def test_a_relative_path_under_the_host_root_is_that_host_path(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from toolbox.cli import _host_path_argument
     from toolbox.context import build_context
+    from toolbox.host.paths import host_path_argument
 
     backup = tmp_path / "home/core/backup"
     backup.mkdir(parents=True)
     (tmp_path / "etc/kubernetes").mkdir(parents=True)
     monkeypatch.chdir(backup)  # `cd /host/home/core/backup` in the container
     context = build_context({}, host_root=str(tmp_path), host_exec="direct")
-    assert _host_path_argument("snapshot_x.db", context) == "/home/core/backup/snapshot_x.db"
-    assert _host_path_argument(".", context) == "/home/core/backup"
+    assert host_path_argument("snapshot_x.db", context.host_root) == \
+        "/home/core/backup/snapshot_x.db"
+    assert host_path_argument(".", context.host_root) == "/home/core/backup"
 
 
 def test_a_closed_pipe_ends_the_output_not_the_command() -> None:
@@ -52,13 +52,14 @@ def test_a_log_format_that_does_not_exist_is_refused(run_cli, args: list[str],  
 
 
 def test_a_path_with_the_host_root_in_front_means_the_host_path(tmp_path: Path) -> None:
-    from toolbox.cli import _host_path_argument
     from toolbox.context import build_context
+    from toolbox.host.paths import host_path_argument
 
     (tmp_path / "etc/kubernetes").mkdir(parents=True)
     context = build_context({}, host_root=str(tmp_path), host_exec="direct")
-    assert _host_path_argument(f"{tmp_path}/home/core/backup", context) == "/home/core/backup"
-    assert _host_path_argument("/home/core/backup", context) == "/home/core/backup"
+    assert host_path_argument(f"{tmp_path}/home/core/backup", context.host_root) == \
+        "/home/core/backup"
+    assert host_path_argument("/home/core/backup", context.host_root) == "/home/core/backup"
 
 
 def test_legacy_backup_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -74,50 +75,71 @@ def test_unknown_command_is_a_usage_error(run_cli) -> None:  # type: ignore[no-u
     run_cli(["restore-everything"], exit_code=2)
 
 
-def test_progress_line_shows_share_and_rate(capsys: pytest.CaptureFixture[str]) -> None:
-    line = ProgressLine("snapshot")
-    line.last = -1.0  # draw now
-    line(512 << 20, 1024 << 20)
-    line.close()
-    err = capsys.readouterr().err
-    assert err.startswith("\rsnapshot  50.0% 512.0 MiB at ") and err.endswith("\n")
-
-
 def test_every_command_says_what_it_does_and_explains_each_option(run_cli) -> None:  # type: ignore[no-untyped-def]
     """`ocp-recovery [GROUP] NAME --help` shows the command's whole docstring and each of its
-    options with its explanation: none undocumented, none hidden."""
+    options and arguments with its explanation: none undocumented, none hidden."""
     import inspect
 
-    from toolbox.cli import COMMANDS
+    import typer
 
-    def squeezed(text: str) -> str:  # argparse rewraps text, breaking lines at hyphens too
+    from toolbox.commands.app import build_app
+
+    def squeezed(text: str) -> str:  # the help rewraps text, breaking lines at hyphens too
         return "".join(text.split())
 
-    for group, name, params, handler in COMMANDS:
-        words = [group, name] if group else [name]
+    def leaves(group: typer.Typer, words: list[str]) -> list[tuple[list[str], object]]:
+        found = [([*words, c.name or ""], c.callback) for c in group.registered_commands]
+        for sub in group.registered_groups:
+            found += leaves(sub.typer_instance, [*words, sub.name or ""])
+        return found
+
+    commands = leaves(build_app(), [])
+    assert len(commands) >= 30
+    for words, callback in commands:
         out = squeezed(run_cli([*words, "--help"]).stdout)
-        doc = inspect.cleandoc(handler.__doc__ or "")
+        doc = inspect.cleandoc(getattr(callback, "__doc__", "") or "")
         assert doc and squeezed(doc) in out, f"{words}: the help lacks what the command does"
-        for param in params:
-            explained = param.spec.get("help") or ""
-            shown = [flag for flag in param.flags if flag.startswith("-")] or \
-                [param.spec.get("metavar") or param.flags[0]]
-            assert explained and all(squeezed(f) in out for f in [*shown, explained]), \
-                f"{words}: {param.flags[0]} is not explained in the help"
+        for parameter in inspect.signature(callback).parameters.values():  # type: ignore[arg-type]
+            info = getattr(parameter.annotation, "__metadata__", [None])[0]
+            if info is None:  # the typer context
+                continue
+            assert info.help and squeezed(info.help) in out, \
+                f"{words}: {parameter.name} is not explained in the help"
 
 
 def test_no_command_prints_the_commands_and_exits_2(run_cli) -> None:  # type: ignore[no-untyped-def]
-    out = run_cli([], exit_code=2).stdout
+    outcome = run_cli([], exit_code=2)
+    out = outcome.stdout + outcome.stderr
     assert "backup" in out and "restore" in out and "exit-codes" in out
 
 
 def test_a_group_without_its_command_is_a_usage_error(run_cli) -> None:  # type: ignore[no-untyped-def]
-    assert "required: COMMAND" in run_cli(["member"], exit_code=2).stderr
+    out = run_cli(["member"], exit_code=2)
+    assert "remove" in out.stdout + out.stderr and "add" in out.stdout + out.stderr
 
 
-def test_an_option_after_the_command_is_not_a_global_one(run_cli) -> None:  # type: ignore[no-untyped-def]
-    assert "unrecognized arguments: --host-root" in run_cli(
-        ["status", "--host-root", "/"], exit_code=2).stderr
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_global_options_work_before_and_after_the_command(run_cli, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                          where: str) -> None:
+    """`status --host-root X --json` and `--host-root X --json status` are the same."""
+    import json
+
+    (tmp_path / "etc/kubernetes").mkdir(parents=True)
+    options = ["--host-root", str(tmp_path), "--host-exec", "direct", "--state-dir",
+               "/var/lib/ocp-recovery", "--json"]
+    args = [*options, "status"] if where == "before" else ["status", *options]
+    result = json.loads(run_cli(args).stdout)
+    assert result["event"] == "status" and result["next"] == []
+    assert result["summary"] == "no journaled operation has run on this host"
+
+
+def test_an_abbreviated_option_is_refused_not_guessed(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`--ke 1` was once taken as `--keep 1` and pruned all but one backup."""
+    (tmp_path / "etc/kubernetes").mkdir(parents=True)
+    err = run_cli(["--host-root", str(tmp_path), "backup", "/home/core/backup", "--ke", "1"],
+                  exit_code=2).stderr
+    assert "No such option: --ke" in err
+    assert not (tmp_path / "home").exists()
 
 
 @pytest.mark.parametrize(("answer", "goes_on"), [("y", True), ("yes", True), ("", False),
@@ -125,14 +147,15 @@ def test_an_option_after_the_command_is_not_a_global_one(run_cli) -> None:  # ty
 def test_the_confirmation_on_a_terminal(answer: str | None, goes_on: bool, tmp_path: Path,
                                         monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    """Only a yes goes on; anything else (or end of input) stops with exit 130, and the
-    operator saw every change before answering."""
+    """Only a yes goes on; anything else (or end of input) stops with its own exit code (not
+    130, which is Ctrl-C) and no suggestion of --yes; the operator saw every change first."""
     import dataclasses
     import io
 
-    from toolbox.cli import _show_plan
+    from toolbox.commands.common import confirm
     from toolbox.context import build_context
-    from toolbox.errors import Interrupted
+    from toolbox.errors import NotConfirmed
+    from toolbox.journal import Confirmation
 
     # What the operator types, or end of input (None).
     monkeypatch.setattr("sys.stdin", io.StringIO("" if answer is None else answer + "\n"))
@@ -140,13 +163,16 @@ def test_the_confirmation_on_a_terminal(answer: str | None, goes_on: bool, tmp_p
     context = dataclasses.replace(build_context({}, host_root=str(tmp_path),
                                                 host_exec="direct"), stdin_is_terminal=True)
 
-    def show() -> bool:
-        return _show_plan(context, "restore", ["1. stop etcd"], [], False, False, "Restore?")
+    def ask() -> bool:
+        return confirm(context, Confirmation("restore", "Restore?"), ["1. stop etcd"], [],
+                       dry_run=False, yes=False)
 
     if goes_on:
-        assert show() is False
+        assert ask() is True
     else:
-        with pytest.raises(Interrupted) as refused:
-            show()
-        assert refused.value.exit_code == 130 and "nothing was changed" in refused.value.render()
+        with pytest.raises(NotConfirmed) as refused:
+            ask()
+        rendered = refused.value.render()
+        assert refused.value.exit_code == 15 and "nothing was done" in rendered
+        assert "--yes" not in rendered
     assert "1. stop etcd" in capsys.readouterr().out

