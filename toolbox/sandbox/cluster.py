@@ -14,15 +14,20 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolbox.errors import EtcdUnavailable, PreconditionFailed, WaitTimedOut
+from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
 from toolbox.etcd.client import EtcdClient, TlsFiles
 from toolbox.etcd.cluster import render_initial_cluster
-from toolbox.kube import config as kubeconfig
 from toolbox.kube.client import KubeClient
 from toolbox.sandbox import controlplane
 from toolbox.sandbox.agent import write_shims
 from toolbox.sandbox.binaries import EtcdBinaries, find_etcd
-from toolbox.sandbox.layout import SANDBOX_PEER_IPS, ClusterPki, MasterSpec, lay_out_master
+from toolbox.sandbox.layout import (
+    SANDBOX_PEER_IPS,
+    SIGNER_CA_DIR,
+    ClusterPki,
+    MasterSpec,
+    lay_out_master,
+)
 
 DEFAULT_DIR = Path("/var/tmp/ocp-recovery-sandbox")
 HEALTH_TIMEOUT = 60.0
@@ -34,7 +39,11 @@ class MasterStatus:
     spec: MasterSpec
     agent_running: bool
     host_present: bool
-    etcd: str  # "healthy (leader)", "healthy", "down: ..."
+    etcd: str  # "healthy (leader)", "healthy", NO_QUORUM, "down: ..."
+
+
+# A member that answers but knows no leader: up, yet its cluster has lost quorum.
+NO_QUORUM = "running, no leader: its cluster has no quorum"
 
 
 class Sandbox:
@@ -145,12 +154,12 @@ class Sandbox:
         if not self.admin_kubeconfig.exists():
             raise PreconditionFailed(f"the sandbox in {self.dir} has no kube-apiserver",
                                      next_step="ocp-recovery sandbox up --kube-apiserver")
-        client = KubeClient(kubeconfig.load(self.admin_kubeconfig), timeout=10)
+        client = KubeClient.from_file(self.admin_kubeconfig, timeout=10)
         controlplane.expire(client, controlplane.ControlPlanePki.load(self.dir / "pki"),
                             self.root(0))
 
     def _seed_api(self, timeout: float) -> None:
-        client = KubeClient(kubeconfig.load(self.admin_kubeconfig), timeout=10)
+        client = KubeClient.from_file(self.admin_kubeconfig, timeout=10)
         client.wait_ready(timeout, next_step=f"read {self.master_dir(0)}/logs/"
                           "kube-apiserver-*.log")
         controlplane.seed(client, controlplane.ControlPlanePki.load(self.dir / "pki"),
@@ -223,6 +232,18 @@ class Sandbox:
             time.sleep(0.05)
         return index
 
+    def signer_master(self) -> int | None:
+        """The first running master with its etcd server certificate and the signer's CA
+        files: where `signer serve` can run for a new master."""
+        for index in self.masters:
+            root = self.root(index)
+            member_dir = root / "etc/kubernetes/static-pod-resources/etcd-member"
+            if self._agent_pid(index) and (root / SIGNER_CA_DIR.lstrip("/")).is_dir() and (
+                    member_dir / f"system:etcd-server:{MasterSpec(index).dns_name}.crt"
+            ).is_file():
+                return index
+        return None
+
     def power_off(self) -> None:
         """Kill every master's processes, keep the files (for a failed drill's post-mortem)."""
         masters_dir = self.dir / "masters"
@@ -279,7 +300,8 @@ class Sandbox:
             try:
                 with self.client(index, timeout=1.0) as c:
                     st = c.status()
-                    etcd = "healthy (leader)" if st.leader == st.member_id else "healthy"
+                etcd = NO_QUORUM if not st.leader else \
+                    "healthy (leader)" if st.leader == st.member_id else "healthy"
             except EtcdUnavailable as exc:
                 etcd = f"down: {exc.what}"
             rows.append(MasterStatus(spec, self._agent_pid(index) is not None,
@@ -288,11 +310,13 @@ class Sandbox:
 
     def env(self, index: int) -> str:
         """Exports that make ocp-recovery act on master `index` as if run on that host."""
-        if index not in self.masters:  # also: no sandbox in this directory at all
-            raise PreconditionFailed(
-                f"the sandbox in {self.dir} has no master-{index} (masters: "
-                f"{', '.join(str(i) for i in self.masters) or 'none'})",
-                next_step=f"ocp-recovery sandbox status --dir {self.dir}")
+        masters = self.masters  # also: no sandbox in this directory at all
+        if index not in masters:
+            raise InvalidInput(
+                f"the sandbox in {self.dir} has no master-{index} (its masters: "
+                f"{', '.join(str(i) for i in masters) or 'none'})",
+                next_step=f"ocp-recovery sandbox env N --dir {self.dir} with N one of those; "
+                f"`ocp-recovery sandbox status --dir {self.dir}` shows them")
         spec = MasterSpec(index)
         bindir = self.master_dir(index) / "bin"
         return "\n".join([

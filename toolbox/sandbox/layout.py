@@ -21,6 +21,7 @@ DOMAIN = "sandbox.ocp4.test"
 INSTALLED = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
 FIRST_IP_OCTET = 11
 SANDBOX_PEER_IPS = ("127.0.0.1",)  # every sandbox peer dials from it
+SIGNER_CA_DIR = "/root/signer"  # the CA pairs for `signer serve`, on each installed master
 KUBE_APISERVER_REVISIONS = (2, 9, 10)  # 10 > 9 by number, not by text: natural sort matters
 ETCD_CONF = """ETCD_SNAPSHOT_COUNT=100000
 ETCD_HEARTBEAT_INTERVAL=100
@@ -280,6 +281,14 @@ def lay_out_master(root: Path, spec: MasterSpec, pki: ClusterPki, *,
     if blank:
         return
     _lay_out_kubelet(root / "var/lib/kubelet", spec, pki)
+    # What an operator writes from the secrets etcd-signer and etcd-metric-signer before
+    # `signer serve` (README, chapter 2); a real master has no CA key on disk.
+    signer_dir = root / SIGNER_CA_DIR.lstrip("/")
+    signer_dir.parent.mkdir(mode=0o700, exist_ok=True)  # /root
+    signer_dir.mkdir(mode=0o700, exist_ok=True)
+    for name, pair in (("etcd_ca", pki.etcd_ca), ("metric_ca", pki.metric_ca)):
+        _write(signer_dir / f"{name}.crt", pair.cert_pem())
+        _write(signer_dir / f"{name}.key", pair.key_pem(), 0o600)
     for request in member_cert_requests(spec.dns_name, spec.ip, DOMAIN, SANDBOX_PEER_IPS):
         ca = pki.metric_ca if request.signer == "metric" else pki.etcd_ca
         pair = certs.issue(ca, common_name=request.common_name,
