@@ -134,7 +134,9 @@ def test_a_run_killed_after_the_move_resumes(ctx: Context, sandbox: Sandbox) -> 
     assert killed.returncode == -9, killed.stderr
     runtime = Runtime(ctx.executor)
     assert not runtime.kubelet_active() and not (kubelet_dir / "pki").exists()
-    assert inflight.status(ctx).lines()[-1].startswith("the run stopped part-way")
+    told = inflight.status(ctx).report()
+    assert told.details[-1].startswith("the run stopped part-way")
+    assert told.next == ["ocp-recovery resume", "ocp-recovery rollback"]
 
     result = inflight.resume(ctx)
     assert isinstance(result, kubelet.KubeletReset)

@@ -152,7 +152,7 @@ def test_the_confirmation_on_a_terminal(answer: str | None, goes_on: bool, tmp_p
     import dataclasses
     import io
 
-    from toolbox.commands.common import confirm
+    from toolbox.commands.common import GlobalOptions, confirm
     from toolbox.context import build_context
     from toolbox.errors import NotConfirmed
     from toolbox.journal import Confirmation
@@ -164,8 +164,8 @@ def test_the_confirmation_on_a_terminal(answer: str | None, goes_on: bool, tmp_p
                                                 host_exec="direct"), stdin_is_terminal=True)
 
     def ask() -> bool:
-        return confirm(context, Confirmation("restore", "Restore?"), ["1. stop etcd"], [],
-                       dry_run=False, yes=False)
+        return confirm(GlobalOptions(), context, Confirmation("restore", "Restore?"),
+                       ["1. stop etcd"], [], dry_run=False, yes=False)
 
     if goes_on:
         assert ask() is True
@@ -176,3 +176,42 @@ def test_the_confirmation_on_a_terminal(answer: str | None, goes_on: bool, tmp_p
         assert refused.value.exit_code == 15 and "nothing was done" in rendered
         assert "--yes" not in rendered
     assert "1. stop etcd" in capsys.readouterr().out
+
+
+def test_with_json_an_error_is_a_json_object_on_stdout_too(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A script reading `--json` output learns what failed, the host's state and what next;
+    the three lines stay on stderr for a person."""
+    import json
+
+    (tmp_path / "etc/kubernetes").mkdir(parents=True)
+    outcome = run_cli(["backup", "/home/core/backup", "--host-root", str(tmp_path),
+                       "--host-exec", "direct", "--json"], exit_code=4)
+    error = json.loads(outcome.stdout)
+    assert error["event"] == "error" and error["exit_code"] == 4
+    assert "no kube-apiserver-pod-N directory" in error["summary"]
+    assert error["next"] and error["state"]
+    assert outcome.stderr.startswith("error: no kube-apiserver-pod-N directory")
+
+
+def test_rollback_says_what_it_undoes_and_leaves_out_waits(tmp_path: Path) -> None:
+    """The rollback's question lists the undo of each step done, newest first, naming what
+    that step did; a wait, which changed nothing, is not in it."""
+    from toolbox.context import build_context
+    from toolbox.journal import Journal
+    from toolbox.procedures import inflight, kubelet
+
+    (tmp_path / "etc/kubernetes").mkdir(parents=True)
+    ctx = build_context({}, host_root=str(tmp_path), host_exec="direct",
+                        state_dir="/var/lib/ocp-recovery")
+    plan = kubelet.ResetPlan("kubelet-reset-1", (), "20261201T000000Z", {
+        "pki": ["/var/lib/kubelet/pki", "/var/lib/kubelet/pki.ocp-recovery-20261201T000000Z"]})
+    journal = Journal.begin(ctx.paths.state_dir, "kubelet-reset", plan.record(),
+                            [s.name for s in kubelet.PROCEDURE.steps(ctx, plan)])
+    for name in ("stop-kubelet", "move-aside", "start-kubelet", "wait-kubelet-active"):
+        journal.mark(name, "done")
+    journal.set_status("done")
+    confirmation, lines = inflight.rollback_preview(ctx)
+    assert confirmation.title == "rollback of the finished kubelet-reset kubelet-reset-1"
+    assert [line.split(" (")[0] for line in lines] == [
+        " 1. undo start-kubelet", " 2. undo move-aside", " 3. undo stop-kubelet"]
+    assert "(which did: move /var/lib/kubelet/pki to" in lines[1]

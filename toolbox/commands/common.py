@@ -17,12 +17,12 @@ from typing import Annotated, Any
 import typer
 
 from toolbox import log
-from toolbox.errors import InvalidInput, NotConfirmed
+from toolbox.errors import InvalidInput, NotConfirmed, RecoveryError
+from toolbox.report import Report
 
 if typing.TYPE_CHECKING:
     from toolbox.context import Context
     from toolbox.journal import Confirmation, PlanT, Procedure
-    from toolbox.report import Report
 
 
 class LogFormat(enum.StrEnum):
@@ -128,7 +128,12 @@ def command(group: typer.Typer, name: str) -> Callable[[Callable[..., None]],
             after = GlobalOptions(**{n: values.pop(n) for n in GLOBAL_NAMES})
             options = root_options(typer_context).merged(after)
             options.configure_logging()
-            handler(options, **values)
+            try:
+                handler(options, **values)
+            except RecoveryError as exc:
+                if options.json_result:  # a script reading stdout learns of it too
+                    log.say_json(error_json(exc))
+                raise
 
         invoke.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [context_parameter, *own, *global_parameters()])
@@ -148,6 +153,13 @@ def root_options(typer_context: typer.Context) -> GlobalOptions:
 
 
 # ---- results ------------------------------------------------------------------------------
+def error_json(exc: RecoveryError) -> dict[str, Any]:
+    return {"event": "error", "error": type(exc).__name__, "exit_code": exc.exit_code,
+            "summary": exc.what, "state": exc.state, "next": [exc.next_step] if exc.next_step
+            else []}
+
+
+
 def emit(options: GlobalOptions, report: Report, *, seconds: float | None = None) -> None:
     """The result of a command: one JSON object, or its console lines."""
     if seconds is not None:
@@ -160,13 +172,19 @@ def emit(options: GlobalOptions, report: Report, *, seconds: float | None = None
 
 
 # ---- confirmation and journaled runs -------------------------------------------------------
-def confirm(context: Context, confirmation: Confirmation, changes: list[str],
-            warnings: typing.Sequence[str], *, dry_run: bool, yes: bool) -> bool:
+def confirm(options: GlobalOptions, context: Context, confirmation: Confirmation,
+            changes: list[str], warnings: typing.Sequence[str], *, dry_run: bool,
+            yes: bool) -> bool:
     """Show every change (--dry-run: and stop, returning False), then ask. Asked only when
     stdin is a terminal (stdout may be `| tee restore.log`); without one and without --yes
     nothing runs. True: go on."""
     if yes and not dry_run:
         return True
+    if dry_run and options.json_result:
+        emit(options, Report("dry_run", f"{confirmation.title}: dry run, nothing was done",
+                             {"changes": changes}, warnings=list(warnings),
+                             next=["the same command without --dry-run"]))
+        return False
     if not dry_run and not context.stdin_is_terminal:
         raise InvalidInput(
             f"{confirmation.title}: this changes the host and needs a confirmation, but stdin "
@@ -199,8 +217,8 @@ def run_journaled(options: GlobalOptions, context: Context,
 
     started = time.monotonic()
     plan = procedure.plan(context, request)
-    if not confirm(context, procedure.confirmation(plan), procedure.changes(context, plan),
-                   plan.warnings, dry_run=dry_run, yes=yes):
+    if not confirm(options, context, procedure.confirmation(plan),
+                   procedure.changes(context, plan), plan.warnings, dry_run=dry_run, yes=yes):
         return
     result = execute(context, procedure, plan)
     emit(options, result.report(), seconds=time.monotonic() - started)

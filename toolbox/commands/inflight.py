@@ -43,7 +43,7 @@ def rollback(options: GlobalOptions, dry_run: DRY_RUN = False, yes: YES = False)
 
     context = options.context()
     confirmation, undos = inflight.rollback_preview(context)
-    if not confirm(context, confirmation, undos, (), dry_run=dry_run, yes=yes):
+    if not confirm(options, context, confirmation, undos, (), dry_run=dry_run, yes=yes):
         return
     journal = inflight.rollback(context)
     emit(options, Report("rollback.done", f"rolled back {journal.operation} "

@@ -45,7 +45,7 @@ def remove(options: GlobalOptions,
 
     context = options.context()
     plan = procedure.plan(context, name, force=force)
-    if not confirm(context, procedure.confirmation(plan), procedure.changes(plan), (),
+    if not confirm(options, context, procedure.confirmation(plan), procedure.changes(plan), (),
                    dry_run=dry_run, yes=yes):
         return
     emit(options, procedure.execute(context, plan).report())

@@ -81,14 +81,15 @@ def down(options: GlobalOptions, directory: SANDBOX_DIR = None) -> None:
 @command(commands, "status")
 def status(options: GlobalOptions, directory: SANDBOX_DIR = None) -> None:
     """Each master: address, node agent, etcd health."""
-    rows = _sandbox(directory).status()
+    sandbox = _sandbox(directory)
+    rows = sandbox.status()
     lines = [f"{row.spec.node_name}  {row.spec.ip:<11} agent "
              f"{'up' if row.agent_running else 'down':<4} etcd {row.etcd}" for row in rows]
-    if not lines:
-        lines = ["no masters"]
-    emit(options, Report("sandbox.status", lines[0], {"masters": [
+    up = sum(1 for row in rows if row.agent_running)
+    emit(options, Report("sandbox.status", f"sandbox {sandbox.dir}: {len(rows)} "
+                         f"masters, {up} running", {"masters": [
         {"node": row.spec.node_name, "ip": row.spec.ip, "agent": row.agent_running,
-         "etcd": row.etcd} for row in rows]}, details=lines[1:]))
+         "etcd": row.etcd} for row in rows]}, details=lines))
 
 
 @command(commands, "stop-master")

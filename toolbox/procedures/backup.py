@@ -63,6 +63,7 @@ class BackupResult:
     pruned: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    created_dir: bool = False   # the directory did not exist (a typo shows here)
 
     def shown(self, path: Path) -> str:
         """A file of this backup as the operator named its directory: /home/core/backup/…,
@@ -84,7 +85,9 @@ class BackupResult:
              "static_resources_bytes": self.archive.size, "kube_apiserver_revision": revision,
              "revision": etcd["revision"], "keys": etcd["keys"],
              "seconds": round(self.seconds, 2), "pruned": self.pruned},
-            details=[f"pruned {path}" for path in self.pruned], warnings=self.warnings,
+            details=[*([f"created {self.directory} (it did not exist)"] if self.created_dir
+                       else []), *(f"pruned {path}" for path in self.pruned)],
+            warnings=self.warnings,
             next=["copy both files off this host; keep the static_kuberesources archive apart "
                   "from the snapshot (it holds the etcd encryption keys and an etcd client "
                   "key)"])
@@ -115,6 +118,11 @@ def run(ctx: Context, request: BackupRequest) -> BackupResult:
     result.pruned = _prune(plan.target, request.keep, request.directory) \
         if request.keep else []
     result.warnings = _warnings(certificates.result())
+    if not plan.status.leader:
+        result.warnings.append(
+            f"the etcd member at {plan.status.endpoint} has no leader (its cluster has no "
+            "quorum): the snapshot holds what that member had when quorum was lost, which may "
+            "be behind the cluster's last state; back up from a healthy member when you can")
     result.seconds = time.monotonic() - started
     for warning in result.warnings:
         _log.warning("backup.warning", message=warning)
@@ -225,7 +233,8 @@ def _take(ctx: Context, request: BackupRequest, client: EtcdClient, plan: _Plan,
                 next_step="check the disk and the file system (`dmesg`, `mount`), or choose "
                 "another directory, then run the same command again") from exc
         raise
-    return BackupResult(request.directory, snapshot, archive, written[2], manifest)
+    return BackupResult(request.directory, snapshot, archive, written[2], manifest,
+                        created_dir=created_dir)
 
 
 def _manifest(ctx: Context, plan: _Plan, client: EtcdClient, snapshot: SavedSnapshot,

@@ -47,16 +47,18 @@ class Status:
     journal: Journal | None
     holder: LockHolder | None      # who holds the host lock now (None: nobody)
 
-    def lines(self) -> list[str]:
+    def report(self) -> Report:
         j, holder = self.journal, self.holder
         running = holder is not None and j is not None and j.status == "running" and \
             holder.pid == j.data.get("pid")
         lines = []
+        facts: dict[str, Any] = {"lock_holder": holder.describe() if holder else None}
         if holder is not None and not running:
             # Not the journal's operation: a backup, a member remove, a signer…
             lines.append(f"{holder.describe()} holds this host's lock now")
         if j is None:
-            return [*lines, "no journaled operation has run on this host"]
+            lines.append("no journaled operation has run on this host")
+            return Report("status", lines[0], facts, details=lines[1:])
         if running:
             head = f"{j.operation} {j.data['id']}: running (pid {j.data['pid']})"
         elif j.status == "running":
@@ -64,32 +66,29 @@ class Status:
         else:
             head = f"{j.operation} {j.data['id']}: {j.status}"
         lines.append(head if not lines else f"last journaled operation: {head}")
+        steps = []
         for step in j.data["steps"]:
             state = step["state"]
             if state == RUNNING and not running:
                 state = "stopped"  # nothing runs it now
+            steps.append({"name": step["name"], "state": state})
             lines.append(f"  {state:<8} {step['name']}")
+        next_steps: list[str] = []
         if j.status in IN_FLIGHT and not running:
             lines.append("the run stopped part-way: `ocp-recovery resume` finishes it, "
                          "`ocp-recovery rollback` undoes it")
+            next_steps = ["ocp-recovery resume", "ocp-recovery rollback"]
         elif j.status == "done":
             lines.append("finished; `ocp-recovery rollback` still undoes it until another "
                          "operation starts")
         elif j.status == NOTHING_CHANGED:
             lines.append("it failed at its first step and changed nothing: nothing to resume "
                          "or roll back")
-        return lines
-
-    def report(self) -> Report:
-        first, *rest = self.lines()
-        j = self.journal
-        facts: dict[str, Any] = {"lock_holder": self.holder.describe() if self.holder else None}
-        if j is not None:
-            facts.update(operation=j.operation, id=j.data["id"], status=j.status,
-                         pid=j.data.get("pid"), started=j.data.get("started"),
-                         steps=[{"name": s["name"], "state": s["state"]}
-                                for s in j.data["steps"]])
-        return Report("status", first, facts, details=rest)
+        facts.update(operation=j.operation, id=j.data["id"], running=running,
+                     status="stopped part-way" if j.status in IN_FLIGHT and not running
+                     else j.status, pid=j.data.get("pid"), started=j.data.get("started"),
+                     steps=steps)
+        return Report("status", lines[0], facts, details=lines[1:], next=next_steps)
 
 
 def status(ctx: Context) -> Status:
@@ -122,12 +121,15 @@ def resume(ctx: Context) -> Reported:
 def rollback_preview(ctx: Context) -> tuple[Confirmation, list[str]]:
     """What `rollback` would undo, newest first, for the confirmation (nothing is locked or
     changed: rollback checks the journal again under the lock)."""
-    journal = _journal(ctx, (*IN_FLIGHT, "done"), "roll back")
+    with host_lock(ctx.paths.state_dir, "rollback"):  # refused now if another one runs
+        journal = _journal(ctx, (*IN_FLIGHT, "done"), "roll back")
     procedure = _procedure(journal)
     done = {s["name"] for s in journal.data["steps"] if s["state"] in (RUNNING, DONE)}
     undone = [s for s in reversed(procedure.steps(ctx, procedure.load_plan(journal)))
               if s.name in done]
-    lines = [f"{i + 1:>2}. undo {s.name}: {s.change}" for i, s in enumerate(undone)]
+    # A wait changed nothing: there is nothing of it to undo.
+    lines = [f"{i + 1:>2}. undo {s.name} (which did: {s.change})"
+             for i, s in enumerate(s for s in undone if s.undo is not None)]
     what = "finished" if journal.status == "done" else "part-way"
     return Confirmation(f"rollback of the {what} {journal.operation} {journal.data['id']}",
                         f"Undo {journal.operation} and put the host back as it was before it?"

@@ -54,8 +54,10 @@ class Sandbox:
     # ---- state -----------------------------------------------------------------------
     def _state(self) -> dict:  # type: ignore[type-arg]
         if not self.state_file.exists():
-            raise PreconditionFailed(f"no sandbox in {self.dir}",
-                                     next_step=f"ocp-recovery sandbox up --dir {self.dir}")
+            raise PreconditionFailed(
+                f"no sandbox in {self.dir}",
+                next_step=f"if yours is elsewhere, give its --dir (or export "
+                f"OCP_RECOVERY_SANDBOX=<its dir>); else ocp-recovery sandbox up --dir {self.dir}")
         return json.loads(self.state_file.read_text())
 
     def _save(self, state: dict) -> None:  # type: ignore[type-arg]
@@ -323,6 +325,7 @@ class Sandbox:
             f"# sandbox {spec.node_name} ({spec.ip}); etcd member {spec.member_name}",
             f"export OCP_RECOVERY_HOST_ROOT={self.root(index)}",
             "export OCP_RECOVERY_HOST_EXEC=direct",
+            f"export OCP_RECOVERY_SANDBOX={self.dir}  # later sandbox commands need no --dir",
             f"export ETCDCTL_ENDPOINTS={spec.client_url}",
             f"export PATH={bindir}:{self.tools_dir}:$PATH",
             f"export OCP_RECOVERY_SANDBOX_PEER_IPS={','.join(SANDBOX_PEER_IPS)}",
