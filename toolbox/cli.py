@@ -32,7 +32,8 @@ def run(argv: list[str], prog_name: str = "ocp-recovery") -> int:
     from toolbox.commands.app import build_app
 
     try:
-        returned = build_app(prog_name)(args=argv, prog_name=prog_name, standalone_mode=False)
+        returned = build_app(prog_name, argv)(args=argv, prog_name=prog_name,
+                                             standalone_mode=False)
         return returned if isinstance(returned, int) else 0
     except typer.Exit as exc:  # --version
         return exc.exit_code
