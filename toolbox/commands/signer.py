@@ -80,4 +80,4 @@ def manifest(options: GlobalOptions,
         details=[f"token: {rendered.token}"],
         next=[f"oc create -f {written}; then on each new master "
               f"({', '.join(rendered.expect)}): export OCP_RECOVERY_SIGNER_TOKEN=<token>; "
-              "ocp-recovery member recover <this master's IP> etcd-member-<node>"]))
+              "ocp-recovery member recover <the survivor's etcd IP> etcd-member-<node>"]))
