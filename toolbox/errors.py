@@ -139,6 +139,17 @@ class NotConfirmed(RecoveryError):
     summary = "the confirmation was declined; nothing was changed"
 
 
+class ObjectStoreError(RecoveryError):
+    """The object store could not be reached, refused the request or its certificate."""
+    exit_code = 16
+    summary = ("the object store (S3) was unreachable, untrusted or refused the request "
+               "(credentials, bucket, Object Lock)")
+    default_state = "the local backup files are unchanged; no complete set was added to the store"
+    default_next = ("check AWS_ENDPOINT_URL/--endpoint-url, the credentials (AWS_ACCESS_KEY_ID, "
+                    "AWS_SECRET_ACCESS_KEY or AWS_PROFILE), AWS_CA_BUNDLE and the bucket name, "
+                    "then run the same command again")
+
+
 class DrillFailed(RecoveryError):
     exit_code = 20
     summary = "a drill's check failed: the procedure did not give the expected outcome"

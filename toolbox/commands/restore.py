@@ -12,6 +12,7 @@ from toolbox.commands.common import (
     YES,
     GlobalOptions,
     command,
+    emit,
     host_path,
     run_journaled,
 )
@@ -28,7 +29,8 @@ def register(app: typer.Typer) -> None:
 def restore(options: GlobalOptions,
             backup: Annotated[str, typer.Argument(
                 help="Host path: a backup directory, a snapshot_*.db, or a 4.3.0 "
-                "snapshot_db_kuberesources_*.tar.gz.")],
+                "snapshot_db_kuberesources_*.tar.gz; or s3://BUCKET/PREFIX[/SET] (the newest "
+                "complete set by default), fetched, decrypted and verified first.")],
             initial_cluster: Annotated[str | None, typer.Option(
                 help="NAME=https://HOST:2380[,…]: one member (quorum restore) or every "
                 "master, identical on each (env INITIAL_CLUSTER).")] = None,
@@ -43,11 +45,23 @@ def restore(options: GlobalOptions,
                 help="Restore although this master's etcd is a healthy member of a cluster "
                 "with quorum (guide 3.3: every master is restored and every object goes back "
                 "in time).")] = False,
+            identity: Annotated[str | None, typer.Option(
+                "--identity", "-i", help="With s3://: host file of the age identity (private "
+                "key) the set was encrypted for.")] = None,
+            endpoint_url: Annotated[str | None, typer.Option(
+                "--endpoint-url", help="With s3://: the S3 endpoint (default AWS_ENDPOINT_URL)."
+            )] = None,
             wait: WAIT = True, dry_run: DRY_RUN = False, yes: YES = False) -> None:
     """Guide 3.2 step 1 / 3.3: restore etcd on this master from a backup."""
     from toolbox.procedures import restore as procedure
+    from toolbox.store.url import is_store_url
 
     context = options.context()
+    if is_store_url(backup):
+        backup = _fetched(options, backup, identity, endpoint_url)
+    elif identity or endpoint_url:
+        raise InvalidInput("--identity and --endpoint-url only apply to an s3:// backup",
+                           next_step="drop them, or give s3://BUCKET/PREFIX[/SET]")
     cluster = initial_cluster or context.initial_cluster or ""
     if not cluster.strip():
         raise InvalidInput("INITIAL_CLUSTER is empty: neither --initial-cluster nor the "
@@ -58,3 +72,21 @@ def restore(options: GlobalOptions,
                                        skip_hash_check, bump_revision, rewind_healthy_cluster,
                                        wait)
     run_journaled(options, context, procedure.PROCEDURE, request, dry_run=dry_run, yes=yes)
+
+
+def _fetched(options: GlobalOptions, url: str, identity: str | None,
+             endpoint_url: str | None) -> str:
+    """The stored set, downloaded, decrypted and verified into the state directory (a second
+    run, or a resumed restore, reuses it once it verifies): its host path."""
+    from toolbox.procedures import offsite_fetch
+
+    context = options.context()
+    if not identity:
+        raise InvalidInput(f"{url} is encrypted: a restore from it needs the identity",
+                           next_step=f"ocp-recovery restore {url} --identity FILE …")
+    result = offsite_fetch.run(context, offsite_fetch.FetchRequest(
+        url, offsite_fetch.fetched_dir(context), host_path(identity, context), endpoint_url,
+        one_set_per_dir=True))
+    if not options.json_result:  # --json: the restore's own object is the one on stdout
+        emit(options, result.report())
+    return result.directory

@@ -25,10 +25,13 @@ def verify(options: GlobalOptions,
                help="Accept a raw data-dir db that has no sha256 trailer.")] = False) -> None:
     """Check a backup (a snapshot, a 4.3.0 tarball, or every set in a directory) without
     etcd."""
+    verify_and_report(options, host_path(path, options.context()), skip_hash_check)
+
+
+def verify_and_report(options: GlobalOptions, path: str, skip_hash_check: bool = False) -> None:
     from toolbox.procedures import verify as procedure
 
-    context = options.context()
-    results = procedure.run(context, host_path(path, context), skip_hash_check=skip_hash_check)
+    results = procedure.run(options.context(), path, skip_hash_check=skip_hash_check)
     for result in results:
         if options.json_result:
             r = result.report

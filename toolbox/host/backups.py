@@ -5,9 +5,9 @@ shared timestamp (the 4.3 restore picked the newest of each kind independently).
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import re
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +16,7 @@ from typing import Any
 
 from toolbox.errors import InvalidInput
 from toolbox.host.archive import copy_legacy_snapshot
-from toolbox.host.files import require_free_space
+from toolbox.host.files import scratch_file
 
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H%M%S"  # 4.3's `date "+%F_%H%M%S"`
 _TS = r"(\d{4}-\d{2}-\d{2}_\d{6})"
@@ -77,9 +77,42 @@ def new_timestamp(directory: Path, now: float | None = None) -> str:
     return stamp
 
 
+def timestamp_time(timestamp: str) -> dt.datetime:
+    """When a set was made, from its name (written in the master's local time)."""
+    return dt.datetime.strptime(timestamp, TIMESTAMP_FORMAT).astimezone(dt.UTC)
+
+
+def manifest_bytes(manifest: dict[str, Any]) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+
+
 def set_names(timestamp: str) -> tuple[str, str, str]:
     return (f"snapshot_{timestamp}.db", f"static_kuberesources_{timestamp}.tar.gz",
             f"backup_{timestamp}.json")
+
+
+def find_set(path: Path, shown: str) -> BackupSet:
+    """One set: a backup directory's newest (with a snapshot), or the set a file of it
+    (snapshot_<ts>.db, static_kuberesources_<ts>.tar.gz, backup_<ts>.json) belongs to."""
+    if path.is_dir():
+        sets = [s for s in find_backup_sets(path) if s.snapshot is not None]
+        if not sets:
+            raise InvalidInput(f"{shown} holds no snapshot_<timestamp>.db",
+                               next_step="give the directory `ocp-recovery backup` wrote to")
+        return sets[-1]
+    for pattern in (_SNAPSHOT, _ARCHIVE, _MANIFEST):
+        match = pattern.match(path.name)
+        if match and path.is_file():
+            found = next(s for s in find_backup_sets(path.parent)
+                         if s.timestamp == match.group(1))
+            if found.snapshot is None:
+                raise InvalidInput(f"the set of {shown} has no snapshot_{found.timestamp}.db",
+                                   next_step="give a set that has its snapshot")
+            return found
+    what = "does not exist" if not path.exists() else "is not a file of a backup set"
+    raise InvalidInput(f"{shown} {what}",
+                       next_step="give a backup directory or one of its "
+                       "snapshot_<timestamp>.db files")
 
 
 @dataclass(frozen=True)
@@ -126,14 +159,9 @@ def resolve_backup_input(path: Path, shown: str) -> BackupInput:
 @contextlib.contextmanager
 def legacy_snapshot_copy(archive: Path, size: int, scratch: Path) -> Iterator[Path]:
     """The 4.3.0 tarball's snapshot.db (`size` bytes) as a file to check, extracting nothing
-    beside it: a copy in an unnamed file on the file system of `scratch` or of its nearest
-    existing parent (nothing is created), by O_TMPFILE or created and unlinked at once, which
-    no directory ever lists and which is freed when closed, even if this process is killed.
-    Yields a path that opens it (/proc/self/fd/N)."""
-    while not scratch.exists():
-        scratch = scratch.parent
-    require_free_space(scratch, size, f"a copy of the snapshot.db in {archive.name} to check")
-    with tempfile.TemporaryFile(dir=scratch) as copy:
+    beside it: a copy in an unnamed scratch file near `scratch`."""
+    with scratch_file(scratch, size, f"a copy of the snapshot.db in {archive.name} to "
+                      "check") as (copy, path):
         copy_legacy_snapshot(archive, copy)
         copy.flush()
-        yield Path(f"/proc/self/fd/{copy.fileno()}")
+        yield path

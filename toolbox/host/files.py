@@ -190,3 +190,17 @@ def copy_file(source: Path, target: Path) -> None:
 def is_read_only(directory: Path) -> bool:
     """Whether the file system holding `directory` is mounted read-only."""
     return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+
+
+@contextlib.contextmanager
+def scratch_file(near: Path, size: int, what: str) -> Iterator[tuple[BinaryIO, Path]]:
+    """An unnamed file of up to `size` bytes on the file system of `near` (or of its nearest
+    existing parent; nothing is created): O_TMPFILE or created and unlinked at once, so no
+    directory ever lists it and it is freed when closed, even if this process is killed.
+    Yields the stream and a path that opens it (/proc/self/fd/N)."""
+    import tempfile
+
+    directory = nearest_existing(near)
+    require_free_space(directory, size, what)
+    with tempfile.TemporaryFile(dir=directory) as stream:
+        yield stream, Path(f"/proc/self/fd/{stream.fileno()}")

@@ -9,7 +9,6 @@ prunes only after the new pair verified.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -19,12 +18,26 @@ from typing import Any
 
 from toolbox import __version__, log
 from toolbox.context import Context
-from toolbox.errors import HostIOError, IntegrityError, InvalidInput, PreconditionFailed
+from toolbox.errors import (
+    HostIOError,
+    IntegrityError,
+    InvalidInput,
+    ObjectStoreError,
+    PreconditionFailed,
+    RecoveryError,
+)
 from toolbox.etcd import bbolt
 from toolbox.etcd.client import EtcdClient, Member, Status, TlsFiles, resolve_tls
 from toolbox.etcd.snapshot import TRAILER, SavedSnapshot, save_stream
 from toolbox.host.archive import WrittenArchive, write_revision_archive
-from toolbox.host.backups import BackupSet, find_backup_sets, new_timestamp, set_names
+from toolbox.host.backups import (
+    BackupSet,
+    find_backup_sets,
+    find_set,
+    manifest_bytes,
+    new_timestamp,
+    set_names,
+)
 from toolbox.host.files import (
     atomic_write,
     ensure_private_dir,
@@ -36,6 +49,14 @@ from toolbox.host.files import (
 )
 from toolbox.host.lock import host_lock
 from toolbox.host.paths import revision_number
+from toolbox.procedures.offsite_prune import PruneRequest, prune_store
+from toolbox.procedures.offsite_upload import (
+    Destination,
+    UploadedSet,
+    UploadRequest,
+    destination,
+    upload_set,
+)
 from toolbox.report import Report
 
 _log = log.get(__name__)
@@ -51,6 +72,8 @@ class BackupRequest:
     directory: str          # a host path, as the guide writes it: /home/core/backup
     keep: int | None = None
     progress: bool = True
+    upload: UploadRequest | None = None   # its `source` is this backup's new set
+    keep_remote: int | None = None        # prune the store to this many sets after uploading
 
 
 @dataclass
@@ -64,6 +87,8 @@ class BackupResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     created_dir: bool = False   # the directory did not exist (a typo shows here)
+    uploaded: UploadedSet | None = None
+    remote_pruned: list[str] = field(default_factory=list)
 
     def shown(self, path: Path) -> str:
         """A file of this backup as the operator named its directory: /home/core/backup/…,
@@ -74,21 +99,30 @@ class BackupResult:
         etcd = self.manifest["etcd"]
         revision = self.manifest["static_resources"]["kube_apiserver_revision"]
         snapshot, archive = self.shown(self.snapshot.path), self.shown(self.archive.path)
+        uploaded = self.uploaded
         return Report(
             "backup.summary",
             f"backup ok in {self.seconds:.1f}s: {snapshot} ({human_bytes(self.snapshot.size)}, "
             f"revision {etcd['revision']}, {etcd['keys']} keys, sha256 "
             f"{self.snapshot.db_sha256[:12]}…) + {archive} (kube-apiserver-pod-{revision}, "
-            f"{human_bytes(self.archive.size)})",
+            f"{human_bytes(self.archive.size)})"
+            + (f"; encrypted, uploaded and read back to {uploaded.url} in "
+               f"{uploaded.seconds:.1f}s" if uploaded else ""),
             {"snapshot": snapshot, "snapshot_bytes": self.snapshot.size,
              "db_sha256": self.snapshot.db_sha256, "static_resources": archive,
              "static_resources_bytes": self.archive.size, "kube_apiserver_revision": revision,
              "revision": etcd["revision"], "keys": etcd["keys"],
-             "seconds": round(self.seconds, 2), "pruned": self.pruned},
+             "seconds": round(self.seconds, 2), "pruned": self.pruned,
+             "uploaded": str(uploaded.url) if uploaded else None,
+             "upload_seconds": round(uploaded.seconds, 2) if uploaded else None,
+             "remote_pruned": self.remote_pruned},
             details=[*([f"created {self.directory} (it did not exist)"] if self.created_dir
-                       else []), *(f"pruned {path}" for path in self.pruned)],
+                       else []), *(f"pruned {path}" for path in self.pruned),
+                     *(f"pruned {name} from the store" for name in self.remote_pruned)],
             warnings=self.warnings,
-            next=["copy both files off this host; keep the static_kuberesources archive apart "
+            next=[f"ocp-recovery backup ls {uploaded.url.location}" if uploaded else
+                  "copy both files off this host (`ocp-recovery backup push DIR s3://…` "
+                  "encrypts and uploads them); keep the static_kuberesources archive apart "
                   "from the snapshot (it holds the etcd encryption keys and an etcd client "
                   "key)"])
 
@@ -108,6 +142,7 @@ class _Plan:
 
 def run(ctx: Context, request: BackupRequest) -> BackupResult:
     started = time.monotonic()
+    target, unreachable = _destination(ctx, request)
     client, plan = _preflight(ctx, request)
     with ThreadPoolExecutor(max_workers=2) as pool, client, \
             host_lock(ctx.paths.state_dir, "backup"):
@@ -123,12 +158,49 @@ def run(ctx: Context, request: BackupRequest) -> BackupResult:
             f"the etcd member at {plan.status.endpoint} has no leader (its cluster has no "
             "quorum): the snapshot holds what that member had when quorum was lost, which may "
             "be behind the cluster's last state; back up from a healthy member when you can")
+    if request.upload is not None:
+        _upload(ctx, request, result, target, unreachable)
     result.seconds = time.monotonic() - started
     for warning in result.warnings:
         _log.warning("backup.warning", message=warning)
     _log.info("backup.done", snapshot=result.shown(result.snapshot.path),
               revision=result.manifest["etcd"]["revision"], seconds=round(result.seconds, 2))
     return result
+
+
+def _destination(ctx: Context, request: BackupRequest
+                 ) -> tuple[Destination | None, ObjectStoreError | None]:
+    """Bad upload options refuse the backup before anything is written; a store that is
+    down or refuses does not stop the local backup, which is then reported as not off-site."""
+    if request.upload is None:
+        return None, None
+    if request.keep_remote is not None and request.keep_remote < 1:
+        raise InvalidInput("--keep-remote must be at least 1", next_step="e.g. --keep-remote 14")
+    try:
+        return destination(ctx, request.upload), None
+    except ObjectStoreError as exc:
+        return None, exc
+
+
+def _upload(ctx: Context, request: BackupRequest, result: BackupResult,
+            target: Destination | None, unreachable: ObjectStoreError | None) -> None:
+    assert request.upload is not None
+    kept = (f"the local backup {result.shown(result.snapshot.path)} verified and is kept; it "
+            "is not off-site")
+    push = f"ocp-recovery backup push {result.shown(result.snapshot.path)} {request.upload.url}"
+    try:
+        if unreachable is not None:
+            raise unreachable
+        assert target is not None
+        new_set = find_set(result.snapshot.path, result.shown(result.snapshot.path))
+        result.uploaded = upload_set(ctx, target, new_set, request.progress)
+        if request.keep_remote:
+            result.remote_pruned = prune_store(target.bucket, PruneRequest(
+                str(target.location), request.keep_remote)).removed
+    except RecoveryError as exc:
+        exc.state = f"{kept} ({exc.state})"
+        exc.next_step = f"{exc.next_step}; then upload it: {push}"
+        raise
 
 
 def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]:
@@ -220,7 +292,7 @@ def _take(ctx: Context, request: BackupRequest, client: EtcdClient, plan: _Plan,
         _log.info("backup.archive.saved", path=shown_in(request.directory, written[0]),
                   bytes=archive.size, revision_dir=plan.revision_dir.name)
         manifest = _manifest(ctx, plan, client, snapshot, archive, db, certificates.result())
-        atomic_write(written[2], _json(manifest))
+        atomic_write(written[2], manifest_bytes(manifest))
     except BaseException as exc:
         wait([archiving])  # so that it writes nothing after the clean-up
         remove_quietly(*written)
@@ -301,8 +373,4 @@ def _warnings(certificates: _CertificateDates) -> list[str]:
                      "restore from this backup after that date needs the certificate "
                      "recovery procedure (guide 3.4)")
     return found
-
-
-def _json(data: dict[str, Any]) -> bytes:
-    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 

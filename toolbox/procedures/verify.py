@@ -48,7 +48,7 @@ def run(ctx: Context, path: str, *, skip_hash_check: bool = False) -> list[Verif
             return [_verify_legacy(ctx, given.archive, path, skip_hash_check)]
         return [VerifiedSet(local.name, verify_file(local, skip_hash_check=skip_hash_check),
                             None, False)]
-    results = [_verify_set(s) for s in find_backup_sets(local) if s.snapshot]
+    results = [verify_set(s) for s in find_backup_sets(local) if s.snapshot]
     if not results:
         raise InvalidInput(f"{path} holds no snapshot_<timestamp>.db",
                            next_step="give the directory `ocp-recovery backup` wrote to")
@@ -80,7 +80,7 @@ def _verify_legacy(ctx: Context, archive: Path, shown: str,
     return VerifiedSet(archive.name, report, True, False)
 
 
-def _verify_set(backup: BackupSet) -> VerifiedSet:
+def verify_set(backup: BackupSet) -> VerifiedSet:
     assert backup.snapshot is not None
     result = VerifiedSet(backup.timestamp, None, None, backup.manifest is not None)
     try:

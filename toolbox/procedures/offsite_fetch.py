@@ -1,0 +1,153 @@
+"""`backup fetch s3://…[/SET] DIR` and the first half of `restore s3://…`: a stored set
+downloaded, decrypted and verified into a host directory (issue 15). Every file is written
+as `<name>.partial` and renamed only once its ciphertext and plaintext hashes matched the
+manifest; the set counts only after the normal local verification (trailer, bbolt, archive
+hash). A failure leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from toolbox import log
+from toolbox.context import Context
+from toolbox.errors import IntegrityError, InvalidInput
+from toolbox.host.backups import BackupSet, find_backup_sets, manifest_bytes, set_names
+from toolbox.host.files import (
+    atomic_write,
+    ensure_private_dir,
+    human_bytes,
+    nearest_existing,
+    partial_file,
+    remove_quietly,
+    require_free_space,
+)
+from toolbox.procedures.verify import verify_set
+from toolbox.report import Report
+from toolbox.store.encryption import load_identities
+from toolbox.store.s3 import Bucket
+from toolbox.store.sets import StoredFile, StoredSet, choose_set, decrypt_stored_file
+from toolbox.store.url import parse_store_url
+
+_log = log.get(__name__)
+
+SPACE_MARGIN = 1.05
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    url: str                     # s3://BUCKET/PREFIX[/SET]
+    directory: str               # host path the set is written to
+    identity: str                # host path of the age identity
+    endpoint_url: str | None = None
+    progress: bool = True
+    one_set_per_dir: bool = False  # write into DIRECTORY/<set>: a restore then takes that set
+
+
+def fetched_dir(ctx: Context) -> str:
+    """Where `restore s3://…` puts what it fetched: under the state directory, one
+    sub-directory per set, so that a restore of it takes exactly that set."""
+    return f"{ctx.paths.state_dir_on_host.rstrip('/')}/fetched"
+
+
+@dataclass
+class FetchResult:
+    stored: StoredSet
+    directory: str               # as the operator gave it
+    local: BackupSet
+    seconds: float
+    reused: bool = False         # the set was already there and verified
+
+    def report(self) -> Report:
+        etcd = self.stored.manifest.get("etcd", {})
+        size = sum(f.plaintext_size for f in self.stored.files)
+        rate = human_bytes(size / self.seconds) + "/s" if self.seconds else "?"
+        how = "already there, verified" if self.reused else \
+            f"downloaded, decrypted and verified in {self.seconds:.1f}s ({rate})"
+        return Report(
+            "backup.fetched",
+            f"{self.stored.url} -> {self.directory}: {how}; revision {etcd.get('revision')}, "
+            f"{human_bytes(size)}",
+            {"url": str(self.stored.url), "directory": self.directory,
+             "set": self.stored.name, "revision": etcd.get("revision"),
+             "cluster_id": etcd.get("cluster_id"), "bytes": size,
+             "seconds": round(self.seconds, 2), "reused": self.reused},
+            next=[f"ocp-recovery restore {self.directory} (on the master to restore)"])
+
+
+def run(ctx: Context, request: FetchRequest) -> FetchResult:
+    started = time.monotonic()
+    url = parse_store_url(request.url)
+    identities = load_identities(ctx.paths.host(request.identity), request.identity)
+    target = ctx.paths.host(request.directory)
+    if target.exists() and not target.is_dir():
+        raise InvalidInput(f"{request.directory} exists and is not a directory",
+                           next_step="give a directory (it is created if missing)")
+    bucket = Bucket.connect(url.bucket, request.endpoint_url)
+    stored = choose_set(bucket, url)
+    if request.one_set_per_dir:
+        shown = f"{request.directory.rstrip('/')}/{stored.name}"
+        request = replace(request, directory=shown, one_set_per_dir=False)
+        target = ctx.paths.host(shown)
+    existing = next((s for s in find_backup_sets(target) if s.timestamp == stored.name), None)
+    if existing is not None:
+        return FetchResult(stored, request.directory, _reuse(existing, stored, request),
+                           time.monotonic() - started, reused=True)
+    needed = sum(f.plaintext_size for f in stored.files)
+    require_free_space(nearest_existing(target), int(needed * SPACE_MARGIN),
+                       f"the set {stored.name} ({human_bytes(needed)})")
+    created = ensure_private_dir(target)
+    written: list[Path] = []
+    try:
+        for stored_file in stored.files:
+            final = target / stored_file.name
+            _download(ctx, bucket, stored_file, final, identities, request.progress)
+            written.append(final)
+        manifest = target / set_names(stored.name)[2]
+        atomic_write(manifest, manifest_bytes(stored.manifest))
+        written.append(manifest)
+        local = next(s for s in find_backup_sets(target) if s.timestamp == stored.name)
+        problems = verify_set(local).problems
+        if problems:
+            raise IntegrityError(f"{stored.url} decrypted, but the set does not verify: "
+                                 f"{', '.join(problems)}",
+                                 state=f"unchanged: nothing of it was left in "
+                                 f"{request.directory}",
+                                 next_step="use another set (`ocp-recovery backup ls "
+                                 f"{url.location}`); keep this one for analysis")
+    except BaseException:
+        remove_quietly(*written)
+        if created and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()
+        raise
+    seconds = time.monotonic() - started
+    _log.info("backup.fetch.done", url=str(stored.url), seconds=round(seconds, 2))
+    return FetchResult(stored, request.directory, local, seconds)
+
+
+def _download(ctx: Context, bucket: Bucket, stored: StoredFile, final: Path,
+              identities: list[object], progress: bool) -> None:
+    with partial_file(final) as stream, \
+            log.progress(f"fetch {stored.name}", stored.size,
+                         draw=progress and ctx.interactive) as update:
+        decrypt_stored_file(bucket, stored, stream, identities, update)
+    os.chmod(final, 0o600)
+
+
+def _reuse(existing: BackupSet, stored: StoredSet, request: FetchRequest) -> BackupSet:
+    """A set of that name already in DIR (a second run, a resumed restore): used only if it
+    verifies and is the stored one, never overwritten (it may be the evidence)."""
+    problems = verify_set(existing).problems
+    snapshot = stored.file("snapshot")
+    recorded = existing.read_manifest() or {}
+    same = snapshot is not None and recorded.get("snapshot", {}).get("db_sha256") == \
+        stored.manifest.get("snapshot", {}).get("db_sha256")
+    if problems or not same:
+        raise InvalidInput(f"{request.directory} already holds a set {stored.name} that "
+                           + ("does not verify: " + ", ".join(problems) if problems
+                              else "is not the stored one"),
+                           state="unchanged: nothing was downloaded",
+                           next_step="fetch into an empty directory")
+    return existing
