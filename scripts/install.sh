@@ -2,7 +2,8 @@
 # Installs ocp-recovery into ./.venv from this checkout, with the sandbox's etcd 3.5.
 #   --test   also what the test suite needs: Debian's etcd 3.4, Debian trixie's etcd 3.5.16
 #            (scripts/fetch-etcd-trixie.sh: fetched once, then cached), the test extras, and a
-#            real kube-apiserver (scripts/build-kube-apiserver.sh: built once, then cached).
+#            real kube-apiserver (scripts/build-kube-apiserver.sh: built once, then cached),
+#            and Debian's Ceph 16 (radosgw, ceph-mon, ceph-osd) for the sandbox's object store.
 # Works on a fresh Debian 12 as root; safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,6 +31,25 @@ if [ ${#packages[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
   if $with_tests && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
     systemctl disable --now etcd >/dev/null 2>&1 || true
+  fi
+fi
+
+if $with_tests && ! command -v radosgw >/dev/null; then
+  # The sandbox's object store (Ceph RADOS Gateway) runs daemons of its own: no system Ceph
+  # service may start. policy-rc.d answering 101 makes the packages' scripts start none.
+  ceph_packages=(radosgw ceph-mon ceph-osd ceph-common)
+  echo "install.sh: apt-get install --no-install-recommends ${ceph_packages[*]}"
+  apt-get update -qq
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    "${ceph_packages[@]}" >/dev/null
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    systemctl disable --now ceph-crash ceph.target ceph-mon.target ceph-osd.target \
+      ceph-radosgw.target >/dev/null 2>&1 || true
   fi
 fi
 

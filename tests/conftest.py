@@ -20,6 +20,7 @@ from toolbox import cli, log
 from toolbox.errors import PreconditionFailed
 from toolbox.sandbox.binaries import find_etcd, find_kube_apiserver
 from toolbox.sandbox.cluster import Sandbox
+from toolbox.sandbox.objectstore import PACKAGES, ObjectStore, missing_binaries
 
 # pytest imports this file as `conftest`, the test helpers as `tests.conftest`: one module
 # for both, so that they share its state (the running test) and classes.
@@ -49,6 +50,26 @@ def require_etcd(version: str) -> None:
         find_etcd(version)
     except PreconditionFailed as exc:
         missing(f"etcd {version} ({exc.what})")
+
+
+def require_ceph() -> None:
+    absent = missing_binaries()
+    if absent:
+        missing(f"Ceph for the object store ({', '.join(absent)}: apt-get install "
+                f"--no-install-recommends {PACKAGES})")
+
+
+# Not the sandbox's 127.0.0.9: a test may start a sandbox with its object store meanwhile.
+SESSION_STORE_IP = "127.0.0.8"
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """One real S3 store (Ceph RADOS Gateway on memstore) for the whole session."""
+    require_ceph()
+    store = ObjectStore.up(tmp_path_factory.mktemp("object-store"), SESSION_STORE_IP)
+    yield store
+    store.stop()
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ETCD_VERSIONS, require_etcd
+from tests.conftest import ETCD_VERSIONS, require_ceph, require_etcd
 
 
 @pytest.mark.parametrize("etcd", ETCD_VERSIONS)
@@ -36,3 +36,16 @@ def test_quorum_loss_drill(run_cli, tmp_path: Path, etcd: str) -> None:  # type:
     assert ("ok: master-3's report names 1 more master to add; master-4's: member "
             "etcd-member-master-4 is started and healthy; the cluster is whole: 3 of 3 "
             "members started and healthy") in out
+
+
+def test_offsite_restore_drill(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Guide 3.2 with the survivor's backups gone: restored from the object store alone."""
+    require_etcd("3.5")
+    require_ceph()
+    out = run_cli(["drill", "offsite-restore", "--keys", "300", "--dir", str(tmp_path)]).stdout
+    assert "fetch from the store: download, decrypt, verify" in out
+    assert "encrypted to one age recipient, read back and verified; fetched with its " \
+        "identity" in out
+    assert "ok: 3 started healthy members: master-0, master-3, master-4" in out
+    assert "ok: 300 keys written before the backup are back, 0 of 100 written after it" in out
+    assert not (tmp_path / "sandbox").exists(), "a passing drill tears its sandbox down"

@@ -34,8 +34,11 @@ DRILLS = {
                     "masters.", 1000),
     "expired-certs": ("Guide 3.4 whole: expire the control-plane certificates of a real "
                       "kube-apiserver, then recover them.", 0),
+    "offsite-restore": ("Guide 3.2 when the backups were lost too: restore from an encrypted "
+                        "copy on the sandbox's object store (Ceph), recover 2 new masters.",
+                        1000),
 }
-FILLABLE = ("quorum-restore", "quorum-loss")
+FILLABLE = ("quorum-restore", "quorum-loss", "offsite-restore")
 
 
 def _drill_command(name: str, help_text: str, default_keys: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -14,6 +15,7 @@ from toolbox.report import Report
 
 if TYPE_CHECKING:
     from toolbox.sandbox.cluster import Sandbox
+    from toolbox.sandbox.objectstore import ObjectStore
 
 commands = typer.Typer(help="Simulated masters with real etcd on 127.0.0.N, for drills.",
                        no_args_is_help=True)
@@ -45,21 +47,46 @@ def up(options: GlobalOptions,
            "trixie).")] = "3.5",
        kube_apiserver: Annotated[bool, typer.Option(
            help="Also run a real kube-apiserver on master-0 (scripts/build-kube-apiserver.sh "
-           "builds it), seeded with the objects guide 3.4 reads.")] = False) -> None:
+           "builds it), seeded with the objects guide 3.4 reads.")] = False,
+       object_store: Annotated[bool, typer.Option(
+           help="Also run a real S3 object store on 127.0.0.9 (Ceph RADOS Gateway: a mon, "
+           "an OSD, radosgw; HTTPS with a sandbox CA). Needs Debian's radosgw, ceph-mon, "
+           "ceph-osd and ceph-common.")] = False) -> None:
     """Start N masters on 127.0.0.11, .12, … each with a host root and a real etcd."""
     from toolbox.sandbox.binaries import require_kube_apiserver
     from toolbox.sandbox.cluster import Sandbox
 
     binary = require_kube_apiserver() if kube_apiserver else None
     sandbox = Sandbox.up(_sandbox(directory).dir, masters=masters, etcd=etcd,
-                         kube_apiserver=binary)
+                         kube_apiserver=binary, object_store=object_store)
     details = [f"kube-apiserver on master-0: KUBECONFIG={sandbox.admin_kubeconfig}; "
                f"`ocp-recovery sandbox expire-certs --dir {sandbox.dir}` expires its "
                "certificates"] if binary else []
+    fields: dict[str, object] = {"dir": str(sandbox.dir), "masters": masters, "etcd": etcd}
+    next_steps = [f"eval \"$(ocp-recovery sandbox env 0 --dir {sandbox.dir})\""]
+    store = sandbox.object_store
+    if store is not None:
+        details.append(_store_line(store))
+        fields["object_store"] = _store_fields(store)
+        next_steps.append(f"eval \"$(ocp-recovery sandbox object-store-env --dir "
+                          f"{sandbox.dir})\"  # the AWS_* variables of the object store; "
+                          "buckets s3://backups and s3://backups-locked (Object Lock)")
     emit(options, Report("sandbox.up", f"sandbox up in {sandbox.dir} with {masters} masters "
-                         f"(etcd {etcd})", {"dir": str(sandbox.dir), "masters": masters,
-                                             "etcd": etcd}, details=details,
-                         next=[f"eval \"$(ocp-recovery sandbox env 0 --dir {sandbox.dir})\""]))
+                         f"(etcd {etcd}){' and an object store' if store else ''}", fields,
+                         details=details, next=next_steps))
+
+
+def _store_line(store: ObjectStore) -> str:
+    daemons = ", ".join(f"{name} {'up' if up else 'down'}"
+                        for name, up in store.running().items())
+    return (f"object store  {store.ip:<11} {store.endpoint_https} (CA {store.ca_bundle}), "
+            f"{store.endpoint_http}; {daemons}")
+
+
+def _store_fields(store: ObjectStore) -> dict[str, object]:
+    return {"endpoint_https": store.endpoint_https, "endpoint_http": store.endpoint_http,
+            "ca_bundle": str(store.ca_bundle), "backend": store.backend,
+            "running": store.running()}
 
 
 @command(commands, "expire-certs")
@@ -86,10 +113,15 @@ def status(options: GlobalOptions, directory: SANDBOX_DIR = None) -> None:
     lines = [f"{row.spec.node_name}  {row.spec.ip:<11} agent "
              f"{'up' if row.agent_running else 'down':<4} etcd {row.etcd}" for row in rows]
     up = sum(1 for row in rows if row.agent_running)
-    emit(options, Report("sandbox.status", f"sandbox {sandbox.dir}: {len(rows)} "
-                         f"masters, {up} running", {"masters": [
+    fields: dict[str, object] = {"masters": [
         {"node": row.spec.node_name, "ip": row.spec.ip, "agent": row.agent_running,
-         "etcd": row.etcd} for row in rows]}, details=lines))
+         "etcd": row.etcd} for row in rows]}
+    store = sandbox.object_store
+    if store is not None:
+        lines.append(_store_line(store))
+        fields["object_store"] = _store_fields(store)
+    emit(options, Report("sandbox.status", f"sandbox {sandbox.dir}: {len(rows)} "
+                         f"masters, {up} running", fields, details=lines))
 
 
 @command(commands, "stop-master")
@@ -150,3 +182,21 @@ def _on(sandbox: Sandbox, index: int) -> str:
 def env(options: GlobalOptions, index: MASTER_INDEX, directory: SANDBOX_DIR = None) -> None:
     """Print the exports that make ocp-recovery act on master N."""
     sys.stdout.write(_sandbox(directory).env(index))
+
+
+@command(commands, "object-store-env")
+def object_store_env(options: GlobalOptions, directory: SANDBOX_DIR = None) -> None:
+    """Print the AWS_* exports of the sandbox's object store (HTTPS, its CA), for
+    `eval "$(ocp-recovery sandbox object-store-env)"`: a boto3 client needs nothing else."""
+    from toolbox.errors import PreconditionFailed
+
+    sandbox = _sandbox(directory)
+    store = sandbox.object_store
+    if store is None:
+        raise PreconditionFailed(
+            f"the sandbox in {sandbox.dir} has no object store",
+            next_step=f"ocp-recovery sandbox down --dir {sandbox.dir}; then ocp-recovery "
+            f"sandbox up --object-store --dir {sandbox.dir}")
+    sys.stdout.write(f"# sandbox object store {store.endpoint_https} (Ceph RADOS Gateway)\n"
+                     + "".join(f"export {name}={shlex.quote(value)}\n"
+                               for name, value in store.env().items()))

@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
 from toolbox.etcd.client import EtcdClient, TlsFiles
@@ -29,8 +30,14 @@ from toolbox.sandbox.layout import (
     lay_out_master,
 )
 
+if TYPE_CHECKING:
+    # Imported where used: objectstore uses this module's process helpers.
+    from toolbox.sandbox.objectstore import ObjectStore
+
 DEFAULT_DIR = Path("/var/tmp/ocp-recovery-sandbox")
 HEALTH_TIMEOUT = 60.0
+# The sandbox store's buckets, made at `up`: one plain, one with Object Lock (--lock-days).
+SANDBOX_BUCKETS = {"backups": False, "backups-locked": True}
 API_TIMEOUT = 180.0  # kube-apiserver's first start bootstraps RBAC: slow on 2 cores
 
 
@@ -97,6 +104,14 @@ class Sandbox:
                         source="sandbox pki")
 
     @property
+    def object_store(self) -> ObjectStore | None:
+        """The sandbox's Ceph RADOS Gateway, when it was started with one."""
+        from toolbox.sandbox.objectstore import ObjectStore
+
+        saved = self._state().get("object_store")
+        return ObjectStore.from_state(saved) if saved else None
+
+    @property
     def tools_dir(self) -> Path:
         """etcdctl (and etcdutl) of the sandbox's etcd version, for PATH."""
         return self.dir / "bin"
@@ -104,9 +119,13 @@ class Sandbox:
     # ---- lifecycle ---------------------------------------------------------------------
     @classmethod
     def up(cls, directory: Path, *, masters: int = 3, etcd: str = "3.5",
-           timeout: float = HEALTH_TIMEOUT, kube_apiserver: Path | None = None) -> Sandbox:
+           timeout: float = HEALTH_TIMEOUT, kube_apiserver: Path | None = None,
+           object_store: bool = False) -> Sandbox:
         """`kube_apiserver`: the binary that runs kube-apiserver static pods configured with
-        `--openshift-config` (binaries.find_kube_apiserver); None keeps them placeholders."""
+        `--openshift-config` (binaries.find_kube_apiserver); None keeps them placeholders.
+        `object_store`: also a real S3 store (Ceph RADOS Gateway), after the masters."""
+        from toolbox.sandbox.objectstore import ObjectStore
+
         sandbox = cls(directory)
         if sandbox.exists:
             raise PreconditionFailed(f"a sandbox already exists in {sandbox.dir}",
@@ -116,6 +135,8 @@ class Sandbox:
         binaries = find_etcd(etcd)
         for i in range(masters):
             _require_free(MasterSpec(i).ip, (2379, 2380))
+        if object_store:
+            ObjectStore.require_available()
         sandbox.dir.mkdir(parents=True, exist_ok=True)
         pki = ClusterPki.create()
         pki.save(sandbox.dir / "pki")
@@ -137,6 +158,13 @@ class Sandbox:
         sandbox.wait_healthy(indices, timeout)
         if kube_apiserver:
             sandbox._seed_api(API_TIMEOUT)
+        if object_store:
+            store = ObjectStore.up(sandbox.dir / "object-store")
+            for bucket, locked in SANDBOX_BUCKETS.items():
+                store.create_bucket(bucket, object_lock=locked)
+            state = sandbox._state()
+            state["object_store"] = store.state()
+            sandbox._save(state)
         return sandbox
 
     @property
@@ -247,7 +275,11 @@ class Sandbox:
         return None
 
     def power_off(self) -> None:
-        """Kill every master's processes, keep the files (for a failed drill's post-mortem)."""
+        """Kill every master's processes and stop the object store, keep the files (for a
+        failed drill's post-mortem)."""
+        store = self.object_store if self.exists else None
+        if store is not None:
+            store.stop()
         masters_dir = self.dir / "masters"
         if masters_dir.is_dir():
             for master_dir in masters_dir.iterdir():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -9,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography import x509
@@ -18,7 +20,15 @@ from toolbox.errors import RecoveryError
 from toolbox.journal import plan_and_execute
 from toolbox.pki.certs import load_certificates
 from toolbox.pki.profiles import member_cert_requests
-from toolbox.procedures import backup, member_recover, member_remove, restore, signer, verify
+from toolbox.procedures import (
+    backup,
+    member_recover,
+    member_remove,
+    offsite_upload,
+    restore,
+    signer,
+    verify,
+)
 from toolbox.report import Report
 from toolbox.sandbox import cert_recovery, scratch, workload
 from toolbox.sandbox.binaries import require_kube_apiserver
@@ -39,18 +49,19 @@ def backup_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 2
 
 @contextmanager
 def _drill_sandbox(report: DrillReport, directory: Path | None, keep: bool, *,
-                   masters: int = 3, api: bool = False) -> Iterator[Sandbox]:
+                   masters: int = 3, api: bool = False, object_store: bool = False
+                   ) -> Iterator[Sandbox]:
     """A sandbox for one drill, torn down afterwards; after a failure powered off but kept
     (logs, host roots), and the error says where. `api`: with a real kube-apiserver."""
     binary = require_kube_apiserver() if api else None
     made = directory is None
     where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
     label = f"sandbox up ({masters} master{'s' if masters > 1 else ''}" + \
-        (", kube-apiserver)" if api else ")")
+        (", kube-apiserver" if api else "") + (", object store" if object_store else "") + ")"
     try:
         with report.phase(label):
             sandbox = Sandbox.up(where / "sandbox", masters=masters, etcd=report.etcd,
-                                 kube_apiserver=binary)
+                                 kube_apiserver=binary, object_store=object_store)
     except BaseException:
         if made and not any(where.iterdir()):  # refused (an unknown --etcd): nothing to keep
             where.rmdir()
@@ -311,23 +322,7 @@ def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: in
             sandbox.stop_master(2)  # powered off, disk kept: it comes back at the end
         with report.phase("restore master-0 alone (to healthy)"):
             plan_and_execute(ctx, restore.PROCEDURE, _restore_request(sandbox, [0]))
-        with report.phase("add two blank masters"):
-            new = [sandbox.add_master(), sandbox.add_master()]
-        with report.phase("signer on master-0, recover both in turn (to healthy)"):
-            thread, token, failures = start_signer(
-                sandbox, 0, [sandbox.spec(i).dns_name for i in new], environ)
-            said = [_recover(sandbox, index, sandbox.spec(0).ip, token, environ)
-                    for index in new]
-            thread.join(30)
-        check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
-        _check_members(sandbox, 0, [0, *new])
-        report.facts.append(f"3 started healthy members: master-0, master-{new[0]}, "
-                            f"master-{new[1]}")
-        check(len(said[0].next) == 1 and said[0].next[0].startswith("1 more master(s) to add")
-              and not said[1].next,
-              f"next steps: master-{new[0]} {said[0].next}, master-{new[1]} {said[1].next}")
-        report.facts.append(f"master-{new[0]}'s report names 1 more master to add; "
-                            f"master-{new[1]}'s: {said[1].summary}")
+        new = _add_and_recover_two(sandbox, environ, report)
         _assert_restored_data(sandbox, new[1], before, after, report)
         with report.phase("old master-2 powers on"):
             sandbox.start_master(2)
@@ -337,6 +332,106 @@ def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: in
         report.facts.append("the old master-2 was refused: cluster ID mismatch in the etcd "
                             "log; the member list is unchanged")
     return report
+
+
+def _add_and_recover_two(sandbox: Sandbox, environ: Mapping[str, str],
+                         report: DrillReport) -> list[int]:
+    """Guide 3.2 after master-0's restore: two blank masters added and recovered in turn
+    through the signer on master-0; the member list and each report's next step checked."""
+    with report.phase("add two blank masters"):
+        new = [sandbox.add_master(), sandbox.add_master()]
+    with report.phase("signer on master-0, recover both in turn (to healthy)"):
+        thread, token, failures = start_signer(
+            sandbox, 0, [sandbox.spec(i).dns_name for i in new], environ)
+        said = [_recover(sandbox, index, sandbox.spec(0).ip, token, environ)
+                for index in new]
+        thread.join(30)
+    check(not failures and not thread.is_alive(), f"signer: {failures or 'still up'}")
+    _check_members(sandbox, 0, [0, *new])
+    report.facts.append(f"3 started healthy members: master-0, master-{new[0]}, "
+                        f"master-{new[1]}")
+    check(len(said[0].next) == 1 and said[0].next[0].startswith("1 more master(s) to add")
+          and not said[1].next,
+          f"next steps: master-{new[0]} {said[0].next}, master-{new[1]} {said[1].next}")
+    report.facts.append(f"master-{new[0]}'s report names 1 more master to add; "
+                        f"master-{new[1]}'s: {said[1].summary}")
+    return new
+
+
+def offsite_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 1000,
+                          directory: Path | None = None, keep: bool = False,
+                          fill_mib: int = 0) -> DrillReport:
+    """Guide 3.2 when the disaster took the backups too: a backup encrypted and uploaded to
+    the sandbox's object store, more writes, two masters lost and the survivor's backup
+    directory gone; master-0 restored from the store alone, two blank masters recovered."""
+    from toolbox.procedures import offsite_fetch
+    from toolbox.store.encryption import new_identity
+
+    report = DrillReport("offsite-restore", etcd)
+    with _drill_sandbox(report, directory, keep, object_store=True) as sandbox:
+        store = sandbox.object_store
+        assert store is not None
+        url = "s3://backups/drill"
+        # The identity lives off the cluster: in the drill's directory, not on a master.
+        identity_text, recipient = new_identity()
+        identity = sandbox.dir / "operator-identity.txt"
+        identity.write_text(identity_text)
+        identity.chmod(0o600)
+        with _object_store_credentials(store.env()):
+            if fill_mib:
+                with report.phase(f"fill the db to {fill_mib} MiB"):
+                    db_size, _ = workload.fill(sandbox, fill_mib)
+                report.facts.append(f"db {db_size / 2**20:.0f} MiB before the backup")
+            with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
+                before = workload.write(kv, "before", keys)
+            ctx = master_context(sandbox, 0, environ)
+            with report.phase("backup on master-0, encrypted and uploaded"):
+                made = backup.run(ctx, backup.BackupRequest(
+                    "/home/core/backup", progress=False, upload=offsite_upload.UploadRequest(
+                        "/home/core/backup", url, (recipient,), progress=False)))
+            assert made.uploaded is not None
+            with workload.kv_client(sandbox, 0) as kv:
+                after = workload.write(kv, "after", 100)
+            with report.phase("lose master-1, master-2 and master-0's backups"):
+                sandbox.stop_master(1)
+                sandbox.wipe_master(1)
+                sandbox.stop_master(2)
+                shutil.rmtree(sandbox.root(0) / "var/home/core/backup")
+            # The operator brings the identity to the survivor for the restore.
+            brought = sandbox.root(0) / "root/backup-identity.txt"
+            brought.parent.mkdir(exist_ok=True)
+            shutil.copy2(identity, brought)
+            with report.phase("fetch from the store: download, decrypt, verify"):
+                fetched = offsite_fetch.run(ctx, offsite_fetch.FetchRequest(
+                    url, offsite_fetch.fetched_dir(ctx), "/root/backup-identity.txt",
+                    progress=False, one_set_per_dir=True))
+        check(fetched.stored.name == made.uploaded.url.set_name,
+              f"fetched {fetched.stored.name}, uploaded {made.uploaded.url}")
+        report.facts.append(f"{made.uploaded.url}: the snapshot and archive encrypted to one "
+                            "age recipient, read back and verified; fetched with its identity")
+        with report.phase("restore master-0 alone from the fetched set (to healthy)"):
+            request = _restore_request(sandbox, [0])
+            plan_and_execute(ctx, restore.PROCEDURE, replace(request,
+                                                             backup=fetched.directory))
+        new = _add_and_recover_two(sandbox, environ, report)
+        _assert_restored_data(sandbox, new[1], before, after, report)
+    return report
+
+
+@contextmanager
+def _object_store_credentials(variables: Mapping[str, str]) -> Iterator[None]:
+    """The store's AWS_* variables for this process while the drill talks to it: the
+    toolbox reads them as the AWS SDK does, from the environment."""
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _wait_for_log(sandbox: Sandbox, masters: list[int], text: str, timeout: float) -> bool:
@@ -368,4 +463,5 @@ DRILLS: dict[str, Callable[..., DrillReport]] = {
     "backup": backup_drill,
     "quorum-restore": quorum_restore_drill,
     "restore-previous-state": restore_previous_state_drill,
+    "offsite-restore": offsite_restore_drill,
 }
