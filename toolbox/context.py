@@ -67,6 +67,8 @@ class Context:
     # The ocp-recovery image the signer pod runs (OCP_RECOVERY_IMAGE, or
     # KUBE_ETCD_SIGNER_SERVER as the guide exports it).
     image: str | None = None
+    # AWS_REGION as other AWS SDKs read it: boto3 itself reads only AWS_DEFAULT_REGION.
+    aws_region: str | None = None
 
     @cached_property
     def paths(self) -> HostPaths:
@@ -174,6 +176,7 @@ def build_context(
         initial_cluster=initial_cluster_of(environ),
         image=environ.get("OCP_RECOVERY_IMAGE") or environ.get("KUBE_ETCD_SIGNER_SERVER")
         or None,
+        aws_region=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or None,
     )
 
 

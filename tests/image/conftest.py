@@ -1,9 +1,11 @@
-"""The image, built for real from a locally made base (no registry here), and a container
-engine API for testcontainers: podman's Docker-compatible service on a private socket."""
+"""The image, built for real from a locally made base (no registry here), a container
+engine API for testcontainers: podman's Docker-compatible service on a private socket, and
+the CronJob's manifests rendered as `oc apply -k` renders them."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -12,10 +14,37 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.conftest import missing
 
 REPO = Path(__file__).resolve().parents[2]
+# The CronJob's variants: `oc apply -k manifests/backup` (off-site, the default) and the PVC one.
+OFFSITE_VARIANT = REPO / "manifests/backup"
+PVC_VARIANT = REPO / "manifests/backup/pvc"
+
+
+def render(variant: Path) -> list[dict[str, Any]]:
+    """The variant's objects, rendered by `kubectl kustomize` (what `oc apply -k` applies)."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        missing("kubectl (Debian's kubernetes-client; scripts/install.sh --test installs it)")
+    done = subprocess.run([kubectl, "kustomize", str(variant)], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    return list(yaml.safe_load_all(done.stdout))
+
+
+def only(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    [doc] = [d for d in docs if d["kind"] == kind]
+    return doc
+
+
+def ca_bundle_path_told() -> str:
+    """The AWS_CA_BUNDLE that offsite-configmap.yaml tells the operator to uncomment."""
+    [path] = re.findall(r"^\s*# AWS_CA_BUNDLE: (\S+)$",
+                        (OFFSITE_VARIANT / "offsite-configmap.yaml").read_text(), re.M)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -74,3 +74,16 @@ def test_in_a_container_nsenter_when_pid_1_is_the_hosts_else_chroot_with_a_warni
 def test_missing_host_root_is_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="not a directory"):
         build_context({}, host_root=str(tmp_path / "nope"))
+
+
+def test_aws_region_reaches_the_s3_client_as_other_aws_sdks_read_it() -> None:
+    """boto3 reads only AWS_DEFAULT_REGION; the issue's (and other SDKs') AWS_REGION must
+    work too, and AWS_DEFAULT_REGION wins when both are set."""
+    from toolbox.store.s3 import Bucket
+
+    ctx = build_context({"AWS_REGION": "eu-west-3"})
+    assert ctx.aws_region == "eu-west-3"
+    bucket = Bucket.connect("backups", "https://127.0.0.1:1", ctx.aws_region)
+    assert bucket._client.meta.region_name == "eu-west-3"
+    both = build_context({"AWS_REGION": "eu-west-3", "AWS_DEFAULT_REGION": "us-east-2"})
+    assert both.aws_region == "us-east-2"

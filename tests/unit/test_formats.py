@@ -83,3 +83,12 @@ def test_new_timestamp_never_reuses_a_taken_second(tmp_path: Path) -> None:
     (tmp_path / f"snapshot_{first}.db").write_text("x")
     second = new_timestamp(tmp_path, now)
     assert second > first
+
+
+def test_a_new_set_never_sorts_before_the_newest_one_there(tmp_path: Path) -> None:
+    """A clock stepped back (or a time zone change) must not name the new set older than the
+    sets already there: retention keeps the newest names and would delete the new one."""
+    later = new_timestamp(tmp_path, 1_700_003_600.0)
+    (tmp_path / f"snapshot_{later}.db").write_text("x")
+    stepped_back = new_timestamp(tmp_path, 1_700_000_000.0)
+    assert stepped_back > later

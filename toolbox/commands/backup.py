@@ -202,7 +202,7 @@ def prune(options: GlobalOptions,
 
     context = options.context()
     request = procedure.PruneRequest(url, keep, keep_days, endpoint_url)
-    bucket = procedure.connect(request)
+    bucket = procedure.connect(context, request)
     pruning = procedure.plan(request, bucket)
     doomed = [f"delete {s.url} (every object and version)" for s in pruning.doomed] + \
         [f"delete the unfinished upload {pruning.location.with_set(name)}"
@@ -231,6 +231,11 @@ def keygen(options: GlobalOptions,
 
         raise InvalidInput(f"{shown} exists: an identity is never overwritten (the backups "
                            "encrypted to it would be lost)", next_step="give a new file name")
+    if not target.parent.is_dir():
+        from toolbox.errors import InvalidInput
+
+        raise InvalidInput(f"{shown.rsplit('/', 1)[0] or '/'} is not a directory",
+                           next_step="give a file in an existing directory")
     text, public = new_identity()
     atomic_write(target, text.encode())
     emit(options, Report("backup.keygen", f"identity written to {shown}; public key {public}",

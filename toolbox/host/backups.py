@@ -69,9 +69,13 @@ def find_backup_sets(directory: Path) -> list[BackupSet]:
 
 
 def new_timestamp(directory: Path, now: float | None = None) -> str:
-    """`%F_%H%M%S` of now, moved forward a second at a time past any set already there."""
+    """`%F_%H%M%S` of now, or a second after the newest set already there if that is later
+    (a clock stepped back, a time zone changed): names sort by age, and retention keeps the
+    newest names, so a new set must never sort before an old one."""
     moment = int(now if now is not None else time.time())
-    taken = {s.timestamp for s in find_backup_sets(directory)}
+    taken = [s.timestamp for s in find_backup_sets(directory)]
+    if taken and time.strftime(TIMESTAMP_FORMAT, time.localtime(moment)) <= taken[-1]:
+        moment = int(time.mktime(time.strptime(taken[-1], TIMESTAMP_FORMAT))) + 1
     while (stamp := time.strftime(TIMESTAMP_FORMAT, time.localtime(moment))) in taken:
         moment += 1
     return stamp

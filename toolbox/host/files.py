@@ -65,13 +65,50 @@ def partial_file(final: Path, mode: int = PRIVATE_FILE) -> Iterator[BinaryIO]:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise InsufficientSpace(
-                f"{final.parent} ran out of space while writing {final.name}",
-                state="unchanged: the partial file was removed",
-                next_step="free space there or choose another directory, then run the same "
-                "command again",
-            ) from exc
+            raise _out_of_space(final, "the partial file was removed") from exc
         raise
+
+
+@contextlib.contextmanager
+def unnamed_until_complete(final: Path, mode: int = PRIVATE_FILE) -> Iterator[BinaryIO]:
+    """As partial_file, but the data goes to an unnamed file in `final`'s directory
+    (O_TMPFILE), linked as `final` once complete and synced: a process SIGKILLed while
+    writing leaves nothing behind. `final` must not exist. partial_file where the file system
+    has no O_TMPFILE."""
+    try:
+        fd = os.open(final.parent, os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC, mode)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+        with partial_file(final, mode) as stream:
+            yield stream
+        return
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as stream:
+            yield stream
+            stream.flush()
+            os.fsync(stream.fileno())
+            directory = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                # With a dir fd os.link is linkat(…, AT_SYMLINK_FOLLOW), which links the
+                # file /proc/self/fd/N stands for, not that link itself (EXDEV).
+                os.link(f"/proc/self/fd/{stream.fileno()}", final.name, dst_dir_fd=directory)
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _out_of_space(final, "nothing of it was left") from exc
+        raise
+
+
+def _out_of_space(final: Path, left: str) -> InsufficientSpace:
+    return InsufficientSpace(
+        f"{final.parent} ran out of space while writing {final.name}",
+        state=f"unchanged: {left}",
+        next_step="free space there or choose another directory, then run the same "
+        "command again",
+    )
 
 
 def atomic_write(path: Path, data: bytes, mode: int = PRIVATE_FILE) -> None:

@@ -196,7 +196,8 @@ def _upload(ctx: Context, request: BackupRequest, result: BackupResult,
         result.uploaded = upload_set(ctx, target, new_set, request.progress)
         if request.keep_remote:
             result.remote_pruned = prune_store(target.bucket, PruneRequest(
-                str(target.location), request.keep_remote)).removed
+                str(target.location), request.keep_remote,
+                protect=(new_set.timestamp,))).removed
     except RecoveryError as exc:
         exc.state = f"{kept} ({exc.state})"
         exc.next_step = f"{exc.next_step}; then upload it: {push}"

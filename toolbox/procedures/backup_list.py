@@ -4,7 +4,7 @@ ID, whether it is verified and encrypted, and where it is."""
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from toolbox.context import Context
 from toolbox.host.backups import BackupSet, find_backup_sets, timestamp_time
@@ -36,6 +36,7 @@ class Listing:
     where: str
     sets: list[ListedSet]
     incomplete: list[str]         # uploads without a manifest (store) / sets without one
+    damaged: dict[str, str] = field(default_factory=dict)  # store: set -> why unreadable
 
     def report(self) -> Report:
         lines = [_line(s) for s in reversed(self.sets)]
@@ -43,20 +44,25 @@ class Listing:
             "backup.list", f"{len(self.sets)} backup set(s) in {self.where}"
             + (f"; newest {self.sets[-1].name}" if self.sets else ""),
             {"where": self.where, "sets": [asdict(s) for s in self.sets],
-             "incomplete": self.incomplete},
+             "incomplete": self.incomplete,
+             "damaged": [{"name": n, "problem": p} for n, p in self.damaged.items()]},
             details=lines + ([f"{len(self.incomplete)} incomplete: "
                               f"{', '.join(self.incomplete)} (never restored; `backup prune` "
                               "removes unfinished uploads after a day)"]
-                             if self.incomplete else []))
+                             if self.incomplete else [])
+            + ([f"{len(self.damaged)} damaged: {', '.join(self.damaged)} (the manifest "
+                "cannot be read: never restored or counted; `backup verify` says why)"]
+               if self.damaged else []))
 
 
 def run(ctx: Context, where: str, endpoint_url: str | None = None) -> Listing:
     if is_store_url(where):
         url = parse_store_url(where)
-        bucket = Bucket.connect(url.bucket, endpoint_url)
+        bucket = Bucket.connect(url.bucket, endpoint_url, ctx.aws_region)
         listing = list_sets(bucket, url.location)
         return Listing(str(url.location), [_stored(s) for s in listing.complete],
-                       sorted(listing.incomplete))
+                       sorted(listing.incomplete),
+                       {name: exc.what for name, exc in listing.damaged.items()})
     directory = ctx.paths.host(where)
     sets = find_backup_sets(directory)
     return Listing(where, [_local(s, where) for s in sets if s.snapshot],

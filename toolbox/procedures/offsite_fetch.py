@@ -1,8 +1,9 @@
 """`backup fetch s3://…[/SET] DIR` and the first half of `restore s3://…`: a stored set
 downloaded, decrypted and verified into a host directory (issue 15). Every file is written
-as `<name>.partial` and renamed only once its ciphertext and plaintext hashes matched the
-manifest; the set counts only after the normal local verification (trailer, bbolt, archive
-hash). A failure leaves nothing behind."""
+unnamed and linked in only once its ciphertext and plaintext hashes matched the manifest
+(even SIGKILL leaves no partial file); the manifest comes last, and the set counts only
+after the normal local verification (trailer, bbolt, archive hash). A failure leaves nothing
+behind; a re-run after a kill keeps the whole files it finds."""
 
 from __future__ import annotations
 
@@ -14,15 +15,16 @@ from pathlib import Path
 from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import IntegrityError, InvalidInput
+from toolbox.host.archive import file_sha256
 from toolbox.host.backups import BackupSet, find_backup_sets, manifest_bytes, set_names
 from toolbox.host.files import (
     atomic_write,
     ensure_private_dir,
     human_bytes,
     nearest_existing,
-    partial_file,
     remove_quietly,
     require_free_space,
+    unnamed_until_complete,
 )
 from toolbox.procedures.verify import verify_set
 from toolbox.report import Report
@@ -85,23 +87,27 @@ def run(ctx: Context, request: FetchRequest) -> FetchResult:
     if target.exists() and not target.is_dir():
         raise InvalidInput(f"{request.directory} exists and is not a directory",
                            next_step="give a directory (it is created if missing)")
-    bucket = Bucket.connect(url.bucket, request.endpoint_url)
+    bucket = Bucket.connect(url.bucket, request.endpoint_url, ctx.aws_region)
     stored = choose_set(bucket, url)
     if request.one_set_per_dir:
         shown = f"{request.directory.rstrip('/')}/{stored.name}"
         request = replace(request, directory=shown, one_set_per_dir=False)
         target = ctx.paths.host(shown)
     existing = next((s for s in find_backup_sets(target) if s.timestamp == stored.name), None)
-    if existing is not None:
+    if existing is not None and existing.manifest is not None:
         return FetchResult(stored, request.directory, _reuse(existing, stored, request),
                            time.monotonic() - started, reused=True)
-    needed = sum(f.plaintext_size for f in stored.files)
-    require_free_space(nearest_existing(target), int(needed * SPACE_MARGIN),
+    kept = _left_by_a_killed_fetch(target, stored, request.directory)
+    needed = sum(f.plaintext_size for f in stored.files if f.name not in kept)
+    existed = nearest_existing(target)
+    require_free_space(existed, int(needed * SPACE_MARGIN),
                        f"the set {stored.name} ({human_bytes(needed)})")
-    created = ensure_private_dir(target)
+    ensure_private_dir(target)
     written: list[Path] = []
     try:
         for stored_file in stored.files:
+            if stored_file.name in kept:
+                continue
             final = target / stored_file.name
             _download(ctx, bucket, stored_file, final, identities, request.progress)
             written.append(final)
@@ -119,26 +125,59 @@ def run(ctx: Context, request: FetchRequest) -> FetchResult:
                                  f"{url.location}`); keep this one for analysis")
     except BaseException:
         remove_quietly(*written)
-        if created and target.is_dir() and not any(target.iterdir()):
-            target.rmdir()
+        _remove_made_dirs(target, existed)
         raise
     seconds = time.monotonic() - started
     _log.info("backup.fetch.done", url=str(stored.url), seconds=round(seconds, 2))
     return FetchResult(stored, request.directory, local, seconds)
 
 
+def _remove_made_dirs(directory: Path, existed: Path) -> None:
+    """The directories a failed fetch made, while empty: DIR, and for `restore s3://` the
+    state directory and its fetched/ too (the host as it was)."""
+    while directory != existed and directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+        directory = directory.parent
+
+
 def _download(ctx: Context, bucket: Bucket, stored: StoredFile, final: Path,
               identities: list[object], progress: bool) -> None:
-    with partial_file(final) as stream, \
+    with unnamed_until_complete(final) as stream, \
             log.progress(f"fetch {stored.name}", stored.size,
                          draw=progress and ctx.interactive) as update:
         decrypt_stored_file(bucket, stored, stream, identities, update)
     os.chmod(final, 0o600)
 
 
+def _left_by_a_killed_fetch(target: Path, stored: StoredSet, shown: str) -> set[str]:
+    """The names of the set's files already in DIR without its manifest (written last): a
+    fetch killed part-way left them whole (each is linked in only once it matched the
+    manifest). Kept when each is the stored file byte for byte; any other file of that name
+    is not ours to overwrite."""
+    kept = set()
+    for stored_file in stored.files:
+        path = target / stored_file.name
+        if not path.exists() and not path.is_symlink():
+            continue
+        if path.is_symlink() or not path.is_file() or \
+                path.stat().st_size != stored_file.plaintext_size or \
+                file_sha256(path) != stored_file.plaintext_sha256:
+            raise InvalidInput(f"{shown} already holds {stored_file.name}, which is not the "
+                               f"one stored in {stored.url}",
+                               state="unchanged: nothing was downloaded",
+                               next_step="fetch into an empty directory")
+        kept.add(stored_file.name)
+    return kept
+
+
 def _reuse(existing: BackupSet, stored: StoredSet, request: FetchRequest) -> BackupSet:
     """A set of that name already in DIR (a second run, a resumed restore): used only if it
     verifies and is the stored one, never overwritten (it may be the evidence)."""
+    if existing.snapshot is None:
+        raise InvalidInput(f"{request.directory} already holds backup_{stored.name}.json but "
+                           f"not snapshot_{stored.name}.db",
+                           state="unchanged: nothing was downloaded",
+                           next_step="fetch into an empty directory")
     problems = verify_set(existing).problems
     snapshot = stored.file("snapshot")
     recorded = existing.read_manifest() or {}

@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from toolbox import log
+from toolbox.context import Context
 from toolbox.errors import InvalidInput
 from toolbox.report import Report
 from toolbox.store.s3 import Bucket
@@ -27,6 +28,7 @@ class PruneRequest:
     keep: int
     keep_days: float | None = None
     endpoint_url: str | None = None
+    protect: tuple[str, ...] = ()    # sets never removed (the one just uploaded)
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,9 @@ class PruneResult:
             + [f"kept {s}: under Object Lock until {u}" for s, u in p.locked])
 
 
-def plan(request: PruneRequest, bucket: Bucket) -> PrunePlan:
+def plan(request: PruneRequest, bucket: Bucket, now: dt.datetime | None = None
+         ) -> PrunePlan:
+    """`now`: the clock the ages are taken against (a test's later one)."""
     location = parse_store_url(request.url)
     if location.set_name:
         raise InvalidInput(f"{request.url} names one set; prune works on a prefix",
@@ -67,13 +71,14 @@ def plan(request: PruneRequest, bucket: Bucket) -> PrunePlan:
     if request.keep < 1:
         raise InvalidInput("--keep must be at least 1 (the newest set is never removed)",
                            next_step="e.g. --keep 7")
-    now = dt.datetime.now(dt.UTC)
+    now = now or dt.datetime.now(dt.UTC)
     listing = list_sets(bucket, location)
     candidates = listing.complete[:-request.keep] if len(listing.complete) > request.keep \
         else []
     if request.keep_days is not None:
         young = now - dt.timedelta(days=request.keep_days)
         candidates = [s for s in candidates if s.created is None or s.created < young]
+    candidates = [s for s in candidates if s.name not in request.protect]
     doomed, locked = [], []
     for stored in candidates:
         until = max((u for f in stored.files
@@ -82,15 +87,25 @@ def plan(request: PruneRequest, bucket: Bucket) -> PrunePlan:
             doomed.append(stored)
         else:
             locked.append((stored.name, until.isoformat(timespec="seconds")))
-    unfinished = tuple((name, tuple(o.key for o in objects))
-                       for name, objects in listing.incomplete.items()
-                       if max(o.modified for o in objects) < now - UNFINISHED_GRACE)
-    return PrunePlan(location, tuple(doomed), tuple(locked), unfinished,
+    unfinished = []
+    for name, objects in listing.incomplete.items():
+        if max(o.modified for o in objects) >= now - UNFINISHED_GRACE:
+            continue
+        # An upload with --lock-days killed before its manifest: the store refuses to
+        # delete its objects until then.
+        until = max((u for o in objects if (u := bucket.retained_until(o.key)) is not None),
+                    default=None)
+        if until is None:
+            unfinished.append((name, tuple(o.key for o in objects)))
+        else:
+            locked.append((name, until.isoformat(timespec="seconds")))
+    return PrunePlan(location, tuple(doomed), tuple(locked), tuple(unfinished),
                      len(listing.complete) - len(doomed))
 
 
-def connect(request: PruneRequest) -> Bucket:
-    return Bucket.connect(parse_store_url(request.url).bucket, request.endpoint_url)
+def connect(ctx: Context, request: PruneRequest) -> Bucket:
+    return Bucket.connect(parse_store_url(request.url).bucket, request.endpoint_url,
+                          ctx.aws_region)
 
 
 def prune_store(bucket: Bucket, request: PruneRequest) -> PruneResult:

@@ -120,7 +120,7 @@ def destination(ctx: Context, request: UploadRequest) -> Destination:
     recipients = parse_recipients(request.recipients,
                                   [ctx.paths.host(f) for f in request.recipients_files],
                                   request.recipients_files)
-    bucket = Bucket.connect(location.bucket, request.endpoint_url)
+    bucket = Bucket.connect(location.bucket, request.endpoint_url, ctx.aws_region)
     bucket.check_access()
     retention = None
     if request.lock_days:
@@ -193,6 +193,7 @@ def upload_set(ctx: Context, target: Destination, backup: BackupSet,
             assert path is not None
             files.append(_upload_file(ctx, target, url, role, path, progress))
         uploaded = _now()
+        sent_seconds = time.monotonic() - started
         for stored in files:  # what the server holds, not what we sent
             size, sha256 = bucket.digest(stored.key)
             if (size, sha256) != (stored.size, stored.sha256):
@@ -217,8 +218,8 @@ def upload_set(ctx: Context, target: Destination, backup: BackupSet,
                              {"url": str(url), "verified": manifest["offsite"]["verified"]}]
         atomic_write(backup.manifest, manifest_bytes(local))
     seconds = time.monotonic() - started
-    _log.info("backup.upload.done", url=str(url), seconds=round(seconds, 2),
-              bytes=sum(f.size for f in files))
+    _log.info("backup.upload.done", url=str(url), seconds=round(seconds, 3),
+              sent_seconds=round(sent_seconds, 3), bytes=sum(f.size for f in files))
     return UploadedSet(url, files, seconds)
 
 

@@ -57,13 +57,20 @@ def run(ctx: Context, request: RemoteVerifyRequest) -> RemoteVerifyResult:
     url = parse_store_url(request.url)
     identities = load_identities(ctx.paths.host(request.identity), request.identity) \
         if request.identity else None
-    bucket = Bucket.connect(url.bucket, request.endpoint_url)
-    stored_sets = [choose_set(bucket, url)] if url.set_name else list_sets(bucket, url).complete
-    if not stored_sets:
+    bucket = Bucket.connect(url.bucket, request.endpoint_url, ctx.aws_region)
+    if url.set_name:
+        stored_sets, damaged = [choose_set(bucket, url)], {}
+    else:
+        listing = list_sets(bucket, url)
+        stored_sets, damaged = listing.complete, listing.damaged
+    if not stored_sets and not damaged:
         raise IntegrityError(f"{url} holds no complete backup set",
                              state="unchanged: the check only reads",
                              next_step=f"ocp-recovery backup ls {url}")
-    verdicts = [_verify(ctx, bucket, s, identities) for s in stored_sets]
+    verdicts = sorted([_verify(ctx, bucket, s, identities) for s in stored_sets]
+                      + [SetVerdict(str(url.with_set(name)), identities is not None,
+                                    problems=[exc.what]) for name, exc in damaged.items()],
+                      key=lambda v: v.url)
     bad = [v for v in verdicts if v.problems]
     if bad:
         raise IntegrityError(

@@ -108,23 +108,34 @@ def new_identity() -> tuple[str, str]:
 
 
 class HashingReader:
-    """A file read by the encryptor, hashed and counted on the way (one pass over the
-    plaintext)."""
+    """A stream read by age (8 KiB at a time), hashed and counted on the way: read from its
+    source and hashed a block at a time, not 8 KiB at a time."""
+
+    BLOCK = 1 << 20
 
     def __init__(self, source: Any, progress: Callable[[int, int], None] | None = None,
                  total: int = 0):
         self._source = source
         self._progress = progress
         self._total = total
+        self._block = memoryview(b"")
         self.sha256 = hashlib.sha256()
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
-        data: bytes = self._source.read(n)
-        self.sha256.update(data)
-        self.size += len(data)
-        if self._progress is not None:
-            self._progress(self.size, self._total)
+        if not self._block:
+            data = self._source.read(self.BLOCK)
+            if not data:
+                return b""
+            self.sha256.update(data)
+            self.size += len(data)
+            if self._progress is not None:
+                self._progress(self.size, self._total)
+            self._block = memoryview(data)
+        if n < 0 or n >= len(self._block):
+            data, self._block = bytes(self._block), memoryview(b"")
+            return data
+        data, self._block = bytes(self._block[:n]), self._block[n:]
         return data
 
 
@@ -146,20 +157,60 @@ class HashingWriter:
         pass
 
 
+class _Watched:
+    """A stream handed to pyrage, which replaces an exception raised by its read or write
+    with its own EncryptError/DecryptError naming only the class: the first one is kept, to
+    be raised instead (a store that stopped answering stays exit 16, a full disk exit 7)."""
+
+    def __init__(self, stream: Any, failures: list[BaseException]):
+        self._stream = stream
+        self._failures = failures
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            data: bytes = self._stream.read(n)
+        except BaseException as exc:
+            self._failures.append(exc)
+            raise
+        return data
+
+    def write(self, data: bytes) -> int:
+        try:
+            return int(self._stream.write(data))
+        except BaseException as exc:
+            self._failures.append(exc)
+            raise
+
+    def flush(self) -> None:
+        pass
+
+
 def encrypt(source: Any, target: Writer, recipients: Recipients) -> None:
     """`source` has read()."""
     import pyrage
 
-    pyrage.encrypt_io(source, target, list(recipients.keys))
+    failures: list[BaseException] = []
+    try:
+        pyrage.encrypt_io(_Watched(source, failures), _Watched(target, failures),
+                          list(recipients.keys))
+    except Exception:
+        if failures:
+            raise failures[0] from None
+        raise
 
 
 def decrypt(source: Any, target: Writer, identities: list[Any], shown: str) -> None:
     """`source` has read(); a wrong identity is bad input, a damaged stream is integrity."""
     import pyrage
 
+    failures: list[BaseException] = []
     try:
-        pyrage.decrypt_io(source, target, identities)
-    except pyrage.DecryptError as exc:
+        pyrage.decrypt_io(_Watched(source, failures), _Watched(target, failures), identities)
+    # A chunk that fails authentication (a flipped byte, a cut) is a bare OSError
+    # "decryption error" from pyrage, not a DecryptError.
+    except (pyrage.DecryptError, OSError) as exc:
+        if failures:
+            raise failures[0] from None
         if "no matching keys" in str(exc).lower():
             raise InvalidInput(f"the identity given cannot decrypt {shown}: it is not one of "
                                "the recipients the backup was encrypted for",

@@ -16,15 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolbox import log
-from toolbox.errors import IntegrityError, ObjectStoreError
+from toolbox.errors import IntegrityError, InvalidInput, ObjectStoreError
 
 _log = log.get(__name__)
 
-PART_SIZE = 16 << 20      # 10,000 parts (S3's limit) cover 160 GB
-PARALLEL_PARTS = 3        # parts in flight: memory is about (PARALLEL_PARTS + 1) x PART_SIZE
-READ_CHUNK = 1 << 20
+PART_SIZE = 8 << 20       # 10,000 parts (S3's limit) cover 80 GB
+PARALLEL_PARTS = 3        # parts in flight: memory is about (PARALLEL_PARTS + 2) x PART_SIZE
 CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
+READ_TIMEOUT = 30.0      # a full store (Ceph: OSD full) holds a request open: fail, do not hang
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,8 @@ class Bucket:
         self.endpoint = endpoint
 
     @classmethod
-    def connect(cls, name: str, endpoint_url: str | None = None) -> Bucket:
+    def connect(cls, name: str, endpoint_url: str | None = None, region: str | None = None
+                ) -> Bucket:
         import boto3
         from botocore.config import Config
         from botocore.exceptions import BotoCoreError
@@ -64,11 +64,15 @@ class Bucket:
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required")
         try:
-            client = boto3.session.Session().client("s3", endpoint_url=endpoint_url or None,
-                                                    config=config)
+            client = boto3.session.Session(region_name=region).client(
+                "s3", endpoint_url=endpoint_url or None, config=config)
         except BotoCoreError as exc:
             raise ObjectStoreError(f"cannot set up the S3 client: {exc}",
                                    state="unchanged: nothing was sent") from exc
+        except ValueError as exc:  # botocore's "Invalid endpoint: s3.example.com"
+            raise InvalidInput(f"the S3 endpoint is not a URL: {exc}",
+                               next_step="give --endpoint-url (or AWS_ENDPOINT_URL) with its "
+                               "scheme, e.g. https://s3.example.com:443") from exc
         return cls(client, name, client.meta.endpoint_url)
 
     # ---- reading -----------------------------------------------------------------------
@@ -100,26 +104,49 @@ class Bucket:
                           for o in page.get("Contents", [])]
         return found
 
-    def get_bytes(self, key: str) -> bytes:
+    def get_bytes(self, key: str, limit: int) -> bytes:
+        """A small object whole (a manifest); one larger than `limit` is refused unread: a
+        hostile store must not make us hold gigabytes."""
         with self._errors("read", key):
-            body = self._client.get_object(Bucket=self.name, Key=key)["Body"]
+            body = self._client.get_object(Bucket=self.name, Key=key,
+                                           Range=f"bytes=0-{limit}")["Body"]
             data: bytes = body.read()
-            return data
+        if len(data) > limit:
+            raise IntegrityError(f"s3://{self.name}/{key} is larger than {limit} bytes: not a "
+                                 "manifest ocp-recovery wrote",
+                                 state="unchanged: nothing was written on this host",
+                                 next_step="use another set; keep this one for analysis")
+        return data
 
     def open(self, key: str) -> ObjectReader:
         with self._errors("read", key):
-            answer = self._client.get_object(Bucket=self.name, Key=key)
-        return ObjectReader(self, key, answer["Body"], answer["ContentLength"])
+            size = int(self._client.head_object(Bucket=self.name, Key=key)["ContentLength"])
+        return ObjectReader(self, key, size)
 
     def digest(self, key: str) -> tuple[int, str]:
         """(size, sha256) of a stored object, streamed: what the server really holds."""
         reader = self.open(key)
-        sha = hashlib.sha256()
+        sha256 = hashlib.sha256()
         size = 0
-        while chunk := reader.read(READ_CHUNK):
-            sha.update(chunk)
-            size += len(chunk)
-        return size, sha.hexdigest()
+        try:
+            while block := reader.read_block():
+                sha256.update(block)
+                size += len(block)
+        finally:
+            reader.close()
+        return size, sha256.hexdigest()
+
+    def _get_range(self, key: str, start: int, end: int) -> bytes:
+        with self._errors("read", key):
+            body = self._client.get_object(Bucket=self.name, Key=key,
+                                           Range=f"bytes={start}-{end - 1}")["Body"]
+            data: bytes = body.read()
+        if len(data) != end - start:
+            raise IntegrityError(f"s3://{self.name}/{key} returned {len(data)} bytes for a "
+                                 f"range of {end - start}: the object changed while read",
+                                 state="unchanged: what was read from it was discarded",
+                                 next_step="run the same command again")
+        return data
 
     def retained_until(self, key: str) -> dt.datetime | None:
         with self._errors("read the retention of", key):
@@ -247,7 +274,8 @@ class Bucket:
 class PartWriter:
     """A multipart upload fed by write(): full parts go out in PARALLEL_PARTS threads, each
     with its Content-MD5; the sha256 and size of everything written are kept (the ciphertext
-    recorded in the manifest). A small object is one PUT."""
+    recorded in the manifest). A small object is one PUT. The sha256 is taken a part at a
+    time (one call per part, not per 64 KiB write)."""
 
     def __init__(self, bucket: Bucket, key: str, retention: Retention | None):
         self._bucket = bucket
@@ -263,7 +291,6 @@ class PartWriter:
         self.size = 0
 
     def write(self, data: bytes) -> int:
-        self.sha256.update(data)
         self.size += len(data)
         self._pending.append(bytes(data))
         self._pending_size += len(data)
@@ -276,7 +303,9 @@ class PartWriter:
 
     def complete(self) -> None:
         if self._upload_id is None:
-            self._bucket.put_bytes(self.key, b"".join(self._pending), self._retention)
+            data = b"".join(self._pending)
+            self.sha256.update(data)
+            self._bucket.put_bytes(self.key, data, self._retention)
             self._pending = []
             return
         if self._pending_size or not self._parts:
@@ -301,6 +330,7 @@ class PartWriter:
     def _send_part(self) -> None:
         data = b"".join(self._pending)
         self._pending, self._pending_size = [], 0
+        self.sha256.update(data)
         if self._upload_id is None:
             with self._bucket._errors("start the upload of", self.key):
                 self._upload_id = self._bucket._client.create_multipart_upload(
@@ -331,22 +361,51 @@ class PartWriter:
 
 
 class ObjectReader:
-    """A stored object's body with read(n), its failures translated."""
+    """A stored object read in order through ranged GETs of PART_SIZE, PARALLEL_PARTS of
+    them in flight (what boto3's download_file does), served in slices of any size: age
+    reads 8 KiB at a time. The object's length is taken first, so a truncated object shows
+    as a short range, not a short read."""
 
-    def __init__(self, bucket: Bucket, key: str, body: Any, size: int):
+    def __init__(self, bucket: Bucket, key: str, size: int):
         self._bucket = bucket
         self.key = key
-        self._body = body
         self.size = size
+        self._pool = ThreadPoolExecutor(PARALLEL_PARTS, thread_name_prefix="s3-range")
+        self._ranges = [(start, min(start + PART_SIZE, size))
+                        for start in range(0, size, PART_SIZE)]
+        self._next = 0
+        self._ahead: list[Future[bytes]] = []
+        self._block = memoryview(b"")
+        self._fill()
+
+    def _fill(self) -> None:
+        while len(self._ahead) < PARALLEL_PARTS and self._next < len(self._ranges):
+            start, end = self._ranges[self._next]
+            self._ahead.append(self._pool.submit(self._bucket._get_range, self.key, start, end))
+            self._next += 1
+
+    def read_block(self) -> memoryview:
+        """The rest of the current block, or the next one; empty at the end."""
+        if not self._block:
+            if not self._ahead:
+                return memoryview(b"")
+            self._block = memoryview(self._ahead.pop(0).result())
+            self._fill()
+        block, self._block = self._block, memoryview(b"")
+        return block
 
     def read(self, n: int = -1) -> bytes:
-        with self._bucket._errors("read", self.key):
-            data: bytes = self._body.read(None if n < 0 else n)
-        return data
+        block = self._block or self.read_block()
+        if n < 0 or n >= len(block):
+            self._block = memoryview(b"")
+            return bytes(block)
+        self._block = block[n:]
+        return bytes(block[:n])
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._body.close()
+        for future in self._ahead:
+            future.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def retention_for(days: int, mode: str, now: Callable[[], dt.datetime] | None = None

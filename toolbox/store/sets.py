@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from toolbox.errors import IntegrityError, InvalidInput
@@ -18,6 +18,7 @@ from toolbox.store.s3 import Bucket, StoredObject
 from toolbox.store.url import SET_NAME, StoreUrl
 
 OFFSITE_FORMAT = 1
+MANIFEST_LIMIT = 1 << 20   # ours are a few KiB, members and all
 ROLES = ("static_resources", "snapshot")  # upload order; the manifest follows them
 
 
@@ -65,6 +66,9 @@ class StoredSet:
 class StoreListing:
     complete: list[StoredSet]         # oldest first
     incomplete: dict[str, list[StoredObject]]  # set name -> what an unfinished upload left
+    # set name -> why its manifest cannot be read (cut, a newer format, made up): never
+    # restored or counted, and not removed (it may be evidence)
+    damaged: dict[str, IntegrityError] = field(default_factory=dict)
 
 
 def manifest_key(url: StoreUrl, set_name: str) -> str:
@@ -92,20 +96,23 @@ def list_sets(bucket: Bucket, location: StoreUrl) -> StoreListing:
         name, slash, rest = stored.key[start:].partition("/")
         if slash and "/" not in rest and SET_NAME.match(name):
             by_set.setdefault(name, []).append(stored)
-    complete, incomplete = [], {}
+    complete, incomplete, damaged = [], {}, {}
     for name in sorted(by_set):
         marker = manifest_key(location, name)
         if any(o.key == marker for o in by_set[name]):
-            complete.append(read_set(bucket, location.with_set(name)))
+            try:
+                complete.append(read_set(bucket, location.with_set(name)))
+            except IntegrityError as exc:  # one bad manifest must not hide the other sets
+                damaged[name] = exc
         else:
             incomplete[name] = by_set[name]
-    return StoreListing(complete, incomplete)
+    return StoreListing(complete, incomplete, damaged)
 
 
 def read_set(bucket: Bucket, url: StoreUrl) -> StoredSet:
     assert url.set_name is not None
     key = manifest_key(url.location, url.set_name)
-    raw = bucket.get_bytes(key)
+    raw = bucket.get_bytes(key, MANIFEST_LIMIT)
     try:
         manifest = json.loads(raw)
         offsite = manifest["offsite"]
@@ -123,15 +130,25 @@ def read_set(bucket: Bucket, url: StoreUrl) -> StoredSet:
                              f"{offsite.get('format')!r}, which this toolbox does not read",
                              next_step="use the ocp-recovery version that wrote it")
     for f in files:
-        if f.key != object_key(url.location, url.set_name, f.name) or f.role not in ROLES:
-            raise IntegrityError(f"the manifest s3://{bucket.name}/{key} names {f.key!r} for "
-                                 f"{f.role}, outside its own set",
+        # The name is where a fetch writes the file: only the set's own names, no path.
+        if f.role not in ROLES or f.name not in _file_names(f.role, url.set_name) or \
+                f.key != object_key(url.location, url.set_name, f.name):
+            raise IntegrityError(f"the manifest s3://{bucket.name}/{key} names {f.name!r} "
+                                 f"at {f.key!r} for {f.role}, outside its own set",
                                  next_step="use another set; keep this one for analysis")
     return StoredSet(url, manifest, files)
 
 
+def _file_names(role: str, set_name: str) -> tuple[str, ...]:
+    snapshot, archive, _ = set_names(set_name)
+    # The guide's own spelling of the archive too, as a 4.3-made set has it.
+    return (snapshot,) if role == "snapshot" else \
+        (archive, f"static_kubernetes_{set_name}.tar.gz")
+
+
 def choose_set(bucket: Bucket, url: StoreUrl) -> StoredSet:
-    """The set the URL names, or the newest complete one under its prefix."""
+    """The set the URL names, or the newest complete one under its prefix (refused when the
+    newest of all is damaged: an older one is taken only by its name)."""
     if url.set_name:
         if not bucket.list_objects(manifest_key(url.location, url.set_name)):
             raise InvalidInput(f"{url} is not a complete set on the store (no manifest: an "
@@ -139,6 +156,10 @@ def choose_set(bucket: Bucket, url: StoreUrl) -> StoredSet:
                                next_step=f"ocp-recovery backup ls {url.location}")
         return read_set(bucket, url)
     listing = list_sets(bucket, url)
+    newest_damaged = max(listing.damaged, default=None)
+    if newest_damaged is not None and \
+            (not listing.complete or newest_damaged > listing.complete[-1].name):
+        raise listing.damaged[newest_damaged]
     if not listing.complete:
         raise InvalidInput(f"{url} holds no complete backup set"
                            + (f" ({len(listing.incomplete)} unfinished upload(s))"
@@ -157,23 +178,37 @@ def decrypt_stored_file(bucket: Bucket, stored: StoredFile, target: Writer,
     try:
         ciphertext = HashingReader(reader, progress, stored.size)
         plaintext = HashingWriter(target)
-        decrypt(ciphertext, plaintext, identities, where)
+        try:
+            decrypt(ciphertext, plaintext, identities, where)
+        except InvalidInput:
+            # age says "no matching keys" for a damaged recipient stanza too: the object's
+            # own hash tells that from a wrong identity.
+            while ciphertext.read(1 << 20):
+                pass
+            if (ciphertext.size, ciphertext.sha256.hexdigest()) != \
+                    (stored.size, stored.sha256):
+                raise _damaged(where, ciphertext.size, ciphertext.sha256.hexdigest(),
+                               stored) from None
+            raise
     finally:
         reader.close()
     # age authenticates each 64 KiB chunk, so a flipped or missing byte already failed above;
     # these catch a different object under the same key (swapped, stale, another set's).
     if (ciphertext.size, ciphertext.sha256.hexdigest()) != (stored.size, stored.sha256):
-        raise IntegrityError(f"{where} is {ciphertext.size} bytes with sha256 "
-                             f"{ciphertext.sha256.hexdigest()[:16]}…; the manifest records "
-                             f"{stored.size} bytes, {stored.sha256[:16]}…",
-                             state="unchanged: what was decrypted from it was discarded",
-                             next_step="use another set; keep this one for analysis")
+        raise _damaged(where, ciphertext.size, ciphertext.sha256.hexdigest(), stored)
     if (plaintext.size, plaintext.sha256.hexdigest()) != \
             (stored.plaintext_size, stored.plaintext_sha256):
         raise IntegrityError(f"{where} decrypted to {plaintext.size} bytes that do not match "
                              "the manifest's plaintext size and sha256",
                              state="unchanged: what was decrypted from it was discarded",
                              next_step="use another set; keep this one for analysis")
+
+
+def _damaged(where: str, size: int, sha256: str, stored: StoredFile) -> IntegrityError:
+    return IntegrityError(f"{where} is {size} bytes with sha256 {sha256[:16]}…; the manifest "
+                          f"records {stored.size} bytes, {stored.sha256[:16]}…",
+                          state="unchanged: what was decrypted from it was discarded",
+                          next_step="use another set; keep this one for analysis")
 
 
 def parse_time(value: Any) -> dt.datetime | None:

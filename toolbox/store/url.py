@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from toolbox.errors import InvalidInput
 
 SCHEME = "s3://"
-SET_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{6}$")  # a backup set's timestamp
+# A backup set's timestamp as strftime writes it: ASCII digits (\d takes any script's), and
+# \Z, not $, which also matches before a trailing newline.
+SET_NAME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]{6}\Z")
 # S3's rules, which Ceph and MinIO share: 3-63 of a-z 0-9 . -, starting and ending alnum.
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,12 @@ def parse_store_url(text: str) -> StoreUrl:
         raise InvalidInput(f"{bucket!r} in {text} is not a valid bucket name (3-63 characters "
                            "of a-z, 0-9, '.' and '-')",
                            next_step="give s3://BUCKET/PREFIX, e.g. s3://etcd-backups/prod")
+    if any(c.isspace() or not c.isprintable() for c in rest):
+        # A URL read from a file or a ConfigMap brings its newline: S3 takes it into the key,
+        # and the sets would go where no listing of the prefix finds them.
+        raise InvalidInput(f"{text!r} has a space or control character in its prefix",
+                           next_step="give the prefix without spaces or line ends, e.g. "
+                           "s3://etcd-backups/prod")
     parts = [p for p in rest.split("/") if p]
     if any(p in (".", "..") for p in parts):
         raise InvalidInput(f"{text} has a '.' or '..' segment",
