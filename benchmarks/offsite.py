@@ -85,8 +85,6 @@ def _run(bench, args, store: ObjectStore) -> None:  # type: ignore[no-untyped-de
                                      f"s3://{BUCKET}/ours-{prefix}", "-r", recipient,
                                      "--no-progress"], env, push)
         done = next(line for line in log_lines if line.get("event") == "backup.upload.done")
-        if os.environ.get("BENCH_DEBUG"):
-            print(*log_lines, sep="\n")
         sent.seconds.append(push.seconds[-1] - (done["seconds"] - done["sent_seconds"]))
         sent.peak_rss_kib.append(push.peak_rss_kib[-1])
         measure([sys.executable, "-c", BOTO3_UPLOAD, BUCKET, f"plain-{prefix}", *files], env,

@@ -205,8 +205,8 @@ def test_store_killed_mid_fetch_leaves_nothing_and_a_rerun_completes(
         run_cli, master: Master, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     directory = "/home/core/fetch-store-killed"
     # Small ranges, few ahead: most of the snapshot is still to be read when the store dies.
-    monkeypatch.setattr(s3, "PART_SIZE", 1 << 20)
-    monkeypatch.setattr(s3, "PARALLEL_PARTS", 2)
+    monkeypatch.setattr(s3, "RANGE_SIZE", 1 << 20)
+    monkeypatch.setattr(s3, "RANGES_AHEAD", 2)
     write = encryption.HashingWriter.write
 
     def kill_two_mib_in(writer: encryption.HashingWriter, data: bytes) -> int:

@@ -30,7 +30,7 @@ from toolbox.store.s3 import Bucket, Retention, retention_for
 from toolbox.store.sets import (
     ROLES,
     StoredFile,
-    list_sets,
+    is_committed,
     manifest_key,
     object_key,
     offsite_manifest,
@@ -168,10 +168,9 @@ def run(ctx: Context, request: UploadRequest) -> UploadResult:
     started = time.monotonic()
     target = destination(ctx, request)
     sets = local_sets(ctx, request)
-    done_sets = {s.name for s in list_sets(target.bucket, target.location).complete}
     result = UploadResult(target.location, [], target.retention)
     for backup in sets:
-        if backup.timestamp in done_sets:
+        if is_committed(target.bucket, target.location.with_set(backup.timestamp)):
             result.sets.append(UploadedSet(target.location.with_set(backup.timestamp), [], 0.0,
                                            skipped=True))
             continue

@@ -89,23 +89,38 @@ def offsite_manifest(local: dict[str, Any], files: list[StoredFile], recipients:
         "retention": retention, "files": {f.role: f.record() for f in files}}}
 
 
-def list_sets(bucket: Bucket, location: StoreUrl) -> StoreListing:
+def _objects_by_set(bucket: Bucket, location: StoreUrl) -> dict[str, list[StoredObject]]:
+    """One listing of the prefix: set name -> its objects, oldest set first."""
     by_set: dict[str, list[StoredObject]] = {}
     start = len(location.set_prefix)
     for stored in bucket.list_objects(location.set_prefix):
         name, slash, rest = stored.key[start:].partition("/")
         if slash and "/" not in rest and SET_NAME.match(name):
             by_set.setdefault(name, []).append(stored)
+    return dict(sorted(by_set.items()))
+
+
+def _committed(location: StoreUrl, name: str, objects: list[StoredObject]) -> bool:
+    marker = manifest_key(location, name)
+    return any(o.key == marker for o in objects)
+
+
+def is_committed(bucket: Bucket, url: StoreUrl) -> bool:
+    """Whether the set the URL names has its manifest on the store (one request)."""
+    assert url.set_name is not None
+    return bool(bucket.list_objects(manifest_key(url.location, url.set_name)))
+
+
+def list_sets(bucket: Bucket, location: StoreUrl) -> StoreListing:
     complete, incomplete, damaged = [], {}, {}
-    for name in sorted(by_set):
-        marker = manifest_key(location, name)
-        if any(o.key == marker for o in by_set[name]):
+    for name, objects in _objects_by_set(bucket, location).items():
+        if _committed(location, name, objects):
             try:
                 complete.append(read_set(bucket, location.with_set(name)))
             except IntegrityError as exc:  # one bad manifest must not hide the other sets
                 damaged[name] = exc
         else:
-            incomplete[name] = by_set[name]
+            incomplete[name] = objects
     return StoreListing(complete, incomplete, damaged)
 
 
@@ -150,22 +165,20 @@ def choose_set(bucket: Bucket, url: StoreUrl) -> StoredSet:
     """The set the URL names, or the newest complete one under its prefix (refused when the
     newest of all is damaged: an older one is taken only by its name)."""
     if url.set_name:
-        if not bucket.list_objects(manifest_key(url.location, url.set_name)):
+        if not is_committed(bucket, url):
             raise InvalidInput(f"{url} is not a complete set on the store (no manifest: an "
                                "upload that never finished, or a typo)",
                                next_step=f"ocp-recovery backup ls {url.location}")
         return read_set(bucket, url)
-    listing = list_sets(bucket, url)
-    newest_damaged = max(listing.damaged, default=None)
-    if newest_damaged is not None and \
-            (not listing.complete or newest_damaged > listing.complete[-1].name):
-        raise listing.damaged[newest_damaged]
-    if not listing.complete:
+    by_set = _objects_by_set(bucket, url)
+    committed = [name for name, objects in by_set.items() if _committed(url, name, objects)]
+    if not committed:
         raise InvalidInput(f"{url} holds no complete backup set"
-                           + (f" ({len(listing.incomplete)} unfinished upload(s))"
-                              if listing.incomplete else ""),
+                           + (f" ({len(by_set)} unfinished upload(s))" if by_set else ""),
                            next_step=f"check the URL with `ocp-recovery backup ls {url}`")
-    return listing.complete[-1]
+    # Only the newest manifest is read; a damaged one raises: an older set is taken only
+    # by its name.
+    return read_set(bucket, url.with_set(committed[-1]))
 
 
 def decrypt_stored_file(bucket: Bucket, stored: StoredFile, target: Writer,
@@ -193,7 +206,7 @@ def decrypt_stored_file(bucket: Bucket, stored: StoredFile, target: Writer,
     finally:
         reader.close()
     # age authenticates each 64 KiB chunk, so a flipped or missing byte already failed above;
-    # these catch a different object under the same key (swapped, stale, another set's).
+    # this catches a manifest that does not match what is stored (either may be the damage).
     if (ciphertext.size, ciphertext.sha256.hexdigest()) != (stored.size, stored.sha256):
         raise _damaged(where, ciphertext.size, ciphertext.sha256.hexdigest(), stored)
     if (plaintext.size, plaintext.sha256.hexdigest()) != \
