@@ -132,9 +132,12 @@ def _assert_restored_data(sandbox: Sandbox, index: int, before: list[str], after
 
 
 def _backup_between_writes(sandbox: Sandbox, environ: Mapping[str, str], report: DrillReport,
-                           keys: int, fill_mib: int = 0) -> tuple[Context, list[str], list[str]]:
-    """Keys "before", a backup on master-0, keys "after": what a restore must tell apart.
-    `fill_mib`: first grow the db to that size (for the drill times at scale)."""
+                           keys: int, fill_mib: int = 0,
+                           upload: offsite_upload.UploadRequest | None = None
+                           ) -> tuple[Context, list[str], list[str], backup.BackupResult]:
+    """Keys "before", a backup on master-0 (`upload`: also encrypted and uploaded), keys
+    "after": what a restore must tell apart. `fill_mib`: first grow the db to that size (for
+    the drill times at scale)."""
     if fill_mib:
         with report.phase(f"fill the db to {fill_mib} MiB"):
             db_size, _ = workload.fill(sandbox, fill_mib)
@@ -142,11 +145,12 @@ def _backup_between_writes(sandbox: Sandbox, environ: Mapping[str, str], report:
     with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
         before = workload.write(kv, "before", keys)
     ctx = master_context(sandbox, 0, environ)
-    with report.phase("backup on master-0"):
-        backup.run(ctx, backup.BackupRequest("/home/core/backup", progress=False))
+    with report.phase("backup on master-0" + (", encrypted and uploaded" if upload else "")):
+        made = backup.run(ctx, backup.BackupRequest("/home/core/backup", progress=False,
+                                                    upload=upload))
     with workload.kv_client(sandbox, 0) as kv:
         after = workload.write(kv, "after", 100)
-    return ctx, before, after
+    return ctx, before, after, made
 
 
 def quorum_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 1000,
@@ -155,7 +159,8 @@ def quorum_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
     """Guide 3.2 step 1: two of three masters lost; restore the survivor alone."""
     report = DrillReport("quorum-restore", etcd)
     with _drill_sandbox(report, directory, keep) as sandbox:
-        ctx, before, after = _backup_between_writes(sandbox, environ, report, keys, fill_mib)
+        ctx, before, after, _ = _backup_between_writes(sandbox, environ, report, keys,
+                                                       fill_mib)
         with report.phase("lose master-1 and master-2"):
             sandbox.stop_master(1)
             sandbox.stop_master(2)
@@ -315,7 +320,8 @@ def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: in
     comes back must not join."""
     report = DrillReport("quorum-loss", etcd)
     with _drill_sandbox(report, directory, keep) as sandbox:
-        ctx, before, after = _backup_between_writes(sandbox, environ, report, keys, fill_mib)
+        ctx, before, after, _ = _backup_between_writes(sandbox, environ, report, keys,
+                                                       fill_mib)
         with report.phase("lose master-1 and master-2"):
             sandbox.stop_master(1)
             sandbox.wipe_master(1)
@@ -378,20 +384,10 @@ def offsite_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys
         identity.write_text(identity_text)
         identity.chmod(0o600)
         with _object_store_credentials(store.env()):
-            if fill_mib:
-                with report.phase(f"fill the db to {fill_mib} MiB"):
-                    db_size, _ = workload.fill(sandbox, fill_mib)
-                report.facts.append(f"db {db_size / 2**20:.0f} MiB before the backup")
-            with workload.kv_client(sandbox, 0) as kv, report.phase(f"write {keys} keys"):
-                before = workload.write(kv, "before", keys)
-            ctx = master_context(sandbox, 0, environ)
-            with report.phase("backup on master-0, encrypted and uploaded"):
-                made = backup.run(ctx, backup.BackupRequest(
-                    "/home/core/backup", progress=False, upload=offsite_upload.UploadRequest(
-                        "/home/core/backup", url, (recipient,), progress=False)))
+            ctx, before, after, made = _backup_between_writes(
+                sandbox, environ, report, keys, fill_mib, offsite_upload.UploadRequest(
+                    "/home/core/backup", url, (recipient,), progress=False))
             assert made.uploaded is not None
-            with workload.kv_client(sandbox, 0) as kv:
-                after = workload.write(kv, "after", 100)
             with report.phase("lose master-1, master-2 and master-0's backups"):
                 sandbox.stop_master(1)
                 sandbox.wipe_master(1)
