@@ -24,9 +24,11 @@ if $with_tests; then
   command -v debootstrap >/dev/null || packages+=(debootstrap)
   command -v kubectl >/dev/null || packages+=(kubernetes-client)
 fi
+apt_updated=false
+apt_update_once() { $apt_updated || apt-get update -qq; apt_updated=true; }
 if [ ${#packages[@]} -gt 0 ]; then
   echo "install.sh: apt-get install ${packages[*]}"
-  apt-get update -qq
+  apt_update_once
   # The Debian etcd package would start a system etcd; the sandbox never needs it.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
   if $with_tests && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
@@ -39,7 +41,7 @@ if $with_tests && ! command -v radosgw >/dev/null; then
   # service may start. policy-rc.d answering 101 makes the packages' scripts start none.
   ceph_packages=(radosgw ceph-mon ceph-osd ceph-common)
   echo "install.sh: apt-get install --no-install-recommends ${ceph_packages[*]}"
-  apt-get update -qq
+  apt_update_once
   if [ ! -e /usr/sbin/policy-rc.d ]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
