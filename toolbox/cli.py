@@ -3,6 +3,7 @@ outcome into the exit status. Only here do errors become exit codes."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 from typing import Any
@@ -34,11 +35,14 @@ def run(argv: list[str], prog_name: str = "ocp-recovery") -> int:
     try:
         returned = build_app(prog_name, argv)(args=argv, prog_name=prog_name,
                                              standalone_mode=False)
+        if returned == Interrupted.exit_code:  # typer returns Ctrl-C as a bare 130
+            return _interrupted()
         return returned if isinstance(returned, int) else 0
     except typer.Exit as exc:  # --version
         return exc.exit_code
     except RecoveryError as exc:
-        sys.stderr.write(exc.render() + "\n")
+        with contextlib.suppress(BrokenPipeError):
+            sys.stderr.write(exc.render() + "\n")
         _log.debug("error", kind=type(exc).__name__, what=exc.what)
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument
@@ -47,11 +51,17 @@ def run(argv: list[str], prog_name: str = "ocp-recovery") -> int:
             show()
         return int(getattr(exc, "exit_code", 2))
     except (KeyboardInterrupt, typer.Abort):
-        # Outside a journaled step (a step's Ctrl-C is rendered by the runner, with its
-        # journal's state): checks, a backup (which removes its partial files), a signer.
-        interrupted = Interrupted(
-            "interrupted (Ctrl-C)", state="no journaled step was running; a backup in "
-            "progress removes its partial files", next_step="`ocp-recovery status` shows "
-            "whether an operation is part-way; otherwise run the same command again")
+        return _interrupted()
+
+
+def _interrupted() -> int:
+    """Ctrl-C outside a journaled step (a step's is rendered by the runner, with its
+    journal's state): checks, a backup or upload (which remove what they wrote), a signer."""
+    interrupted = Interrupted(
+        "interrupted (Ctrl-C)", state="no journaled step was running; a backup, upload or "
+        "fetch in progress removes what it wrote (an unfinished upload has no manifest: it "
+        "is never listed or restored)", next_step="`ocp-recovery status` shows whether an "
+        "operation is part-way; otherwise run the same command again")
+    with contextlib.suppress(BrokenPipeError):
         sys.stderr.write(interrupted.render() + "\n")
-        return interrupted.exit_code
+    return interrupted.exit_code

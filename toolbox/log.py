@@ -67,8 +67,13 @@ class _CurrentStderr:
 
     def msg(self, message: str) -> None:
         with self._lock:
-            sys.stderr.write(message + "\n")
-            sys.stderr.flush()
+            try:
+                sys.stderr.write(message + "\n")
+                sys.stderr.flush()
+            except BrokenPipeError:
+                # The log's reader left (`2>&1 | head`): as for stdout, the work goes on
+                # (a backup, a restore mid-way) and what is still logged goes nowhere.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
 
     debug = info = warning = error = msg
 

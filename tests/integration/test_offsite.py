@@ -108,8 +108,8 @@ def test_backup_upload_is_listed_with_revision_cluster_and_encryption(
     assert stored["snapshot_bytes"] == offsite.first.snapshot.stat().st_size  # type: ignore[union-attr]
     assert listed["incomplete"] == []
     console = run_cli(["backup", "ls", f"s3://{BUCKET}/prod"], env=offsite.env).stdout
-    assert f"cluster {local['etcd']['cluster_id']}  verified, encrypted, off-site  {url}" \
-        in console
+    assert f"cluster {local['etcd']['cluster_id']}  verified, encrypted, off-site  to " \
+        f"{offsite.recipient[:16]}…  {url}" in console
     # The local set says it is off-site too.
     here = run_cli(["backup", "ls", BACKUP, "--json"], env=offsite.env).stdout
     assert json.loads(here)["sets"][0]["offsite"] is True

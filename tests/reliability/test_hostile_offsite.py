@@ -131,8 +131,18 @@ def test_no_recipient_is_refused_before_anything_is_sent(
 
 def test_a_recipient_that_is_no_public_key_is_refused(run_cli, host: Host) -> None:  # type: ignore[no-untyped-def]
     err = refused(run_cli, host.root, ["backup", "push", BACKUP, host.url, "--recipient",
-                                       "AGE-SECRET-KEY-1NOTAPUBLICKEY"], 3).stderr
+                                       "ssh-dss AAAAB3NzaC1kc3MAAACBAP"], 3).stderr
     assert "is not a public key age accepts" in err
+    assert host.stored_keys() == []
+
+
+def test_a_private_key_given_as_a_recipient_is_refused_and_not_echoed(  # type: ignore[no-untyped-def]
+        run_cli, host: Host) -> None:
+    secret = "AGE-SECRET-KEY-1QQQQWWWWEEEERRRRTTTTYYYY"
+    err = refused(run_cli, host.root, ["backup", "push", BACKUP, host.url, "--recipient",
+                                       secret], 3).stderr
+    assert "is a private key (an identity), not a public key" in err
+    assert "QQQQ" not in err and "must not stay on this host" in err
     assert host.stored_keys() == []
 
 

@@ -215,3 +215,37 @@ def test_rollback_says_what_it_undoes_and_leaves_out_waits(tmp_path: Path) -> No
     assert [line.split(" (")[0] for line in lines] == [
         " 1. undo start-kubelet", " 2. undo move-aside", " 3. undo stop-kubelet"]
     assert "(which did: move /var/lib/kubelet/pki to" in lines[1]
+
+
+def test_ctrl_c_in_a_command_says_what_was_interrupted(run_cli, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """typer turns Ctrl-C into a silent Exit(130): the operator must still be told."""
+    from toolbox.procedures import backup_list
+
+    def interrupted(*_: object, **__: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup_list, "run", interrupted)
+    out = run_cli(["backup", "ls", "/var/tmp"], exit_code=130)
+    assert "error: interrupted (Ctrl-C)" in out.stderr
+    assert "run the same command again" in out.stderr
+
+
+def test_a_closed_log_reader_does_not_stop_the_work(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`… 2>&1 | head -1`: the log's reader leaves after one line; the command goes on and
+    its outcome (here: the identity file written, exit 0) is as without the pipe."""
+    import subprocess
+    import sys
+
+    identity = tmp_path / "id.txt"
+    code = ("import sys; from toolbox import cli, log\n"
+            "log.configure('json')\n"
+            "log.get('t').info('first')\n"
+            "sys.stderr.close()\n"  # what a reader that left does to the next write
+            "import os; os.close(2); r, w = os.pipe(); os.close(r); os.dup2(w, 2)\n"
+            "sys.stderr = open(2, 'w')\n"
+            "log.get('t').info('second')\n"
+            f"sys.exit(cli.run(['--host-exec', 'direct', 'backup', 'keygen', '{identity}']))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert identity.read_text().startswith("# public key: age1")

@@ -12,7 +12,6 @@ from toolbox.commands.common import (
     YES,
     GlobalOptions,
     command,
-    emit,
     host_path,
     run_journaled,
 )
@@ -88,5 +87,8 @@ def _fetched(options: GlobalOptions, url: str, identity: str | None,
         url, offsite_fetch.fetched_dir(context), host_path(identity, context), endpoint_url,
         one_set_per_dir=True))
     if not options.json_result:  # --json: the restore's own object is the one on stdout
-        emit(options, result.report())
+        from toolbox import log
+
+        log.say(f"{result.report().summary} (decrypted, with the etcd encryption keys: remove "
+                f"{result.directory} once the cluster is back)")
     return result.directory

@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from toolbox import log
 from toolbox.context import Context
@@ -179,7 +180,7 @@ class KubeClient:
 
         def v1() -> Any:
             return CertificatesV1Api(self.api).replace_certificate_signing_request_approval(
-                name, V1CertificateSigningRequest.model_validate(body),
+                name, _model(V1CertificateSigningRequest, body),
                 _request_timeout=self.timeout)
 
         resource = _label("CertificateSigningRequest", name, None,
@@ -191,13 +192,7 @@ class KubeClient:
     # ---- health ---------------------------------------------------------------------------
     def check_ready(self) -> None:
         """GET /readyz; ApiUnavailable unless the API server says it is ready."""
-        def readyz() -> Any:
-            request = self.api.param_serialize("GET", "/readyz", auth_settings=["BearerToken"])
-            response = self.api.call_api(*request, _request_timeout=self.timeout)
-            response.read()
-            return response
-
-        response = self._guarded("GET /readyz", readyz)
+        response = self._guarded("GET /readyz", lambda: self._raw("GET", "/readyz"))
         if response.status != 200:
             raise ApiUnavailable(f"GET /readyz on {self.server} answered {response.status}: "
                                  f"{(response.data or b'').decode(errors='replace')[:200]}")
@@ -250,14 +245,32 @@ class KubeClient:
 
     def _v1beta1_approval(self, name: str, body: dict[str, Any]) -> Any:
         """The one request without a generated method: the v1beta1 approval subresource."""
+        from kubernetes.client.exceptions import ApiException
+
         group, version, plural = _CSR_V1BETA1
-        request = self.api.param_serialize(
-            "PUT", f"/apis/{group}/{version}/{plural}/{{name}}/approval",
-            path_params={"name": name}, body=body, auth_settings=["BearerToken"],
-            header_params={"Accept": "application/json", "Content-Type": "application/json"})
-        response = self.api.call_api(*request, _request_timeout=self.timeout)
-        response.read()
-        return self.api.response_deserialize(response, {"200": "object"}).data
+        response = self._raw("PUT", f"/apis/{group}/{version}/{plural}/{quote(name)}/approval",
+                             body)
+        if not 200 <= response.status < 300:
+            failure = ApiException(status=response.status, reason=response.reason)
+            failure.body = response.data
+            raise failure
+        return json.loads(response.data)
+
+    def _raw(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        """A request the generated API has no method for, on the client's own connection
+        pool and credentials (the generated helpers for it differ between client versions:
+        boto3 holds this one at 36). Answers any status; the urllib3 response."""
+        headers = {"Accept": "application/json"}
+        token = self.api.configuration.auth_settings().get("BearerToken", {}).get("value")
+        if token:
+            headers["Authorization"] = token
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body).encode()
+        return self.api.rest_client.pool_manager.request(
+            method, self.server.rstrip("/") + path, body=data, headers=headers,
+            timeout=self.timeout, retries=False)
 
     def _guarded(self, what: str, call: Callable[[], Any], *,
                  allowed: tuple[int, ...] = ()) -> Any:
@@ -400,3 +413,10 @@ def connect(ctx: Context) -> KubeClient:
             next_step="ocp-recovery recovery-apiserver create (or pass --kubeconfig / set "
             "KUBECONFIG to a cluster-admin kubeconfig)")
     return KubeClient.from_file(path, ctx.paths.host, ctx.paths.shown(path), timeout=timeout)
+
+
+def _model(model: Any, body: dict[str, Any]) -> Any:
+    """A request body as the installed client takes it: a pydantic model from 37 on, a plain
+    dict before (its serializer passes dicts through)."""
+    validate = getattr(model, "model_validate", None)
+    return validate(body) if validate is not None else body

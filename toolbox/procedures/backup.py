@@ -58,6 +58,7 @@ from toolbox.procedures.offsite_upload import (
     upload_set,
 )
 from toolbox.report import Report
+from toolbox.store.s3 import Retention
 
 _log = log.get(__name__)
 
@@ -88,6 +89,7 @@ class BackupResult:
     seconds: float = 0.0
     created_dir: bool = False   # the directory did not exist (a typo shows here)
     uploaded: UploadedSet | None = None
+    retention: Retention | None = None
     remote_pruned: list[str] = field(default_factory=list)
 
     def shown(self, path: Path) -> str:
@@ -107,7 +109,10 @@ class BackupResult:
             f"{self.snapshot.db_sha256[:12]}…) + {archive} (kube-apiserver-pod-{revision}, "
             f"{human_bytes(self.archive.size)})"
             + (f"; encrypted, uploaded and read back to {uploaded.url} in "
-               f"{uploaded.seconds:.1f}s" if uploaded else ""),
+               f"{uploaded.seconds:.1f}s" if uploaded else "")
+            + (f", Object Lock {self.retention.mode} until "
+               f"{self.retention.until.isoformat(timespec='seconds')}"
+               if uploaded and self.retention else ""),
             {"snapshot": snapshot, "snapshot_bytes": self.snapshot.size,
              "db_sha256": self.snapshot.db_sha256, "static_resources": archive,
              "static_resources_bytes": self.archive.size, "kube_apiserver_revision": revision,
@@ -194,13 +199,16 @@ def _upload(ctx: Context, request: BackupRequest, result: BackupResult,
         assert target is not None
         new_set = find_set(result.snapshot.path, result.shown(result.snapshot.path))
         result.uploaded = upload_set(ctx, target, new_set, request.progress)
+        result.retention = target.retention
         if request.keep_remote:
             result.remote_pruned = prune_store(target.bucket, PruneRequest(
                 str(target.location), request.keep_remote,
                 protect=(new_set.timestamp,))).removed
     except RecoveryError as exc:
         exc.state = f"{kept} ({exc.state})"
-        exc.next_step = f"{exc.next_step}; then upload it: {push}"
+        # Not "run the same command again": that would take another backup.
+        exc.next_step = f"{exc.next_step.split(', then run the same command again')[0]}; " \
+            f"then upload this set: {push}"
         raise
 
 

@@ -11,7 +11,7 @@ from toolbox.host.backups import BackupSet, find_backup_sets, timestamp_time
 from toolbox.host.files import human_bytes
 from toolbox.report import Report
 from toolbox.store.s3 import Bucket
-from toolbox.store.sets import StoredSet, list_sets, parse_time
+from toolbox.store.sets import StoredSet, choose_set, list_sets, parse_time
 from toolbox.store.url import is_store_url, parse_store_url
 
 
@@ -42,7 +42,9 @@ class Listing:
         lines = [_line(s) for s in reversed(self.sets)]
         return Report(
             "backup.list", f"{len(self.sets)} backup set(s) in {self.where}"
-            + (f"; newest {self.sets[-1].name}" if self.sets else ""),
+            + (f"; newest {self.sets[-1].name}" if self.sets else
+               " (check the path or prefix: `backup ls s3://BUCKET` lists the bucket's root)"
+               if not self.incomplete and not self.damaged else ""),
             {"where": self.where, "sets": [asdict(s) for s in self.sets],
              "incomplete": self.incomplete,
              "damaged": [{"name": n, "problem": p} for n, p in self.damaged.items()]},
@@ -59,6 +61,8 @@ def run(ctx: Context, where: str, endpoint_url: str | None = None) -> Listing:
     if is_store_url(where):
         url = parse_store_url(where)
         bucket = Bucket.connect(url.bucket, endpoint_url, ctx.aws_region)
+        if url.set_name:  # one set: it, or a clear no (not its neighbours)
+            return Listing(str(url), [_stored(choose_set(bucket, url))], [])
         listing = list_sets(bucket, url.location)
         return Listing(str(url.location), [_stored(s) for s in listing.complete],
                        sorted(listing.incomplete),
@@ -97,8 +101,9 @@ def _line(s: ListedSet) -> str:
     flags = ", ".join(f for f, on in (("verified", s.verified), ("encrypted", s.encrypted),
                                       ("off-site" if s.encrypted else "uploaded", s.offsite))
                      if on) or "NOT verified"
+    to = f"  to {', '.join(r[:16] + '…' for r in s.recipients)}" if s.recipients else ""
     return (f"{s.name}  {age}  {size}  revision {s.revision if s.revision is not None else '?'}"
-            f"  cluster {s.cluster_id or '?'}  {flags}  {s.location}")
+            f"  cluster {s.cluster_id or '?'}  {flags}{to}  {s.location}")
 
 
 def _age(created: dt.datetime | None) -> float | None:

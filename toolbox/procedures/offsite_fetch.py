@@ -63,6 +63,9 @@ class FetchResult:
     reused: bool = False         # the set was already there and verified
 
     def report(self) -> Report:
+        newer = [s.timestamp for s in find_backup_sets(self.local.manifest.parent)
+                 if s.timestamp > self.stored.name and s.snapshot] \
+            if self.local.manifest else []
         etcd = self.stored.manifest.get("etcd", {})
         size = sum(f.plaintext_size for f in self.stored.files)
         rate = human_bytes(size / self.seconds) + "/s" if self.seconds else "?"
@@ -76,7 +79,11 @@ class FetchResult:
              "set": self.stored.name, "revision": etcd.get("revision"),
              "cluster_id": etcd.get("cluster_id"), "bytes": size,
              "seconds": round(self.seconds, 2), "reused": self.reused},
-            next=[f"ocp-recovery restore {self.directory} (on the master to restore)"])
+            warnings=[f"{self.directory} also holds newer sets ({', '.join(newer)}): `restore "
+                      f"{self.directory}` would take the newest; fetch into an empty "
+                      "directory to restore this one"] if newer else [],
+            next=[] if newer else
+            [f"ocp-recovery restore {self.directory} (on the master to restore)"])
 
 
 def run(ctx: Context, request: FetchRequest) -> FetchResult:

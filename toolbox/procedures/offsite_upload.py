@@ -23,6 +23,7 @@ from toolbox.host.backups import (
     timestamp_time,
 )
 from toolbox.host.files import atomic_write, human_bytes
+from toolbox.host.lock import host_lock
 from toolbox.procedures.verify import verify_set
 from toolbox.report import Report
 from toolbox.store.encryption import HashingReader, Recipients, encrypt, parse_recipients
@@ -170,10 +171,6 @@ def run(ctx: Context, request: UploadRequest) -> UploadResult:
     sets = local_sets(ctx, request)
     result = UploadResult(target.location, [], target.retention)
     for backup in sets:
-        if is_committed(target.bucket, target.location.with_set(backup.timestamp)):
-            result.sets.append(UploadedSet(target.location.with_set(backup.timestamp), [], 0.0,
-                                           skipped=True))
-            continue
         result.sets.append(upload_set(ctx, target, backup, request.progress))
     result.seconds = time.monotonic() - started
     return result
@@ -181,6 +178,17 @@ def run(ctx: Context, request: UploadRequest) -> UploadResult:
 
 def upload_set(ctx: Context, target: Destination, backup: BackupSet,
                progress: bool) -> UploadedSet:
+    """Under the host lock: two uploads of one set (the CronJob's and an operator's) would
+    each read back the other's objects and fail."""
+    with host_lock(ctx.paths.state_dir, f"upload of {backup.timestamp}"):
+        if is_committed(target.bucket, target.location.with_set(backup.timestamp)):
+            return UploadedSet(target.location.with_set(backup.timestamp), [], 0.0,
+                               skipped=True)
+        return _upload_set(ctx, target, backup, progress)
+
+
+def _upload_set(ctx: Context, target: Destination, backup: BackupSet,
+                progress: bool) -> UploadedSet:
     started = time.monotonic()
     bucket, location = target.bucket, target.location
     url = location.with_set(backup.timestamp)

@@ -11,7 +11,7 @@ from typing import Any
 
 from toolbox import log
 from toolbox.context import Context
-from toolbox.errors import IntegrityError, RecoveryError
+from toolbox.errors import IntegrityError, InvalidInput, RecoveryError
 from toolbox.etcd.snapshot import verify_file
 from toolbox.host.archive import inspect_archive
 from toolbox.host.files import scratch_file
@@ -64,9 +64,9 @@ def run(ctx: Context, request: RemoteVerifyRequest) -> RemoteVerifyResult:
         listing = list_sets(bucket, url)
         stored_sets, damaged = listing.complete, listing.damaged
     if not stored_sets and not damaged:
-        raise IntegrityError(f"{url} holds no complete backup set",
-                             state="unchanged: the check only reads",
-                             next_step=f"ocp-recovery backup ls {url}")
+        raise InvalidInput(f"{url} holds no complete backup set",
+                           state="unchanged: the check only reads",
+                           next_step=f"check the prefix: ocp-recovery backup ls {url}")
     verdicts = sorted([_verify(ctx, bucket, s, identities) for s in stored_sets]
                       + [SetVerdict(str(url.with_set(name)), identities is not None,
                                     problems=[exc.what]) for name, exc in damaged.items()],

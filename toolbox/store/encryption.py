@@ -49,6 +49,12 @@ def parse_recipients(given: Sequence[str], files: Sequence[Path], shown_files: S
             "--recipients-file FILE")
     keys = []
     for text, where in lines:
+        if "SECRET-KEY" in text.upper() or "PRIVATE KEY" in text.upper():
+            raise InvalidInput(
+                f"the recipient given ({where}) is a private key (an identity), not a public "
+                "key: it is not shown here, and it must not stay on this host",
+                next_step="delete it from this host, keep it with the operators, and give its "
+                "public key instead (the `# public key: age1…` line of the identity file)")
         try:
             if text.startswith("age1"):
                 keys.append(x25519.Recipient.from_str(text))
@@ -212,8 +218,10 @@ def decrypt(source: Any, target: Writer, identities: list[Any], shown: str) -> N
         if failures:
             raise failures[0] from None
         if "no matching keys" in str(exc).lower():
+            given = ", ".join(str(i.to_public()) for i in identities if hasattr(i, "to_public"))
             raise InvalidInput(f"the identity given cannot decrypt {shown}: it is not one of "
-                               "the recipients the backup was encrypted for",
+                               "the recipients the backup was encrypted for"
+                               + (f" (its public key is {given})" if given else ""),
                                next_step="give --identity the private key of a recipient "
                                "listed by `ocp-recovery backup ls s3://…`") from exc
         raise IntegrityError(f"{shown} failed to decrypt: {exc} (the stored object is damaged "

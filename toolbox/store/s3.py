@@ -237,8 +237,15 @@ class Bucket:
                 f"cannot {action} {where}: no S3 credentials were found",
                 next_step="export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), "
                 "then run the same command again")
+        if isinstance(exc, botocore.ReadTimeoutError):
+            return ObjectStoreError(
+                f"cannot {action} {where}: the object store {at} accepted the connection but "
+                f"did not answer within {READ_TIMEOUT:.0f} s, three times (an overloaded or "
+                "full store holds requests open: Ceph does when an OSD is full)",
+                next_step="check the store's health and free space (`ceph -s` / its console) "
+                "and the network path, then run the same command again")
         if isinstance(exc, botocore.EndpointConnectionError | botocore.ConnectTimeoutError
-                      | botocore.ReadTimeoutError | botocore.ConnectionClosedError
+                      | botocore.ConnectionClosedError
                       | botocore.ProxyConnectionError | ConnectionError):
             return ObjectStoreError(
                 f"cannot {action} {where}: the object store {at} did not answer "

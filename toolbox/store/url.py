@@ -10,6 +10,7 @@ from toolbox.errors import InvalidInput
 SCHEME = "s3://"
 # A backup set's timestamp as strftime writes it: ASCII digits (\d takes any script's), and
 # \Z, not $, which also matches before a trailing newline.
+_SCHEME_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")  # https://…, S3://…: typos of s3://
 SET_NAME = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}_[0-9]{6}\Z")
 # S3's rules, which Ceph and MinIO share: 3-63 of a-z 0-9 . -, starting and ending alnum.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
@@ -42,12 +43,14 @@ class StoreUrl:
 
 
 def is_store_url(text: str) -> bool:
-    return text.startswith(SCHEME)
+    """Meant as a store URL: s3://, and its typos (s3:/, S3://, https://) too, so that they
+    are refused as URLs rather than taken for host paths."""
+    return text.lower().startswith("s3:") or bool(_SCHEME_LIKE.match(text))
 
 
 def parse_store_url(text: str) -> StoreUrl:
     """`s3://bucket`, `s3://bucket/prefix/…` or `s3://bucket/prefix/2026-12-01_030000`."""
-    if not is_store_url(text):
+    if not text.startswith(SCHEME):
         raise InvalidInput(f"{text!r} is not an s3:// URL",
                            next_step="give s3://BUCKET/PREFIX, e.g. s3://etcd-backups/prod")
     bucket, _, rest = text[len(SCHEME):].partition("/")
