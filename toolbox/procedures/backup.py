@@ -198,7 +198,7 @@ def _upload(ctx: Context, request: BackupRequest, result: BackupResult,
             raise unreachable
         assert target is not None
         new_set = find_set(result.snapshot.path, result.shown(result.snapshot.path))
-        result.uploaded = upload_set(ctx, target, new_set, request.progress)
+        result.uploaded = upload_set(ctx, target, new_set, result.manifest, request.progress)
         result.retention = target.retention
         if request.keep_remote:
             result.remote_pruned = prune_store(target.bucket, PruneRequest(

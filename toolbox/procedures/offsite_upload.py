@@ -14,7 +14,6 @@ from typing import Any
 from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import IntegrityError, InvalidInput
-from toolbox.host.archive import inspect_archive
 from toolbox.host.backups import (
     BackupSet,
     find_backup_sets,
@@ -136,8 +135,9 @@ def destination(ctx: Context, request: UploadRequest) -> Destination:
     return Destination(bucket, location, recipients, retention)
 
 
-def local_sets(ctx: Context, request: UploadRequest) -> tuple[BackupSet, ...]:
-    """The set(s) to push, each verified as a restore would check it."""
+def local_sets(ctx: Context, request: UploadRequest
+               ) -> tuple[tuple[BackupSet, dict[str, Any]], ...]:
+    """The set(s) to push, each verified as a restore would check it, with its manifest."""
     source = ctx.paths.host(request.source)
     if request.every_set:
         if not source.is_dir():
@@ -146,12 +146,12 @@ def local_sets(ctx: Context, request: UploadRequest) -> tuple[BackupSet, ...]:
         sets = tuple(s for s in find_backup_sets(source) if s.snapshot and s.archive)
     else:
         sets = (find_set(source, request.source),)
-    for backup in sets:
-        _require_sound(backup, request.source)
-    return sets
+    return tuple((backup, _checked_manifest(backup, request.source)) for backup in sets)
 
 
-def _require_sound(backup: BackupSet, shown: str) -> None:
+def _checked_manifest(backup: BackupSet, shown: str) -> dict[str, Any]:
+    """The set verified, and its manifest: ours as written, or for a 4.3-made set what the
+    verification read of its files (no cluster ID: a snapshot does not hold it)."""
     if backup.archive is None:
         raise InvalidInput(f"the set {backup.timestamp} in {shown} has no static_kuberesources "
                            "archive: a restore needs both files",
@@ -163,6 +163,21 @@ def _require_sound(backup: BackupSet, shown: str) -> None:
                              state="unchanged: nothing was sent",
                              next_step="upload a set that verifies (`ocp-recovery snapshot "
                              "verify DIR`)")
+    manifest = backup.read_manifest()
+    if manifest is not None:
+        return manifest
+    report = verified.report
+    assert report is not None and backup.snapshot is not None and backup.archive is not None
+    return {"format": 1,
+            "created": timestamp_time(backup.timestamp).isoformat(timespec="seconds"),
+            "made_by": "a 4.3 backup script (no manifest of its own)",
+            "snapshot": {"file": backup.snapshot.name, "size": report.size,
+                         "db_sha256": report.db_sha256},
+            "static_resources": {"file": backup.archive.name,
+                                 "size": backup.archive.stat().st_size,
+                                 "kube_apiserver_revision": verified.archive_revision},
+            "etcd": {"revision": report.revision, "keys": report.keys, "cluster_id": None,
+                     "compact_revision": report.compact_revision}}
 
 
 def run(ctx: Context, request: UploadRequest) -> UploadResult:
@@ -170,25 +185,26 @@ def run(ctx: Context, request: UploadRequest) -> UploadResult:
     target = destination(ctx, request)
     sets = local_sets(ctx, request)
     result = UploadResult(target.location, [], target.retention)
-    for backup in sets:
-        result.sets.append(upload_set(ctx, target, backup, request.progress))
+    for backup, manifest in sets:
+        result.sets.append(upload_set(ctx, target, backup, manifest, request.progress))
     result.seconds = time.monotonic() - started
     return result
 
 
-def upload_set(ctx: Context, target: Destination, backup: BackupSet,
+def upload_set(ctx: Context, target: Destination, backup: BackupSet, manifest: dict[str, Any],
                progress: bool) -> UploadedSet:
-    """Under the host lock: two uploads of one set (the CronJob's and an operator's) would
-    each read back the other's objects and fail."""
+    """`manifest`: the set's, as on disk or as derived by local_sets. Under the host lock:
+    two uploads of one set (the CronJob's and an operator's) would each read back the
+    other's objects and fail."""
     with host_lock(ctx.paths.state_dir, f"upload of {backup.timestamp}"):
         if is_committed(target.bucket, target.location.with_set(backup.timestamp)):
             return UploadedSet(target.location.with_set(backup.timestamp), [], 0.0,
                                skipped=True)
-        return _upload_set(ctx, target, backup, progress)
+        return _upload_set(ctx, target, backup, manifest, progress)
 
 
 def _upload_set(ctx: Context, target: Destination, backup: BackupSet,
-                progress: bool) -> UploadedSet:
+                local_manifest: dict[str, Any], progress: bool) -> UploadedSet:
     started = time.monotonic()
     bucket, location = target.bucket, target.location
     url = location.with_set(backup.timestamp)
@@ -211,7 +227,8 @@ def _upload_set(ctx: Context, target: Destination, backup: BackupSet,
                     "listed or restored; the local set is unchanged",
                     next_step="run the same command again; if it repeats, the store is "
                     "damaging data")
-        manifest = offsite_manifest(_local_manifest(backup), files, target.recipients.shown,
+        offsite = {k: v for k, v in local_manifest.items() if k != "uploaded"}
+        manifest = offsite_manifest(offsite, files, target.recipients.shown,
                                     uploaded, _now(), _retention_record(target.retention))
         bucket.put_bytes(manifest_key(location, backup.timestamp), manifest_bytes(manifest),
                          target.retention)
@@ -244,29 +261,6 @@ def _upload_file(ctx: Context, target: Destination, url: StoreUrl, role: str, pa
     _log.info("backup.upload.file", key=key, bytes=writer.size, plaintext_bytes=reader.size)
     return StoredFile(role, path.name, key, writer.size, writer.sha256.hexdigest(),
                       reader.size, reader.sha256.hexdigest())
-
-
-def _local_manifest(backup: BackupSet) -> dict[str, Any]:
-    """Ours as written, or for a 4.3-made set what its files say (no cluster ID: a snapshot
-    does not hold it)."""
-    manifest = backup.read_manifest()
-    if manifest is not None:
-        manifest.pop("uploaded", None)
-        return manifest
-    assert backup.snapshot is not None and backup.archive is not None
-    report = verify_set(backup).report
-    assert report is not None
-    return {"format": 1,
-            "created": timestamp_time(backup.timestamp).isoformat(timespec="seconds"),
-            "made_by": "a 4.3 backup script (no manifest of its own)",
-            "snapshot": {"file": backup.snapshot.name, "size": report.size,
-                         "db_sha256": report.db_sha256},
-            "static_resources": {"file": backup.archive.name,
-                                 "size": backup.archive.stat().st_size,
-                                 "kube_apiserver_revision":
-                                     inspect_archive(backup.archive).revision},
-            "etcd": {"revision": report.revision, "keys": report.keys, "cluster_id": None,
-                     "compact_revision": report.compact_revision}}
 
 
 def _retention_record(retention: Retention | None) -> dict[str, str] | None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from toolbox import log
 from toolbox.context import Context
-from toolbox.errors import IntegrityError, InvalidInput, RecoveryError
+from toolbox.errors import IntegrityError, InvalidInput
 from toolbox.etcd.snapshot import verify_file
 from toolbox.host.archive import inspect_archive
 from toolbox.host.files import scratch_file
@@ -94,9 +94,9 @@ def _verify(ctx: Context, bucket: Bucket, stored: StoredSet,
             else:
                 _decrypt_and_check(ctx, bucket, stored_file, identities)
         except IntegrityError as exc:
+            # Only damage is a verdict on this set: the store unreachable or a wrong identity
+            # (other RecoveryErrors) stop the whole check.
             verdict.problems.append(f"{stored_file.name}: {exc.what}")
-        except RecoveryError:
-            raise  # the store unreachable, a wrong identity: not a verdict on this set
     _log.info("backup.verify.remote", url=verdict.url, ok=not verdict.problems)
     return verdict
 

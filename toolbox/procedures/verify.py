@@ -37,6 +37,7 @@ class VerifiedSet:
     archive_ok: bool | None   # None: no archive in the set
     manifest: bool
     problems: list[str] = field(default_factory=list)
+    archive_revision: int | None = None  # read when the archive was read whole (no manifest)
 
 
 def run(ctx: Context, path: str, *, skip_hash_check: bool = False) -> list[VerifiedSet]:
@@ -106,7 +107,7 @@ def verify_set(backup: BackupSet) -> VerifiedSet:
                                        "manifest")
         else:  # a 4.3-made set has no manifest: read the archive as restore would
             try:
-                inspect_archive(backup.archive)
+                result.archive_revision = inspect_archive(backup.archive).revision
                 result.archive_ok = True
             except IntegrityError as exc:
                 result.archive_ok = False

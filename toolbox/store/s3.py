@@ -91,15 +91,14 @@ class Bucket:
     def object_lock_enabled(self) -> bool:
         from botocore.exceptions import ClientError
 
-        try:
-            answer = self._client.get_object_lock_configuration(Bucket=self.name)
-        except ClientError as exc:
-            if _code(exc) in ("ObjectLockConfigurationNotFoundError",
-                              "NoSuchObjectLockConfiguration", "InvalidRequest"):
-                return False
-            raise self._translate(exc, "read the Object Lock configuration", "") from exc
-        except Exception as exc:
-            raise self._translate(exc, "read the Object Lock configuration", "") from exc
+        with self._errors("read the Object Lock configuration", ""):
+            try:
+                answer = self._client.get_object_lock_configuration(Bucket=self.name)
+            except ClientError as exc:
+                if _code(exc) in ("ObjectLockConfigurationNotFoundError",
+                                  "NoSuchObjectLockConfiguration", "InvalidRequest"):
+                    return False
+                raise
         return answer.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled"
 
     def list_objects(self, prefix: str) -> list[StoredObject]:
@@ -114,10 +113,7 @@ class Bucket:
     def get_bytes(self, key: str, limit: int) -> bytes:
         """A small object whole (a manifest); one larger than `limit` is refused unread: a
         hostile store must not make us hold gigabytes."""
-        with self._errors("read", key):
-            body = self._client.get_object(Bucket=self.name, Key=key,
-                                           Range=f"bytes=0-{limit}")["Body"]
-            data: bytes = body.read()
+        data = self._read_range(key, f"bytes=0-{limit}")
         if len(data) > limit:
             raise IntegrityError(f"s3://{self.name}/{key} is larger than {limit} bytes: not a "
                                  "manifest ocp-recovery wrote",
@@ -143,11 +139,15 @@ class Bucket:
             reader.close()
         return size, sha256.hexdigest()
 
-    def _get_range(self, key: str, start: int, end: int) -> bytes:
+    def _read_range(self, key: str, byte_range: str) -> bytes:
         with self._errors("read", key):
             body = self._client.get_object(Bucket=self.name, Key=key,
-                                           Range=f"bytes={start}-{end - 1}")["Body"]
+                                           Range=byte_range)["Body"]
             data: bytes = body.read()
+        return data
+
+    def _get_range(self, key: str, start: int, end: int) -> bytes:
+        data = self._read_range(key, f"bytes={start}-{end - 1}")
         if len(data) != end - start:
             raise IntegrityError(f"s3://{self.name}/{key} returned {len(data)} bytes for a "
                                  f"range of {end - start}: the object changed while read",
