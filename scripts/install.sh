@@ -2,7 +2,8 @@
 # Installs ocp-recovery into ./.venv from this checkout, with the sandbox's etcd 3.5.
 #   --test   also what the test suite needs: Debian's etcd 3.4, Debian trixie's etcd 3.5.16
 #            (scripts/fetch-etcd-trixie.sh: fetched once, then cached), the test extras, and a
-#            real kube-apiserver (scripts/build-kube-apiserver.sh: built once, then cached),
+#            real kube-apiserver and kube-controller-manager (scripts/build-kubernetes.sh: built
+#            once, then cached),
 #            and Debian's Ceph 16 (radosgw, ceph-mon, ceph-osd) for the sandbox's object store.
 # Works on a fresh Debian 12 as root; safe to run again.
 set -euo pipefail
@@ -72,7 +73,7 @@ if $with_tests; then
   # Assigned first: a failed $(...) inside echo's arguments would not stop set -e.
   etcd_next=$(bash scripts/fetch-etcd-trixie.sh)
   echo "install.sh: etcd 3.5.16 in $etcd_next"
-  kube_apiserver=$(bash scripts/build-kube-apiserver.sh)
-  echo "install.sh: kube-apiserver at $kube_apiserver"
+  kube_bin=$(bash scripts/build-kubernetes.sh)
+  echo "install.sh: kube-apiserver and kube-controller-manager in $kube_bin"
 fi
 echo "install.sh: ocp-recovery installed in $(pwd)/.venv ($(.venv/bin/ocp-recovery --version))"

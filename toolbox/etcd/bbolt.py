@@ -33,12 +33,12 @@ import stat
 import struct
 import sys
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from operator import add
 from typing import Final
 
-__all__ = ["BoltFormatError", "BoltStatus", "check_header", "read_status"]
+__all__ = ["BoltFormatError", "BoltStatus", "KeyVisitor", "check_header", "read_status"]
 
 MAGIC: Final = 0xED0CDAED
 VERSION: Final = 2
@@ -70,6 +70,13 @@ _FREELIST_CHUNK_IDS: Final = 1 << 17  # 1 MiB of page ids per read
 _BIG_ENDIAN_HOST: Final = sys.byteorder == "big"
 
 _META_KEYS: Final = frozenset({b"finishedCompactRev", b"consistent_index"})
+
+
+#: Called for each entry of bucket "key", in revision order: (revision key, the value's bytes
+#: that are in the page already read, where the whole value starts in the file, its size).
+#: The bytes are the whole value unless it spills into overflow pages; the offset is None
+#: for an inline bucket, whose bytes are always whole.
+KeyVisitor = Callable[[bytes, bytes, int | None, int], None]
 
 
 class BoltFormatError(ValueError):
@@ -124,7 +131,8 @@ def check_header(path: str | os.PathLike[str], *, length: int | None = None) -> 
     return page_size, meta.txid
 
 
-def read_status(path: str | os.PathLike[str], *, length: int | None = None) -> BoltStatus:
+def read_status(path: str | os.PathLike[str], *, length: int | None = None,
+                visit: KeyVisitor | None = None) -> BoltStatus:
     """Walk the whole B+tree of the newest valid meta and summarise it, checking as we go.
 
     Why: this is the offline equivalent of ``etcdutl snapshot status`` (including bbolt's
@@ -141,12 +149,13 @@ def read_status(path: str | os.PathLike[str], *, length: int | None = None) -> B
     are written with NoFreelistSync), that every page below the high-water mark is either
     reachable or free. Raises :class:`BoltFormatError` for anything malformed. Memory use
     is bounded by two bitmaps of one bit per page (256 KiB per 8 GiB at 4 KiB pages) plus
-    a few pages.
+    a few pages. ``visit``, when given, sees every entry of bucket "key" as it is walked
+    (see :data:`KeyVisitor`): one pass both checks the file and lists what it holds.
     """
     fd, length = _open(path, length)
     try:
         page_size, meta = _load_meta(fd, length)
-        return _Walker(fd, page_size, meta).run()
+        return _Walker(fd, page_size, meta, visit).run()
     finally:
         os.close(fd)
 
@@ -353,8 +362,10 @@ class _Walker:
     8 GiB db has two million of them.
     """
 
-    def __init__(self, fd: int, page_size: int, meta: _Meta) -> None:
+    def __init__(self, fd: int, page_size: int, meta: _Meta,
+                 visit: KeyVisitor | None = None) -> None:
         self.fd = fd
+        self.visit = visit
         self.ps = page_size
         self.meta = meta
         self.hw = meta.high_water
@@ -616,7 +627,8 @@ class _Walker:
         """Follow one leaf of bucket "key", whose entries come in revision order: a put
         makes its key live, a deletion (a tombstone: a revision key ending in 't') ends it.
         The user key is the first field of the value, an mvccpb.KeyValue."""
-        add, discard, blen = self.live.add, self.live.discard, len(buf)
+        add, discard, blen, visit = self.live.add, self.live.discard, len(buf), self.visit
+        page_offset = where * self.ps if isinstance(where, int) else None
         for element, flag, offset, ksize, vsize in zip(
             range(_HDR, _HDR + _ELEM * len(pos), _ELEM), flags, pos, ksizes, vsizes, strict=True
         ):
@@ -641,6 +653,10 @@ class _Walker:
                 discard(hash(key))
             else:
                 add(hash(key))
+            if visit is not None:
+                visit(_get(buf, view, start, value, "key", where),
+                      buf[value:value + vsize],
+                      None if page_offset is None else page_offset + value, vsize)
 
     def _bucket(self, name: bytes, value: bytes, depth: int, where: str) -> None:
         label = name[:64].decode("utf-8", "backslashreplace")

@@ -36,6 +36,7 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 # so callers retry (see change_membership) rather than wait long.
 MEMBERSHIP_DEADLINE = 10.0
 UNHEALTHY_WAIT = 30.0  # how long a change refused as "unhealthy cluster" is retried
+KEYS_PAGE = 10_000  # keys per range reply: a few hundred KiB of key names
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,13 @@ class TlsFiles:
         except OSError as exc:
             raise InvalidInput(f"cannot read etcd TLS file {exc.filename}: {exc.strerror}",
                                next_step="check --cacert/--cert/--key") from exc
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    value: bytes
+    create_revision: int
+    mod_revision: int
 
 
 @dataclass(frozen=True)
@@ -135,6 +143,7 @@ class EtcdClient:
         self.stream_idle = stream_idle
         self.cluster = rpc_grpc.ClusterStub(channel)
         self.maintenance = rpc_grpc.MaintenanceStub(channel)
+        self.kv = rpc_grpc.KVStub(channel)
 
     @classmethod
     def connect(cls, ctx: Context, tls: TlsFiles | None = None,
@@ -233,6 +242,61 @@ class EtcdClient:
                 if done():
                     return None
 
+    # ---- keys: what a selective restore reads and writes ----------------------------------
+    def keys(self, prefix: bytes, page: int = KEYS_PAGE) -> Iterator[tuple[bytes, int]]:
+        """(key, mod revision) of every key under `prefix`: keys only, no value is sent, in
+        pages read at the revision of the first, so the listing is one consistent moment.
+        An empty prefix: every key."""
+        start, end, revision = prefix or b"\0", _prefix_end(prefix), 0
+        while True:
+            reply = self._unary(self.kv.Range, rpc.RangeRequest(
+                key=start, range_end=end, limit=page, keys_only=True, revision=revision),
+                f"range of {prefix.decode(errors='replace')}")
+            revision = revision or reply.header.revision
+            for kv in reply.kvs:
+                yield kv.key, kv.mod_revision
+            if not reply.more or not reply.kvs:
+                return
+            start = reply.kvs[-1].key + b"\0"
+
+    def get(self, key: bytes) -> StoredKey | None:
+        reply = self._unary(self.kv.Range, rpc.RangeRequest(key=key),
+                            f"read of {key.decode(errors='replace')}")
+        if not reply.kvs:
+            return None
+        kv = reply.kvs[0]
+        return StoredKey(kv.value, kv.create_revision, kv.mod_revision)
+
+    def create(self, key: bytes, value: bytes) -> int | None:
+        """Put `key` only if it does not exist; the revision written, None when it exists."""
+        return self._put_if(key, value, rpc.Compare(
+            key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, create_revision=0))
+
+    def replace(self, key: bytes, value: bytes, mod_revision: int) -> int | None:
+        """Put `key` only if it is still at `mod_revision`; the revision written, or None."""
+        return self._put_if(key, value, rpc.Compare(
+            key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.MOD,
+            mod_revision=mod_revision))
+
+    def delete_if(self, key: bytes, value: bytes, created_after: int) -> bool:
+        """Delete `key` only if it holds exactly `value` and was created after the revision
+        `created_after`: what a rollback may take back and nothing else."""
+        reply = self._unary(self.kv.Txn, rpc.TxnRequest(
+            compare=[rpc.Compare(key=key, result=rpc.Compare.EQUAL, target=rpc.Compare.VALUE,
+                                 value=value),
+                     rpc.Compare(key=key, result=rpc.Compare.GREATER,
+                                 target=rpc.Compare.CREATE, create_revision=created_after)],
+            success=[rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=key))]),
+            f"delete of {key.decode(errors='replace')}")
+        return bool(reply.succeeded)
+
+    def _put_if(self, key: bytes, value: bytes, compare: Any) -> int | None:
+        reply = self._unary(self.kv.Txn, rpc.TxnRequest(
+            compare=[compare],
+            success=[rpc.RequestOp(request_put=rpc.PutRequest(key=key, value=value))]),
+            f"write of {key.decode(errors='replace')}")
+        return int(reply.header.revision) if reply.succeeded else None
+
     def snapshot_chunks(self) -> Iterator[bytes]:
         """The snapshot stream. A member that goes silent for `stream_idle` seconds (frozen,
         partitioned) gets the call cancelled, so a backup never hangs."""
@@ -275,6 +339,12 @@ class EtcdClient:
             return method(request, timeout=max(self.dial, deadline or 0))
         except grpc.RpcError as exc:
             raise _unavailable(self.endpoint, what, exc) from exc
+
+
+def _prefix_end(prefix: bytes) -> bytes:
+    """etcd's range end for "every key starting with prefix"."""
+    trimmed = prefix.rstrip(b"\xff")
+    return trimmed[:-1] + bytes([trimmed[-1] + 1]) if trimmed else b"\0"
 
 
 def _maybe_applied(exc: EtcdUnavailable) -> bool:

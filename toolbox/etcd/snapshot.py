@@ -41,6 +41,8 @@ class SnapshotReport:
     keys: int  # etcd keys live at `revision`: what a restore of this file holds
     compact_revision: int
     page_size: int
+    db_length: int             # bytes of the file that are the db
+    status: bbolt.BoltStatus
 
 
 class _TrailerHasher:
@@ -97,11 +99,11 @@ def save_stream(chunks: Iterable[bytes], target: Path, *, expected_size: int = 0
                          time.monotonic() - started)
 
 
-def verify_file(path: Path, *, skip_hash_check: bool = False,
-                shown: str | None = None) -> SnapshotReport:
+def verify_file(path: Path, *, skip_hash_check: bool = False, shown: str | None = None,
+                visit: bbolt.KeyVisitor | None = None) -> SnapshotReport:
     """Offline integrity check: the trailer's sha256 over the whole db, the bbolt meta pages,
     and the key bucket (revision, keys). Raises IntegrityError with what is wrong, naming
-    the file `shown` (default: its path)."""
+    the file `shown` (default: its path). `visit` sees bucket "key" during the walk."""
     label = shown or str(path)
     if not path.is_file():
         raise InvalidInput(f"{label} is not a file", next_step="give a snapshot_*.db file or "
@@ -124,11 +126,11 @@ def verify_file(path: Path, *, skip_hash_check: bool = False,
     else:
         db_length = size if _looks_like_raw_db(path, size) else size - TRAILER
     try:
-        status = bbolt.read_status(path, length=db_length)
+        status = bbolt.read_status(path, length=db_length, visit=visit)
     except bbolt.BoltFormatError as exc:
         raise IntegrityError(f"{label} is not a valid etcd database: {exc}") from exc
     return SnapshotReport(path, size, has_trailer, digest, status.revision, status.live_keys,
-                          status.compact_revision, status.page_size)
+                          status.compact_revision, status.page_size, db_length, status)
 
 
 def _looks_like_raw_db(path: Path, size: int) -> bool:

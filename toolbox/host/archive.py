@@ -316,3 +316,25 @@ def copy_legacy_snapshot(path: Path, sink: BinaryIO) -> int:
         raise IntegrityError(f"{path.name} is not a readable gzip tar: {exc}",
                              next_step="use another backup") from exc
     raise IntegrityError(f"{path.name} holds no {LEGACY_SNAPSHOT}")
+
+
+def read_revision_file(path: Path, relative: str, *, limit: int = 1 << 20) -> bytes | None:
+    """The bytes of `kube-apiserver-pod-<N>/<relative>` (a regular file of at most `limit`
+    bytes) in the archive, None when the archive has none; the whole archive is read with
+    the checks of inspect_archive, so a damaged one is refused, not half-read."""
+    found: bytes | None = None
+    try:
+        with _reading(path, ARCHIVE_BYTES_CAP) as tar:
+            for entry in _checked_entries(path, tar, ARCHIVE_BYTES_CAP):
+                inside = "/".join(PurePosixPath(entry.name).parts[2:])
+                if entry.revision is None or inside != relative or not entry.member.isfile():
+                    continue
+                if entry.member.size > limit:
+                    raise IntegrityError(f"{path.name}: {entry.name} is {entry.member.size} "
+                                         f"bytes, more than the {limit} expected")
+                stream = tar.extractfile(entry.member)
+                found = stream.read() if stream is not None else None
+    except (*_UNREADABLE, OSError) as exc:
+        raise IntegrityError(f"{path.name} is not a readable gzip tar: {exc}",
+                             next_step="use another backup") from exc
+    return found

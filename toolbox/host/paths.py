@@ -129,6 +129,15 @@ class HostPaths:
     def recovery_kubeconfig(self) -> Path:
         return self.recovery_apiserver_dir / "admin.kubeconfig"
 
+    @property
+    def browse_dir(self) -> Path:
+        """`snapshot browse`: its certificates, config, and the scratch etcd's data dir."""
+        return self.static_pod_resources / "ocp-recovery-browse-pod"
+
+    @property
+    def browse_manifest(self) -> Path:
+        return self.manifests / "ocp-recovery-browse-pod.yaml"
+
     def kube_apiserver_revisions(self) -> list[Path]:
         """`kube-apiserver-pod-N` directories, lowest N first (the 4.3 scripts' `ls -v`)."""
         if not self.static_pod_resources.is_dir():

@@ -24,9 +24,11 @@ from toolbox.procedures import (
     kubelet,
     member_add,
     member_recover,
+    objects_restore,
     recovery_apiserver,
     regenerate_certs,
     restore,
+    snapshot_browse,
 )
 from toolbox.report import Report
 
@@ -39,7 +41,8 @@ class Reported(Protocol):
 PROCEDURES: dict[str, Procedure[Any, Any, Reported]] = {
     p.operation: p for p in (restore.PROCEDURE, member_add.PROCEDURE, member_recover.PROCEDURE,
                              recovery_apiserver.PROCEDURE, regenerate_certs.PROCEDURE,
-                             kubelet.PROCEDURE)}
+                             kubelet.PROCEDURE, objects_restore.PROCEDURE,
+                             snapshot_browse.PROCEDURE)}
 
 
 @dataclass

@@ -15,8 +15,6 @@ import re
 import socket
 from dataclasses import dataclass
 
-import yaml
-
 from toolbox import log
 from toolbox.context import Context
 from toolbox.errors import PreconditionFailed
@@ -31,10 +29,9 @@ from toolbox.journal import (
     StepRun,
     new_operation_id,
 )
-from toolbox.kube import config as kubeconfig
 from toolbox.kube.client import KubeClient
+from toolbox.kube.local_apiserver import LocalPki, apiserver_config, apiserver_container, static_pod
 from toolbox.kube.manifests import host_path_of, load_pod
-from toolbox.pki import certs
 from toolbox.report import Report
 from toolbox.waiting import wait_until
 
@@ -44,7 +41,6 @@ OPERATION = "recovery-apiserver-create"
 BIND = "127.0.0.1:7443"
 SERVER = "https://localhost:7443"
 VALID_DAYS = 7
-IN_POD = "/etc/kubernetes/static-pod-resources"
 CONTAINER = re.compile(r"^kube-apiserver-[a-zA-Z0-9]+$")
 EMPTY_ENCRYPTION = (b"apiVersion: apiserver.config.k8s.io/v1\n"
                     b"kind: EncryptionConfiguration\nresources: []\n")
@@ -155,20 +151,11 @@ def _write_recovery_dir(run: StepRun[CreatePlan]) -> None:
     atomic_write(recovery_dir / "encryption-config",
                  encryption.read_bytes() if encryption.is_file() else EMPTY_ENCRYPTION,
                  0o600)
-    ca = certs.self_signed_ca("ocp-recovery-localhost-ca", days=VALID_DAYS)
-    serving = certs.issue(ca, common_name="localhost", dns_names=["localhost"],
-                          ip_addresses=["127.0.0.1"], days=VALID_DAYS, client=False)
-    admin = certs.issue(ca, common_name="system:admin", organizations=["system:masters"],
-                        days=VALID_DAYS, server=False)
-    for name, pair in (("serving-ca", ca), ("serving", serving)):
-        atomic_write(recovery_dir / f"{name}.crt", pair.cert_pem(), 0o644)
-        atomic_write(recovery_dir / f"{name}.key", pair.key_pem(), 0o600)
-    atomic_write(recovery_dir / "config.yaml", _config(run.plan.etcd_urls), 0o644)
-    atomic_write(recovery_dir / "admin.kubeconfig", kubeconfig.render(
-        cluster="recovery", server=SERVER, user="admin", context="admin",
-        ca_pem=ca.cert_pem(), client_cert_pem=admin.cert_pem(),
-        client_key_pem=admin.key_pem()), 0o600)
-    run.journal.record("expires", ca.cert.not_valid_after_utc.isoformat(timespec="seconds"))
+    pki = LocalPki.create("recovery", SERVER, VALID_DAYS)
+    for name, (data, mode) in pki.files.items():
+        atomic_write(recovery_dir / name, data, mode)
+    atomic_write(recovery_dir / "config.yaml", apiserver_config(BIND, run.plan.etcd_urls), 0o644)
+    run.journal.record("expires", pki.expires)
 
 
 def _remove_recovery_dir(run: StepRun[CreatePlan]) -> None:
@@ -178,7 +165,9 @@ def _remove_recovery_dir(run: StepRun[CreatePlan]) -> None:
 def _write_manifest(run: StepRun[CreatePlan]) -> None:
     paths = run.ctx.paths
     atomic_write(paths.recovery_apiserver_manifest,
-                 _manifest(run.plan.image, paths.shown(paths.recovery_apiserver_dir)), 0o644)
+                 static_pod("kube-apiserver-recovery", "recovery",
+                            [apiserver_container("kube-apiserver-recovery", run.plan.image, 7443)],
+                            paths.shown(paths.recovery_apiserver_dir)), 0o644)
 
 
 def _remove_manifest(run: StepRun[CreatePlan]) -> None:
@@ -235,50 +224,6 @@ def listening() -> bool:
             return True
     except OSError:
         return False
-
-
-def _config(etcd_urls: tuple[str, ...]) -> bytes:
-    config = {
-        "apiVersion": "kubecontrolplane.config.openshift.io/v1",
-        "kind": "KubeAPIServerConfig",
-        "servingInfo": {"bindAddress": BIND, "bindNetwork": "tcp4",
-                        "certFile": f"{IN_POD}/serving.crt", "keyFile": f"{IN_POD}/serving.key",
-                        "clientCA": f"{IN_POD}/serving-ca.crt"},
-        "storageConfig": {"urls": etcd_urls, "ca": f"{IN_POD}/etcd-serving-ca-bundle.crt",
-                          "certFile": f"{IN_POD}/etcd-client.crt",
-                          "keyFile": f"{IN_POD}/etcd-client.key"},
-        # Nothing here issues or checks service-account tokens; the CA's key stands in.
-        "serviceAccountPublicKeyFiles": [f"{IN_POD}/serving-ca.crt"],
-        "apiServerArguments": {
-            "storage-backend": ["etcd3"],
-            "storage-media-type": ["application/vnd.kubernetes.protobuf"],
-            "encryption-provider-config": [f"{IN_POD}/encryption-config"],
-        },
-    }
-    return yaml.safe_dump(config, sort_keys=False).encode()
-
-
-def _manifest(image: str, recovery_dir: str) -> bytes:
-    pod = {
-        "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": "kube-apiserver-recovery", "namespace": "openshift-kube-apiserver",
-                     "labels": {"revision": "recovery"}},
-        "spec": {
-            "containers": [{
-                "name": "kube-apiserver-recovery", "image": image,
-                "command": ["hyperkube", "kube-apiserver"],
-                "args": [f"--openshift-config={IN_POD}/config.yaml"],
-                "resources": {"requests": {"memory": "1Gi", "cpu": "150m"}},
-                "ports": [{"containerPort": 7443}],
-                "volumeMounts": [{"name": "resource-dir", "mountPath": IN_POD}]}],
-            "hostNetwork": True,
-            "terminationGracePeriodSeconds": 0,
-            "priorityClassName": "system-node-critical",
-            "tolerations": [{"operator": "Exists"}],
-            "volumes": [{"name": "resource-dir", "hostPath": {"path": recovery_dir}}],
-        },
-    }
-    return yaml.safe_dump(pod, sort_keys=False).encode()
 
 
 def expiry_note(expires: str) -> str:

@@ -166,7 +166,7 @@ def _plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
                                  "not a master's root", next_step="check --host-root")
     # The restore tool's --help (0.1 s, a process) runs while the snapshot is hashed.
     with ThreadPoolExecutor(max_workers=1) as pool:
-        tool_probe = pool.submit(_restore_tool, ctx)
+        tool_probe = pool.submit(restore_tool, ctx)
         revision, legacy_bytes, report = _check_backup(ctx, given, request)
         tool = tool_probe.result()
     snapshot_bytes = report.size if report else (legacy_bytes or 0)
@@ -338,7 +338,7 @@ def _local_entry(ctx: Context, entries: list[ClusterEntry],
     return local, []
 
 
-def _restore_tool(ctx: Context) -> RestoreTool:
+def restore_tool(ctx: Context) -> RestoreTool:
     etcdutl = ctx.executor.find_tool("etcdutl")
     if etcdutl:
         usage = ctx.executor.run_tool([etcdutl, "snapshot", "restore", "--help"]).stdout

@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# The real kube-apiserver the sandbox runs for the certificate-recovery procedures (guide 3.4):
+# The real Kubernetes control-plane binaries the sandbox runs: kube-apiserver (the recovery
+# API server of guide 3.4, `snapshot browse`) and kube-controller-manager (its namespace and
+# garbage-collector controllers delete what a user deletes, which selective restores undo).
 # v1.20 built from Debian 12's `kubernetes` source package (it vendors every Go module, so the
-# build needs no Go proxy). Cached: when the binary is there and runs, nothing is done.
-# Prints the binary's path. Root (apt-get), about 3 GB of disk and 4-6 minutes the first time.
-#   usage: build-kube-apiserver.sh [CACHE_DIR]   (default $KUBE_APISERVER_CACHE or
-#                                                  ~/.cache/ocp-recovery)
+# build needs no Go proxy). Cached: when every binary is there and runs, nothing is done.
+# Prints the directory holding them. Root (apt-get), about 3 GB of disk and 6-9 minutes the
+# first time.
+#   usage: build-kubernetes.sh [CACHE_DIR]   (default $KUBE_APISERVER_CACHE or
+#                                              ~/.cache/ocp-recovery)
 set -euo pipefail
 cache=${1:-${KUBE_APISERVER_CACHE:-$HOME/.cache/ocp-recovery}}
-binary=$cache/bin/kube-apiserver
-if [ -x "$binary" ] && "$binary" --version >/dev/null 2>&1; then
-  echo "$binary"; exit 0
+components=(kube-apiserver kube-controller-manager)
+built() {
+  local c
+  for c in "${components[@]}"; do
+    "$cache/bin/$c" --version >/dev/null 2>&1 || return 1
+  done
+}
+if built; then
+  echo "$cache/bin"; exit 0
 fi
 mkdir -p "$cache/bin" "$cache/src"
-build=$(mktemp -d "$cache/src/kube-apiserver.XXXXXX")
+build=$(mktemp -d "$cache/src/kubernetes.XXXXXX")
 trap 'rm -rf "$build"' EXIT
-log=$cache/build-kube-apiserver.log
-echo "build-kube-apiserver.sh: building kube-apiserver from Debian's source (log: $log)" >&2
+log=$cache/build-kubernetes.log
+echo "build-kubernetes.sh: building ${components[*]} from Debian's source (log: $log)" >&2
 
 # A private apt state holding only deb-src lines for the machine's own archives, so the
 # system's apt configuration is not touched.
@@ -33,7 +42,7 @@ apt_private=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$build/
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
     golang-go make rsync golang-github-modern-go-reflect2-dev
-} >"$log" 2>&1 || { echo "build-kube-apiserver.sh: fetching failed, see $log" >&2; exit 1; }
+} >"$log" 2>&1 || { echo "build-kubernetes.sh: fetching failed, see $log" >&2; exit 1; }
 
 cd "$build"
 tar xzf kubernetes_*.orig.tar.gz
@@ -45,10 +54,12 @@ find -L /usr/share/gocode/src/github.com/modern-go/reflect2 -maxdepth 1 \
   \( -name '*.go' -o -name '*.s' \) -exec cp -L {} "$reflect2/" \;
 mkdir -p .gopath/src/k8s.io && ln -sfn ../../.. .gopath/src/k8s.io/kubernetes
 if ! GOPATH=$PWD/.gopath CGO_ENABLED=0 GOPROXY=off GOFLAGS=-mod=vendor \
-    make WHAT=cmd/kube-apiserver >>"$log" 2>&1; then
-  echo "build-kube-apiserver.sh: the build failed, see $log" >&2; exit 1
+    make WHAT="${components[*]/#/cmd/}" >>"$log" 2>&1; then
+  echo "build-kubernetes.sh: the build failed, see $log" >&2; exit 1
 fi
-install -m 0755 _output/bin/kube-apiserver "$binary.new"
-mv "$binary.new" "$binary"
-"$binary" --version >>"$log" 2>&1
-echo "$binary"
+for c in "${components[@]}"; do
+  install -m 0755 "_output/bin/$c" "$cache/bin/$c.new"
+  mv "$cache/bin/$c.new" "$cache/bin/$c"
+  "$cache/bin/$c" --version >>"$log" 2>&1
+done
+echo "$cache/bin"

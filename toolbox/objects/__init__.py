@@ -1,0 +1,1 @@
+"""What a snapshot holds as Kubernetes objects: keys, the values' encodings, encryption at rest."""

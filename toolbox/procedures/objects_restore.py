@@ -1,0 +1,411 @@
+"""`objects restore BACKUP --namespace NS | --object KEY…`: put objects back into the live cluster
+from a backup, exactly as they were stored, without rewinding anything else.
+
+What the blog posts do by hand (a scratch etcd from the snapshot, keys copied over with
+etcdctl put), made safe: the backup's value bytes go back under the same keys with
+create-only etcd transactions, so nothing that exists now is overwritten; an object that
+changed since the backup is reported, and replaced only with --replace, and then only if it
+is still at the mod revision the plan showed. The namespace's own object is written first,
+so the API server never serves objects of a namespace it does not have. Journaled: a killed
+run is resumed (a key already holding the backup's bytes counts as done) or rolled back
+(a key is deleted only if it still holds exactly what was written and was created after the
+plan). Refused before any write: a namespace that is Terminating live (the namespace
+controller would delete the objects again), a value encrypted with a key the live encryption
+config no longer has (the API server could not read it), and a backup of another cluster.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from toolbox import log
+from toolbox.context import Context
+from toolbox.errors import IntegrityError, InvalidInput, PreconditionFailed
+from toolbox.etcd.client import EtcdClient, StoredKey, resolve_tls
+from toolbox.journal import Confirmation, Journal, Plan, Procedure, Step, StepRun, new_operation_id
+from toolbox.kube.manifests import host_path_of, load_pod
+from toolbox.objects.backup import BackupObjects, Entry, Selection
+from toolbox.objects.encoding import ObjectDecodeError, decode, encryption_key_of
+from toolbox.objects.encryption import EncryptionConfig, EncryptionConfigError
+from toolbox.objects.identity import IDENTITY_KEYS, cluster_identity
+from toolbox.objects.keys import namespace_key
+from toolbox.report import Report
+
+_log = log.get(__name__)
+
+OPERATION = "objects-restore"
+LIVE_ENCRYPTION = "secrets/encryption-config/encryption-config"
+# Objects a controller keeps rewriting: restoring them is harmless but not lasting.
+REWRITTEN_BY_CONTROLLERS = {"endpoints": "the endpoints controller",
+                            "endpointslices.discovery.k8s.io": "the endpoint-slice controller"}
+WARNED_OBJECTS = 20  # owner-reference and controller warnings listed one by one
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    backup: str                    # host path as given
+    selection: Selection
+    replace: bool = False
+
+
+@dataclass(frozen=True)
+class Replacement:
+    key: str
+    mod_revision: int              # the live mod revision the plan showed
+
+
+@dataclass(frozen=True)
+class RestorePlan(Plan):
+    backup: str
+    db_sha256: str
+    selection: Selection
+    plan_revision: int             # live etcd revision when planned: rollback's floor
+    create: tuple[str, ...]        # absent live: written create-only, namespace first
+    replace: tuple[Replacement, ...]
+    changed: tuple[str, ...]       # present live with other bytes, left alone (no --replace)
+    unchanged: int                 # present live with the backup's bytes already
+    leased: tuple[str, ...]        # keys bound to a lease in the backup (events): skipped
+
+
+@dataclass
+class Restored:
+    plan: RestorePlan
+    created: int
+    already: int                   # held the backup's bytes already (a resumed run)
+    replaced: int
+    conflicts: list[str] = field(default_factory=list)
+
+    def report(self) -> Report:
+        plan = self.plan
+        details = [f"left alone, changed since the backup (restore them with --replace): "
+                   f"{', '.join(plan.changed[:WARNED_OBJECTS])}"] if plan.changed else []
+        details += [f"changed while this ran, not written: {', '.join(self.conflicts)}"] \
+            if self.conflicts else []
+        return Report(
+            "objects.restored",
+            f"restored {self.created + self.replaced} object(s) of {plan.selection.describe()} "
+            f"from {plan.backup}: {self.created} created, {self.replaced} replaced, "
+            f"{plan.unchanged + self.already} already as in the backup, {len(plan.changed)} "
+            f"changed since the backup and left alone, {len(plan.leased)} leased keys "
+            "(events) skipped",
+            {"backup": plan.backup, "created": self.created, "replaced": self.replaced,
+             "unchanged": plan.unchanged + self.already, "changed": list(plan.changed),
+             "conflicts": self.conflicts, "skipped_leased": len(plan.leased)},
+            details=details, warnings=list(plan.warnings),
+            next=[_check_command(plan.selection)])
+
+
+class ObjectsRestoreProcedure(Procedure[RestoreRequest, RestorePlan, Restored]):
+    operation = OPERATION
+    plan_type = RestorePlan
+
+    def plan(self, ctx: Context, request: RestoreRequest) -> RestorePlan:
+        return plan(ctx, request)
+
+    def steps(self, ctx: Context, plan: RestorePlan) -> list[Step[RestorePlan]]:
+        steps = [Step("create-objects",
+                      f"create {len(plan.create)} key(s) in etcd, create-only (a key that "
+                      "exists by then is left alone), the namespace's own object first",
+                      _create, _uncreate)]
+        if plan.replace:
+            steps.append(Step("replace-objects",
+                              f"replace {len(plan.replace)} changed key(s), each only if it "
+                              "is still at the mod revision shown: "
+                              + ", ".join(f"{r.key}@{r.mod_revision}"
+                                          for r in plan.replace[:WARNED_OBJECTS]),
+                              _replace, _unreplace))
+        return steps
+
+    def finish(self, ctx: Context, plan: RestorePlan, journal: Journal) -> Restored:
+        return Restored(plan, int(journal.fact("created", 0)), int(journal.fact("already", 0)),
+                        len(journal.fact("replaced", {})), list(journal.fact("conflicts", [])))
+
+    def nothing_to_do(self, plan: RestorePlan) -> Report | None:
+        if plan.create or plan.replace:
+            return None
+        return Restored(plan, 0, 0, 0).report()
+
+    def confirmation(self, plan: RestorePlan) -> Confirmation:
+        return Confirmation(
+            f"write {len(plan.create)} object(s) of {plan.selection.describe()} back from "
+            f"{plan.backup} (live revision {plan.plan_revision}); {len(plan.replace)} "
+            f"replaced, {len(plan.changed)} changed ones left alone, {plan.unchanged} "
+            "already as in the backup",
+            "Write these objects into the live etcd?")
+
+
+PROCEDURE = ObjectsRestoreProcedure()
+
+
+def plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
+    """Every check, reading only: the backup (exit 6 if damaged), the selection, the cluster
+    identity, the live namespace, the encryption keys; then what each key needs."""
+    selection = request.selection
+    if not (selection.namespace or selection.keys):
+        raise InvalidInput("say what to restore: --namespace NS, --object KEY…, or --resource R "
+                           "--namespace NS",
+                           next_step=f"see what the backup holds: ocp-recovery snapshot ls "
+                           f"{request.backup}")
+    backup = BackupObjects.open(ctx.paths.host(request.backup), request.backup, selection,
+                                also=IDENTITY_KEYS)
+    entries = backup.entries()
+    missing = [k for k in selection.keys if k.encode() not in backup.keyspace.keys]
+    if missing:
+        raise InvalidInput(f"{request.backup} holds no key {', '.join(missing)} (at revision "
+                           f"{backup.report.revision})",
+                           next_step=f"ocp-recovery snapshot ls {request.backup} --prefix "
+                           f"{missing[0].rsplit('/', 1)[0]}/")
+    if not entries:
+        raise InvalidInput(f"{request.backup} holds nothing of {selection.describe()}",
+                           next_step=f"ocp-recovery snapshot ls {request.backup}"
+                           + (f" --namespace {selection.namespace}" if selection.namespace
+                              else ""))
+    with EtcdClient.connect(ctx, resolve_tls(ctx)) as client:
+        revision = client.status().revision
+        _check_same_cluster(backup, client)
+        if selection.namespace:
+            _check_namespace_not_terminating(client, backup.storage_prefix, selection.namespace)
+        live = _live_values(client, entries)
+    _check_encryption_keys(ctx, entries)
+    own = namespace_key(backup.storage_prefix, selection.namespace or "")
+    create, replace, changed, leased, unchanged = [], [], [], [], 0
+    restored = []
+    for entry in sorted(entries, key=lambda e: e.live.key != own):  # the namespace first
+        key = entry.live.key_text
+        if entry.live.lease:
+            leased.append(key)
+            continue
+        now = live.get(entry.live.key)
+        if now is None:
+            create.append(key)
+            restored.append(entry)
+        elif now.value == backup.keyspace.value(entry.live):
+            unchanged += 1
+        elif request.replace:
+            replace.append(Replacement(key, now.mod_revision))
+            restored.append(entry)
+        else:
+            changed.append(key)
+    warnings = _warnings(backup, restored, live, leased)
+    return RestorePlan(new_operation_id(OPERATION), tuple(warnings), request.backup,
+                       backup.report.db_sha256, selection, revision, tuple(create),
+                       tuple(replace), tuple(changed), unchanged, tuple(leased))
+
+
+def _check_same_cluster(backup: BackupObjects, client: EtcdClient) -> None:
+    """The etcd cluster ID changes with every restore of guide 3.3, so the cluster's own
+    identity is asked instead: ClusterVersion's clusterID, else the kube-system
+    namespace's uid (set once, at install)."""
+    stored = {key: backup.keyspace.value(live) for key in IDENTITY_KEYS
+              if (live := backup.keyspace.keys.get(key) or backup.extra.get(key))}
+    now = {}
+    for key in stored:
+        found = client.get(key)
+        if found is not None:
+            now[key] = found.value
+    ours, theirs = cluster_identity(stored), cluster_identity(now)
+    if ours is None or theirs is None:
+        raise PreconditionFailed(
+            f"cannot tell whether {backup.shown} is of this cluster: "
+            + ("the backup" if ours is None else "the live etcd")
+            + " holds neither ClusterVersion `version` nor the kube-system namespace",
+            next_step="check the backup and --endpoints; a backup of an OpenShift or "
+            "Kubernetes cluster has both")
+    if ours != theirs:
+        raise PreconditionFailed(
+            f"{backup.shown} is of another cluster: its identity is {ours[0]} {ours[1]}, the "
+            f"live cluster's is {theirs[0]} {theirs[1]}",
+            next_step="give a backup of this cluster (ocp-recovery backup ls DIR shows each "
+            "set's cluster), or check --endpoints")
+
+
+def _check_namespace_not_terminating(client: EtcdClient, prefix: str, namespace: str) -> None:
+    found = client.get(namespace_key(prefix, namespace))
+    if found is None:
+        return
+    try:
+        meta = decode(found.value).meta
+    except ObjectDecodeError:
+        return
+    if meta.deletion_timestamp:
+        raise PreconditionFailed(
+            f"namespace {namespace} is Terminating in the live cluster (deletion requested at "
+            f"{meta.deletion_timestamp}): the namespace controller would delete what is "
+            "restored into it",
+            next_step=f"wait until it is gone (`oc get namespace {namespace}` says NotFound), "
+            "then run this again")
+
+
+def _live_values(client: EtcdClient, entries: list[Entry]) -> dict[bytes, StoredKey]:
+    """The live value of each selected key that exists: a keys-only range per directory
+    first, so only the keys that exist are read whole."""
+    wanted = {e.live.key for e in entries}
+    directories = {key.rsplit(b"/", 1)[0] + b"/" for key in wanted}
+    existing = [key for directory in sorted(directories)
+                for key, _ in client.keys(directory) if key in wanted]
+    found = {}
+    for key in existing:
+        value = client.get(key)
+        if value is not None:
+            found[key] = value
+    return found
+
+
+def _check_encryption_keys(ctx: Context, entries: list[Entry]) -> None:
+    """Each encrypted value's key must still be in the live encryption config."""
+    needed: dict[tuple[str, str], list[str]] = {}
+    for entry in entries:
+        key = encryption_key_of(entry.live.head)
+        if key is not None:
+            needed.setdefault(key, []).append(entry.live.key_text)
+    if not needed:
+        return
+    paths = ctx.paths
+    manifest = paths.manifests / "kube-apiserver-pod.yaml"
+    resource_dir = host_path_of(load_pod(manifest, paths.shown(manifest)), "resource-dir",
+                                paths.shown(manifest))
+    where = f"{resource_dir}/{LIVE_ENCRYPTION}"
+    try:
+        config = EncryptionConfig.parse(paths.host(where).read_bytes(), where)
+    except OSError as exc:
+        raise PreconditionFailed(
+            f"{len(needed)} key(s) of the backup are encrypted at rest, but the live "
+            f"encryption config {where} cannot be read ({exc.strerror})",
+            next_step="run this on a master whose kube-apiserver serves the cluster") from exc
+    except EncryptionConfigError as exc:
+        raise PreconditionFailed(f"the live encryption config: {exc}",
+                                 next_step="check the kube-apiserver's current revision") from exc
+    for (provider, name), keys in sorted(needed.items()):
+        resources = {entry.object.resource for entry in entries if entry.object}
+        if not any((provider, name) in config.key_names(r) for r in resources):
+            raise PreconditionFailed(
+                f"{len(keys)} value(s) ({keys[0]}…) are encrypted with {provider} key "
+                f"{name!r}, which the live encryption config {where} no longer has: the API "
+                "server could not read them",
+                next_step="restore them with the API after reading them with "
+                "`ocp-recovery snapshot get`, or wait until the key is back in the config")
+
+
+def _warnings(backup: BackupObjects, restored: list[Entry], live: dict[bytes, StoredKey],
+              leased: list[str]) -> list[str]:
+    """Owner references the garbage collector would act on, objects controllers rewrite,
+    and what is skipped."""
+    warnings = []
+    decoded = []
+    for entry in restored:
+        try:
+            decoded.append((entry, backup.decoded(entry)))
+        except (IntegrityError, InvalidInput) as exc:
+            warnings.append(f"{entry.live.key_text}: not decoded ({exc.what}); restored as "
+                            "it is, without the owner checks")
+    uids = {obj.meta.uid for _, obj in decoded}
+    live_uids = {_uid_of(v.value) for v in live.values()}
+    orphans, controlled = [], []
+    for entry, obj in decoded:
+        for owner in obj.meta.owner_references:
+            if owner.uid not in uids and owner.uid not in live_uids:
+                orphans.append(f"{entry.live.key_text} (owner {owner.kind} {owner.name})")
+            elif owner.controller:
+                controlled.append(f"{entry.live.key_text} ({owner.kind} {owner.name})")
+        rewriter = REWRITTEN_BY_CONTROLLERS.get(entry.object.resource if entry.object else "")
+        if rewriter:
+            controlled.append(f"{entry.live.key_text} ({rewriter})")
+    if orphans:
+        warnings.append(f"{len(orphans)} object(s) name an owner that is neither restored nor "
+                        "live: the garbage collector will delete them: "
+                        + ", ".join(orphans[:WARNED_OBJECTS]))
+    if controlled:
+        warnings.append(f"{len(controlled)} object(s) are managed by a controller, which will "
+                        "rewrite them as it sees fit: " + ", ".join(controlled[:WARNED_OBJECTS]))
+    if leased:
+        warnings.append(f"{len(leased)} key(s) bound to a lease (events) are not restored: "
+                        "their lease is gone, they would never expire")
+    return warnings
+
+
+def _uid_of(value: bytes) -> str:
+    try:
+        return decode(value).meta.uid
+    except ObjectDecodeError:
+        return ""
+
+
+# ---- steps ---------------------------------------------------------------------------------
+
+def _values(run: StepRun[RestorePlan], keys: list[str]) -> Iterator[tuple[bytes, bytes]]:
+    """The backup's bytes of `keys`, from the same file the plan checked."""
+    plan = run.plan
+    backup = BackupObjects.open(run.ctx.paths.host(plan.backup), plan.backup,
+                                Selection(keys=tuple(keys)))
+    if backup.report.db_sha256 != plan.db_sha256:
+        raise IntegrityError(f"{plan.backup} is not the file that was planned from (its "
+                             "sha256 changed)",
+                             next_step="ocp-recovery rollback, then plan again")
+    for key in keys:
+        live = backup.keyspace.keys[key.encode()]
+        yield key.encode(), backup.keyspace.value(live)
+
+
+def _create(run: StepRun[RestorePlan]) -> None:
+    created = already = 0
+    conflicts: list[str] = list(run.journal.fact("conflicts", []))
+    with EtcdClient.connect(run.ctx, resolve_tls(run.ctx)) as client:
+        for key, value in _values(run, list(run.plan.create)):
+            if client.create(key, value) is not None:
+                created += 1
+                continue
+            now = client.get(key)
+            if now is not None and now.value == value:
+                already += 1   # written by the run this one resumes
+            else:
+                conflicts.append(key.decode())
+    run.journal.record("created", created)
+    run.journal.record("already", already)
+    run.journal.record("conflicts", conflicts)
+
+
+def _uncreate(run: StepRun[RestorePlan]) -> None:
+    keys = list(reversed(run.plan.create))  # the namespace's own object last
+    with EtcdClient.connect(run.ctx, resolve_tls(run.ctx)) as client:
+        for key, value in _values(run, keys):
+            client.delete_if(key, value, run.plan.plan_revision)
+
+
+def _replace(run: StepRun[RestorePlan]) -> None:
+    replaced: dict[str, str] = dict(run.journal.fact("replaced", {}))
+    conflicts: list[str] = list(run.journal.fact("conflicts", []))
+    shown = {r.key: r.mod_revision for r in run.plan.replace}
+    with EtcdClient.connect(run.ctx, resolve_tls(run.ctx)) as client:
+        for key, value in _values(run, list(shown)):
+            text = key.decode()
+            now = client.get(key)
+            if now is not None and now.value == value:
+                continue   # replaced by the run this one resumes
+            if now is None or now.mod_revision != shown[text]:
+                conflicts.append(text)
+                continue
+            # What it held goes into the journal first: the rollback puts it back.
+            replaced[text] = base64.b64encode(now.value).decode()
+            run.journal.record("replaced", replaced)
+            if client.replace(key, value, now.mod_revision) is None:
+                del replaced[text]
+                run.journal.record("replaced", replaced)
+                conflicts.append(text)
+    run.journal.record("conflicts", conflicts)
+
+
+def _unreplace(run: StepRun[RestorePlan]) -> None:
+    replaced: dict[str, str] = run.journal.fact("replaced", {})
+    with EtcdClient.connect(run.ctx, resolve_tls(run.ctx)) as client:
+        for key, value in _values(run, list(replaced)):
+            now = client.get(key)
+            if now is not None and now.value == value:
+                client.replace(key, base64.b64decode(replaced[key.decode()]), now.mod_revision)
+
+
+def _check_command(selection: Selection) -> str:
+    if selection.namespace:
+        return f"oc get all,configmaps,secrets -n {selection.namespace}"
+    return "oc get … the restored objects"
