@@ -30,6 +30,7 @@ import pytest
 
 from tests.conftest import missing
 from toolbox.etcd.bbolt import BoltFormatError, BoltStatus, check_header, read_status
+from toolbox.etcd.keyspace import read_keyspace
 
 SHA256_TRAILER = 32
 START_TIMEOUT = 30.0  # seconds for etcd to become healthy
@@ -216,6 +217,7 @@ class Generated:
     last_rev: int
     snapshot_tool: dict[str, Any]
     raw_db_tool: dict[str, Any]
+    live: dict[bytes, bytes]  # what a restore of the snapshot serves: key -> value
 
 
 @pytest.fixture(scope="module", params=["3.5", "3.4"])
@@ -228,21 +230,34 @@ def etcd_data(
     work = tmp_path_factory.mktemp(f"etcd{version.replace('.', '')}")
     etcd = Etcd(bins, work)
     rng = random.Random(42)
+    live: dict[bytes, bytes] = {}
+
+    def put(key: str, value: bytes) -> int:
+        live[key.encode()] = value
+        return etcd.put(key, value)
+
+    def delete(key: str) -> int:
+        del live[key.encode()]
+        return etcd.delete(key)
+
     etcd.start()
     try:
         keys = [f"/registry/test/k{i:04d}" for i in range(300)]
         for k in keys:
-            etcd.put(k, rng.randbytes(rng.randrange(10, 400)))
+            put(k, rng.randbytes(rng.randrange(10, 400)))
         for k in keys[::6]:  # overwrite 50
-            etcd.put(k, b"overwritten-" + rng.randbytes(20))
+            put(k, b"overwritten-" + rng.randbytes(20))
+        # values larger than a page: they spill into overflow pages
+        put("/registry/test/big", rng.randbytes(20_000))
+        put("/registry/test/big", rng.randbytes(30_000))
         rev = 0
         for k in keys[1::10]:  # delete 30 (tombstones)
-            rev = etcd.delete(k)
+            rev = delete(k)
         compact_rev = rev
         etcd.compact(compact_rev)
         for k in keys[::25]:  # a little history after the compaction
-            rev = etcd.put(k, b"after-compaction")
-        rev = etcd.delete(keys[3])
+            rev = put(k, b"after-compaction")
+        rev = delete(keys[3])
         snapshot = work / "snapshot.db"
         etcd.snapshot_save(snapshot)
     finally:
@@ -256,6 +271,7 @@ def etcd_data(
         last_rev=rev,
         snapshot_tool=_tool_status(bins, snapshot),
         raw_db_tool=_tool_status(bins, raw_db),
+        live=live,
     )
 
 
@@ -354,3 +370,26 @@ def test_corrupt_page_flags_are_rejected(etcd_data: Generated, tmp_path: Path) -
     bad = _corrupt_copy(etcd_data.snapshot, tmp_path / "flags.db", [root * page_size + 8])
     with pytest.raises(BoltFormatError, match="bad page flags"):
         read_status(bad, length=size - SHA256_TRAILER)
+
+
+@pytest.mark.etcd
+def test_keyspace_holds_each_live_key_with_its_newest_value(etcd_data: Generated) -> None:
+    """What `snapshot ls/get` and `objects restore` read: tombstones removed, overwrites
+    resolved to the newest revision, values that spill into overflow pages read whole."""
+    size = etcd_data.snapshot.stat().st_size
+    keyspace = read_keyspace(etcd_data.snapshot, db_length=size - SHA256_TRAILER)
+    assert list(keyspace.keys) == sorted(etcd_data.live)
+    assert {k: keyspace.value(v) for k, v in keyspace.keys.items()} == etcd_data.live
+    big = keyspace.keys[b"/registry/test/big"]
+    assert (big.size, big.version) == (30_000, 2)
+    assert big.head == etcd_data.live[b"/registry/test/big"][:len(big.head)]
+    assert max(v.mod_revision for v in keyspace.keys.values()) <= keyspace.status.revision
+
+
+@pytest.mark.etcd
+def test_keyspace_keeps_only_the_wanted_keys(etcd_data: Generated) -> None:
+    wanted = {b"/registry/test/k0000", b"/registry/test/k0001", b"/registry/test/big"}
+    keyspace = read_keyspace(etcd_data.raw_db, db_length=etcd_data.raw_db.stat().st_size,
+                             wanted=wanted.__contains__)
+    # k0001 was deleted: its tombstone is the newest revision
+    assert set(keyspace.keys) == {b"/registry/test/k0000", b"/registry/test/big"}

@@ -37,6 +37,8 @@ DRILLS = {
     "offsite-restore": ("Guide 3.2 when the backups were lost too: restore from an encrypted "
                         "copy on the sandbox's object store (Ceph), recover 2 new masters.",
                         1000),
+    "object-restore": ("A namespace deleted with the API, put back from a backup with "
+                       "`objects restore` (real kube-apiserver and controller manager).", 200),
 }
 FILLABLE = ("quorum-restore", "quorum-loss", "offsite-restore")
 

@@ -67,6 +67,7 @@ _MIN_PAGE_SIZE: Final = 512
 _MAX_PAGE_SIZE: Final = 1 << 24  # bbolt probes page 1 at 1 KiB .. 16 MiB
 _FREELIST_CHUNK_IDS: Final = 1 << 17  # 1 MiB of page ids per read
 
+_VISIT_HEAD: Final = 4096  # bytes of an overflowing value given to a KeyVisitor
 _BIG_ENDIAN_HOST: Final = sys.byteorder == "big"
 
 _META_KEYS: Final = frozenset({b"finishedCompactRev", b"consistent_index"})
@@ -74,7 +75,8 @@ _META_KEYS: Final = frozenset({b"finishedCompactRev", b"consistent_index"})
 
 #: Called for each entry of bucket "key", in revision order: (revision key, the value's bytes
 #: that are in the page already read, where the whole value starts in the file, its size).
-#: The bytes are the whole value unless it spills into overflow pages; the offset is None
+#: The bytes are the whole value unless it spills into overflow pages (then its first 4 KiB);
+#: the offset is None
 #: for an inline bucket, whose bytes are always whole.
 KeyVisitor = Callable[[bytes, bytes, int | None, int], None]
 
@@ -654,8 +656,11 @@ class _Walker:
             else:
                 add(hash(key))
             if visit is not None:
-                visit(_get(buf, view, start, value, "key", where),
-                      buf[value:value + vsize],
+                # A value inside the page read is passed whole; one in overflow pages only
+                # its head, which holds the KeyValue's key and revisions.
+                head = buf[value:value + vsize] if value + vsize <= blen else \
+                    _get(buf, view, value, value + min(vsize, _VISIT_HEAD), "value", where)
+                visit(_get(buf, view, start, value, "key", where), head,
                       None if page_offset is None else page_offset + value, vsize)
 
     def _bucket(self, name: bytes, value: bytes, depth: int, where: str) -> None:

@@ -63,7 +63,8 @@ _CUSTOM = {
 # the `kubernetes` package has no typed API for v1beta1 any more). Used when v1 is not served.
 _CSR_V1BETA1 = ("certificates.k8s.io", "v1beta1", "certificatesigningrequests")
 _PLUGINS = ("exec", "auth-provider")
-_VERBS = {"read": "GET", "list": "LIST", "create": "POST", "replace": "PUT", "patch": "PATCH"}
+_VERBS = {"read": "GET", "list": "LIST", "create": "POST", "replace": "PUT", "patch": "PATCH",
+          "delete": "DELETE"}
 
 
 class ObjectStore:
@@ -170,6 +171,10 @@ class KubeClient:
         return self.replace({**obj, "metadata": {
             **meta, "resourceVersion": current["metadata"]["resourceVersion"]}})
 
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> None:
+        """Ask for the deletion (finalizers may keep the object a while); gone already: fine."""
+        self._json("delete", kind, name, namespace, missing_ok=True)
+
     def merge_patch(self, kind: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A JSON merge patch of an OpenShift resource (e.g. an operator's spec)."""
         return self._json("patch", kind, name, None, patch)
@@ -215,7 +220,7 @@ class KubeClient:
               limit: int | None = None, missing_ok: bool = False) -> Any:
         """One call of the typed API for `kind` (CustomObjectsApi for OpenShift's kinds), its
         answer as the API's JSON; None for 404 when `missing_ok`. `verb`: read, list, create,
-        replace or patch, as the generated methods are named."""
+        replace, patch or delete, as the generated methods are named."""
         from kubernetes import client
 
         custom = _CUSTOM.get(kind)

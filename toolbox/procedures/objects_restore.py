@@ -83,13 +83,16 @@ class Restored:
                    f"{', '.join(plan.changed[:WARNED_OBJECTS])}"] if plan.changed else []
         details += [f"changed while this ran, not written: {', '.join(self.conflicts)}"] \
             if self.conflicts else []
+        written = self.created + self.replaced
+        summary = (f"restored {written} object(s) of {plan.selection.describe()} from "
+                   f"{plan.backup}: {self.created} created, {self.replaced} replaced, "
+                   if written else
+                   f"nothing to write for {plan.selection.describe()} from {plan.backup}: ")
+        summary += (f"{plan.unchanged + self.already} already as in the backup, "
+                    f"{len(plan.changed)} changed since the backup and left alone, "
+                    f"{len(plan.leased)} leased keys (events) skipped")
         return Report(
-            "objects.restored",
-            f"restored {self.created + self.replaced} object(s) of {plan.selection.describe()} "
-            f"from {plan.backup}: {self.created} created, {self.replaced} replaced, "
-            f"{plan.unchanged + self.already} already as in the backup, {len(plan.changed)} "
-            f"changed since the backup and left alone, {len(plan.leased)} leased keys "
-            "(events) skipped",
+            "objects.restored", summary,
             {"backup": plan.backup, "created": self.created, "replaced": self.replaced,
              "unchanged": plan.unchanged + self.already, "changed": list(plan.changed),
              "conflicts": self.conflicts, "skipped_leased": len(plan.leased)},

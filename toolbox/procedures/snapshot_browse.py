@@ -79,8 +79,9 @@ class Browsing:
     def report(self) -> Report:
         return Report(
             "snapshot.browse.ready",
-            f"{self.backup} (revision {self.revision}) is served read-write by a scratch "
-            f"kube-apiserver on {SERVER}; nothing of it touches the live etcd",
+            f"{self.backup} (revision {self.revision}) is served by a scratch kube-apiserver "
+            f"on {SERVER}; nothing of it touches the live etcd (what you change there goes "
+            "nowhere)",
             {"backup": self.backup, "kubeconfig": self.kubeconfig, "server": SERVER,
              "expires": self.expires},
             details=["to look inside it:",

@@ -30,7 +30,7 @@ from toolbox.procedures import (
     verify,
 )
 from toolbox.report import Report
-from toolbox.sandbox import cert_recovery, scratch, workload
+from toolbox.sandbox import cert_recovery, object_restore, scratch, workload
 from toolbox.sandbox.binaries import require_kube_apiserver
 from toolbox.sandbox.cluster import Sandbox
 from toolbox.sandbox.drill_report import DrillReport, check, master_context
@@ -452,6 +452,16 @@ def expired_certs_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: 
     return report
 
 
+def object_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 200,
+                         directory: Path | None = None, keep: bool = False) -> DrillReport:
+    """A deleted namespace back from a backup with `objects restore`, on a 1-master sandbox
+    with a real kube-apiserver and kube-controller-manager; `keys`: its ConfigMaps."""
+    report = DrillReport("object-restore", etcd)
+    with _drill_sandbox(report, directory, keep, masters=1, api=True) as sandbox:
+        object_restore.run(sandbox, master_context(sandbox, 0, environ), report, keys)
+    return report
+
+
 DRILLS: dict[str, Callable[..., DrillReport]] = {
     "expired-certs": expired_certs_drill,
     "replace-master": replace_master_drill,
@@ -460,4 +470,5 @@ DRILLS: dict[str, Callable[..., DrillReport]] = {
     "quorum-restore": quorum_restore_drill,
     "restore-previous-state": restore_previous_state_drill,
     "offsite-restore": offsite_restore_drill,
+    "object-restore": object_restore_drill,
 }
