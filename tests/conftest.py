@@ -18,7 +18,7 @@ import pytest
 
 from toolbox import cli, log
 from toolbox.errors import PreconditionFailed
-from toolbox.sandbox.binaries import find_etcd, find_kube_apiserver
+from toolbox.sandbox.binaries import find_etcd, find_kube_apiserver, find_kube_controller_manager
 from toolbox.sandbox.cluster import Sandbox
 from toolbox.sandbox.objectstore import PACKAGES, ObjectStore, missing_binaries
 
@@ -41,7 +41,14 @@ def missing(what: str) -> NoReturn:
 def require_kube_apiserver() -> Path:
     binary = find_kube_apiserver()
     if binary is None:
-        missing("kube-apiserver v1.20+ (bash scripts/build-kube-apiserver.sh builds it)")
+        missing("kube-apiserver v1.20+ (bash scripts/build-kubernetes.sh builds it)")
+    return binary
+
+
+def require_kube_controller_manager() -> Path:
+    binary = find_kube_controller_manager()
+    if binary is None:
+        missing("kube-controller-manager v1.20+ (bash scripts/build-kubernetes.sh builds it)")
     return binary
 
 

@@ -6,7 +6,9 @@ init step rewrites `/run/etcd/environment` keeping only ETCD_INITIAL_CLUSTER and
 ETCD_INITIAL_CLUSTER_STATE; then `source` the env file, `set -a; source etcd.conf` and
 `exec etcd` with the manifest's own flags); a `hyperkube kube-apiserver --openshift-config=…`
 container as a real kube-apiserver when the sandbox has one (master.json `kube_apiserver`),
-its OpenShift config turned into upstream flags (`apiserver.py`); every other container as a
+its OpenShift config turned into upstream flags (`apiserver.py`); a `hyperkube
+kube-controller-manager --kubeconfig=…` container as a real kube-controller-manager when the
+sandbox has one (master.json `kube_controller_manager`); every other container as a
 placeholder process.
 As CRI-O it keeps containers running when kubelet stops, and answers the `crictl` and
 `systemctl` shims over a unix socket, so the toolbox's real executor path is what runs.
@@ -36,6 +38,7 @@ import yaml
 
 from toolbox.etcd.cluster import CARRIED_OVER, parse_env_file
 from toolbox.host.files import atomic_write
+from toolbox.kube import config as kubeconfig
 from toolbox.sandbox import apiserver
 from toolbox.sandbox.layout import MasterSpec, etcd_environment
 
@@ -87,6 +90,7 @@ class Agent:
         self.root = Path(info["root"])
         self.etcd_binary = info["etcd"]
         self.kube_apiserver: str | None = info.get("kube_apiserver")
+        self.kube_controller_manager: str | None = info.get("kube_controller_manager")
         self.kubelet_active = True
         self.pods: dict[str, Pod] = {}
         # manifest -> (digest, error, when to try again): a broken pod is logged once.
@@ -156,9 +160,39 @@ class Agent:
                            pod_name: str) -> tuple[list[str], dict[str, str]]:
         if doc["metadata"]["name"] == "etcd-member" and spec["name"] == "etcd-member":
             return self._etcd_command(doc, spec, pod_name)
+        if (spec.get("command") or [""])[0] == "etcd":
+            # Another pod's etcd (`snapshot browse`): the sandbox's binary, paths mapped.
+            mounts = self._mounts(doc, spec)
+            return ([self.etcd_binary, *(self._map(w, mounts) for w in spec["command"][1:])],
+                    {"PATH": "/usr/bin:/bin"})
         if self.kube_apiserver and apiserver.is_kube_apiserver(spec):
             return self._kube_apiserver_command(doc, spec, self.kube_apiserver)
+        if self.kube_controller_manager and _is_kube_controller_manager(spec):
+            return self._kube_controller_manager_command(doc, spec,
+                                                         self.kube_controller_manager)
         return ["sleep", "2147483647"], {"PATH": "/usr/bin:/bin"}
+
+    def _kube_controller_manager_command(self, doc: dict[str, Any], spec: dict[str, Any],
+                                         binary: str) -> tuple[list[str], dict[str, str]]:
+        """The container's flags, mapped through its mounts. Its kubeconfig names files by
+        their in-pod paths too: a copy with them mapped, in the agent's own directory, is
+        what it gets. Raises (the pod is then skipped like an unreadable manifest) when the
+        kubeconfig cannot be read."""
+        mounts = self._mounts(doc, spec)
+        argv = [binary]
+        for arg in [str(a) for a in spec.get("args") or []]:
+            flag, _, value = arg.partition("=")
+            argv.append(f"{flag}={self._mapped_kubeconfig(value, mounts)}"
+                        if flag == "--kubeconfig" else self._map(arg, mounts))
+        return argv, {"PATH": "/usr/bin:/bin"}
+
+    def _mapped_kubeconfig(self, in_pod: str, mounts: list[tuple[str, Path]]) -> Path:
+        doc = kubeconfig.read(Path(self._map(in_pod, mounts)),
+                              lambda path: Path(self._map(path, mounts)), shown=in_pod)
+        copy = self.dir / "kube-controller-manager/kubeconfig"
+        copy.parent.mkdir(mode=0o700, exist_ok=True)
+        atomic_write(copy, yaml.safe_dump(doc).encode(), 0o600)
+        return copy
 
     def _kube_apiserver_command(self, doc: dict[str, Any], spec: dict[str, Any], binary: str
                                 ) -> tuple[list[str], dict[str, str]]:
@@ -396,6 +430,14 @@ class Agent:
                 for c in pod.containers:
                     self._stop(c, STOP_GRACE_SECONDS)
         sys.exit(0)
+
+
+def _is_kube_controller_manager(container: dict[str, Any]) -> bool:
+    """`hyperkube kube-controller-manager` given a kubeconfig (the layout's placeholder has
+    none)."""
+    return [str(c) for c in container.get("command") or []] == \
+        ["hyperkube", "kube-controller-manager"] and \
+        any(str(a).startswith("--kubeconfig=") for a in container.get("args") or [])
 
 
 def _options(args: list[str]) -> dict[str, str]:

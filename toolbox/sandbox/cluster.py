@@ -21,7 +21,7 @@ from toolbox.etcd.cluster import render_initial_cluster
 from toolbox.kube.client import KubeClient
 from toolbox.sandbox import controlplane
 from toolbox.sandbox.agent import write_shims
-from toolbox.sandbox.binaries import EtcdBinaries, find_etcd
+from toolbox.sandbox.binaries import EtcdBinaries, find_etcd, find_kube_controller_manager
 from toolbox.sandbox.layout import (
     SANDBOX_PEER_IPS,
     SIGNER_CA_DIR,
@@ -123,6 +123,7 @@ class Sandbox:
            object_store: bool = False) -> Sandbox:
         """`kube_apiserver`: the binary that runs kube-apiserver static pods configured with
         `--openshift-config` (binaries.find_kube_apiserver); None keeps them placeholders.
+        With it, master-0 also runs a real kube-controller-manager when one is found.
         `object_store`: also a real S3 store (Ceph RADOS Gateway), after the masters."""
         from toolbox.sandbox.objectstore import ObjectStore
 
@@ -145,8 +146,11 @@ class Sandbox:
             if tool is not None:
                 (sandbox.tools_dir / tool.name).symlink_to(tool)
         indices = list(range(masters))
+        controller_manager = find_kube_controller_manager() if kube_apiserver else None
         sandbox._save({"etcd": binaries.as_dict(), "masters": indices, "next_index": masters,
-                       "kube_apiserver": str(kube_apiserver) if kube_apiserver else None})
+                       "kube_apiserver": str(kube_apiserver) if kube_apiserver else None,
+                       "kube_controller_manager":
+                           str(controller_manager) if controller_manager else None})
         initial = render_initial_cluster([(MasterSpec(i).member_name, MasterSpec(i).peer_url)
                                           for i in indices])
         for i in indices:
@@ -177,6 +181,8 @@ class Sandbox:
         pki = controlplane.ControlPlanePki.create(spec)
         pki.save(self.dir / "pki")
         controlplane.write_kube_apiserver_files(self.root(0), spec, pki, spec.client_url)
+        if self._state().get("kube_controller_manager"):
+            controlplane.write_kube_controller_manager_files(self.root(0), spec, pki)
         self.admin_kubeconfig.write_bytes(pki.admin_kubeconfig(spec))
         self.admin_kubeconfig.chmod(0o600)
 
@@ -205,7 +211,8 @@ class Sandbox:
         (master_dir / "master.json").write_text(json.dumps({
             "index": index, "root": str(self.root(index)),
             "etcd": str(self.binaries.etcd),
-            "kube_apiserver": self._state().get("kube_apiserver")}))
+            "kube_apiserver": self._state().get("kube_apiserver"),
+            "kube_controller_manager": self._state().get("kube_controller_manager")}))
         write_shims(master_dir, spec.node_name)
 
     def start_master(self, index: int) -> None:

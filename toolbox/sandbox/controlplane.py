@@ -29,10 +29,13 @@ from toolbox.pki.rotation import CONFIG, MemoryStore, Ref
 from toolbox.sandbox.layout import (
     CERTS_IN_POD,
     INSTALLED,
+    KCM_CONTROLLERS,
+    KCM_KUBECONFIG_IN_POD,
     KUBE_APISERVER_REVISIONS,
     MasterSpec,
     _dump,
     _write,
+    kube_controller_manager_args,
 )
 from toolbox.waiting import wait_until
 
@@ -50,6 +53,15 @@ OPERATOR_KINDS = (("KubeAPIServer", "kubeapiservers"),
 RESOURCES_IN_POD = "/etc/kubernetes/static-pod-resources"
 SA_PUBLIC = "configmaps/sa-token-signing-certs/service-account-001.pub"
 SA_PRIVATE = "secrets/service-account-private-key/service-account.key"
+# In kube-controller-manager's resource dir: the API's serving CAs (4.3's name), and its
+# client certificate (write_pod_files puts it there).
+KCM_SERVER_CA = "configmaps/serviceaccount-ca/ca-bundle.crt"
+KCM_CLIENT = "secrets/kube-controller-manager-client-cert-key"
+# It runs every controller as itself, system:kube-controller-manager, whose bootstrap role
+# may not delete: it gets the roles 4.3 gives those controllers' service accounts.
+KCM_USER = "system:kube-controller-manager"
+KCM_CONTROLLER_ROLES = {"namespace": "system:controller:namespace-controller",
+                        "garbagecollector": "system:controller:generic-garbage-collector"}
 
 
 def api_url(spec: MasterSpec) -> str:
@@ -168,6 +180,33 @@ def write_kube_apiserver_files(root: Path, spec: MasterSpec, pki: ControlPlanePk
     write_pod_files(root, pki.current)
 
 
+def write_kube_controller_manager_files(root: Path, spec: MasterSpec,
+                                        pki: ControlPlanePki) -> None:
+    """Make the kube-controller-manager pod a real one, as 4.3's: a kubeconfig in its
+    revision's resource dir naming, by their in-pod paths, the API's serving CAs and the
+    client certificate of system:kube-controller-manager (kube-control-plane-signer's, which
+    the API's client CA holds); then its flags in the manifest. After
+    write_kube_apiserver_files, which wrote that certificate."""
+    manifest = root / "etc/kubernetes/manifests/kube-controller-manager-pod.yaml"
+    pod = load_pod(manifest)
+    resource_dir = root / host_path_of(pod, "resource-dir", str(manifest)).strip("/")
+    _write(resource_dir / KCM_SERVER_CA, pki.serving_cas())
+    client = f"{RESOURCES_IN_POD}/{KCM_CLIENT}"
+    _dump(resource_dir / KCM_KUBECONFIG_IN_POD.removeprefix(f"{RESOURCES_IN_POD}/"), {
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": [{"name": "loopback", "cluster": {
+            "certificate-authority": f"{RESOURCES_IN_POD}/{KCM_SERVER_CA}",
+            "server": api_url(spec)}}],
+        "contexts": [{"name": "kube-controller-manager", "context": {
+            "cluster": "loopback", "user": "kube-controller-manager"}}],
+        "current-context": "kube-controller-manager",
+        "preferences": {},
+        "users": [{"name": "kube-controller-manager", "user": {
+            "client-certificate": f"{client}/tls.crt", "client-key": f"{client}/tls.key"}}]})
+    pod["spec"]["containers"][0]["args"] = kube_controller_manager_args(spec)
+    _dump(manifest, pod)
+
+
 def write_pod_files(root: Path, store: MemoryStore) -> None:
     manifests = root / "etc/kubernetes/manifests"
     for item in rotation.pod_files(store):
@@ -178,8 +217,9 @@ def write_pod_files(root: Path, store: MemoryStore) -> None:
 
 def seed(client: KubeClient, pki: ControlPlanePki, spec: MasterSpec, timeout: float) -> None:
     """Create what the procedures read: namespaces, the operator and infrastructure
-    resources (with their CRDs), every chain of `pki.current`, and the node-bootstrapper
-    service account with its token secret and its right to create CSRs."""
+    resources (with their CRDs), every chain of `pki.current`, the node-bootstrapper
+    service account with its token secret and its right to create CSRs; and the rights of
+    kube-controller-manager's controllers."""
     for namespace in NAMESPACES:
         client.apply({"apiVersion": "v1", "kind": "Namespace",
                       "metadata": {"name": namespace}})
@@ -224,6 +264,15 @@ def seed(client: KubeClient, pki: ControlPlanePki, spec: MasterSpec, timeout: fl
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                         "name": "system:node-bootstrapper"},
             "subjects": [subject]})
+    for controller in KCM_CONTROLLERS:
+        role = KCM_CONTROLLER_ROLES[controller]
+        client.apply({
+            "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": f"sandbox:kube-controller-manager:{controller}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": role},
+            "subjects": [{"kind": "User", "name": KCM_USER,
+                          "apiGroup": "rbac.authorization.k8s.io"}]})
 
 
 def expire(client: KubeClient, pki: ControlPlanePki, root: Path) -> None:

@@ -169,6 +169,12 @@ def etcd_member_manifest() -> dict[str, Any]:
 
 CONFIG_IN_POD = "/etc/kubernetes/static-pod-resources/configmaps/config/config.yaml"
 CERTS_IN_POD = "/etc/kubernetes/static-pod-certs"
+KCM_KUBECONFIG_IN_POD = ("/etc/kubernetes/static-pod-resources/configmaps/"
+                         "controller-manager-kubeconfig/kubeconfig")
+KCM_SECURE_PORT = 10257
+# What makes a user's deletes happen. Not deployment/replicaset: they would make Pods that
+# nothing schedules or runs, objects a restore test would then see appear.
+KCM_CONTROLLERS = ("namespace", "garbagecollector")
 
 
 def control_plane_manifest(pod: str, revision: int) -> dict[str, Any]:
@@ -199,6 +205,22 @@ def control_plane_manifest(pod: str, revision: int) -> dict[str, Any]:
                             "path": f"/etc/kubernetes/static-pod-resources/{pod}-certs"}}],
         },
     }
+
+
+def kube_controller_manager_args(spec: MasterSpec) -> list[str]:
+    """The flags of a real kube-controller-manager pod: its kubeconfig (as 4.3's names it),
+    and the sandbox's choices, which 4.3 gives in its config.yaml instead: a few controllers,
+    one instance (no leader election), its own credentials for every controller (no
+    service-account tokens to mint), HTTPS on this master's address only (masters share a
+    machine), no insecure port."""
+    return [f"--kubeconfig={KCM_KUBECONFIG_IN_POD}",
+            f"--controllers={','.join(KCM_CONTROLLERS)}",
+            "--leader-elect=false",
+            "--use-service-account-credentials=false",
+            f"--bind-address={spec.ip}",
+            f"--secure-port={KCM_SECURE_PORT}",
+            "--port=0",
+            "-v=2"]
 
 
 def encryption_config() -> str:

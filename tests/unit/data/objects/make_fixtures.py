@@ -118,7 +118,7 @@ def etcd_value(sb: Sandbox, key: str) -> bytes:
 def main() -> None:
     binary = find_kube_apiserver()
     if binary is None:
-        sys.exit("no kube-apiserver: bash scripts/build-kube-apiserver.sh")
+        sys.exit("no kube-apiserver: bash scripts/build-kubernetes.sh")
     with tempfile.TemporaryDirectory() as tmp:
         sb = Sandbox.up(Path(tmp) / "sandbox", masters=1, etcd="3.5", kube_apiserver=binary)
         try:
