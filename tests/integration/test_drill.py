@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ETCD_VERSIONS, require_etcd
+from tests.conftest import (
+    ETCD_VERSIONS,
+    require_etcd,
+    require_kube_apiserver,
+    require_kube_controller_manager,
+)
 
 
 @pytest.mark.parametrize("etcd", ETCD_VERSIONS)
@@ -47,3 +52,14 @@ def test_without_a_kube_apiserver_the_drill_names_the_script_that_builds_one(  #
     assert named and named.group(1).endswith("scripts/build-kubernetes.sh"), refused.stderr
     assert Path(named.group(1)).is_file()
     assert new_drill_dirs(before) == set(), "a refused drill leaves its directory behind"
+
+
+def test_the_object_restore_drill_puts_a_deleted_namespace_back(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    require_kube_apiserver()
+    require_kube_controller_manager()
+    out = run_cli(["drill", "object-restore", "--keys", "50", "--dir", str(tmp_path)]).stdout
+    assert "drill object-restore (etcd 3.5)" in out
+    assert "ok: 52 keys of drill-shop listed from the snapshot alone" in out
+    assert "ok: 52 objects created with create-only transactions" in out
+    assert "ok: a second run finds all 52 as in the backup and writes nothing" in out
+    assert not (tmp_path / "sandbox").exists(), "a passing drill tears its sandbox down"

@@ -101,10 +101,6 @@ def _kubernetes_candidate(binary: str, env: str) -> tuple[Path, str]:
     return Path(cache) / "bin" / binary, "where scripts/build-kubernetes.sh puts it"
 
 
-def _kube_apiserver_candidate() -> tuple[Path, str]:
-    return _kubernetes_candidate("kube-apiserver", KUBE_APISERVER_ENV)
-
-
 def _unusable(candidate: Path) -> str | None:
     """Why `candidate` is not a Kubernetes binary of v1.20 or newer; None when it is."""
     if not candidate.is_file():
@@ -128,7 +124,7 @@ def find_kube_apiserver() -> Path | None:
     """$OCP_RECOVERY_KUBE_APISERVER if set, else the build script's cache
     ($KUBE_APISERVER_CACHE or ~/.cache/ocp-recovery, then bin/kube-apiserver); None unless
     it runs and reports v1.20 or newer. Optional: the etcd-only sandbox does without."""
-    candidate, _ = _kube_apiserver_candidate()
+    candidate, _ = _kubernetes_candidate("kube-apiserver", KUBE_APISERVER_ENV)
     return None if _unusable(candidate) else candidate.resolve()
 
 
@@ -146,17 +142,24 @@ BUILD_SCRIPT = Path(__file__).resolve().parents[2] / "scripts/build-kubernetes.s
 
 def require_kube_apiserver() -> Path:
     """find_kube_apiserver, or a PreconditionFailed that says how to get one."""
-    candidate, named_by = _kube_apiserver_candidate()
+    return _require_kubernetes("kube-apiserver", KUBE_APISERVER_ENV)
+
+
+def require_kube_controller_manager() -> Path:
+    """find_kube_controller_manager, or a PreconditionFailed that says how to get one."""
+    return _require_kubernetes("kube-controller-manager", KUBE_CONTROLLER_MANAGER_ENV)
+
+
+def _require_kubernetes(binary: str, env: str) -> Path:
+    candidate, named_by = _kubernetes_candidate(binary, env)
     why = _unusable(candidate)
     if why:
         # The script is not executable, and relative to the source tree: name it whole.
         build = f"build one with `bash {BUILD_SCRIPT}`" if BUILD_SCRIPT.is_file() else \
             "build one with `bash scripts/build-kubernetes.sh` in the ocp-recovery source"
-        build += " (4-6 minutes the first time, then cached)"
+        build += " (6-9 minutes the first time, then cached)"
         raise PreconditionFailed(
-            f"no kube-apiserver v1.20 or newer for the sandbox: {candidate} ({named_by}) "
-            f"{why}",
-            next_step=f"point {KUBE_APISERVER_ENV} at one, or unset it and {build}"
-            if os.environ.get(KUBE_APISERVER_ENV) else
-            f"{build}, or set {KUBE_APISERVER_ENV} to one")
+            f"no {binary} v1.20 or newer for the sandbox: {candidate} ({named_by}) {why}",
+            next_step=f"point {env} at one, or unset it and {build}"
+            if os.environ.get(env) else f"{build}, or set {env} to one")
     return candidate.resolve()

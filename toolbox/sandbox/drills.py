@@ -31,7 +31,7 @@ from toolbox.procedures import (
 )
 from toolbox.report import Report
 from toolbox.sandbox import cert_recovery, object_restore, scratch, workload
-from toolbox.sandbox.binaries import require_kube_apiserver
+from toolbox.sandbox.binaries import require_kube_apiserver, require_kube_controller_manager
 from toolbox.sandbox.cluster import Sandbox
 from toolbox.sandbox.drill_report import DrillReport, check, master_context
 from toolbox.sandbox.layout import DOMAIN, SANDBOX_PEER_IPS
@@ -457,6 +457,7 @@ def object_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
     """A deleted namespace back from a backup with `objects restore`, on a 1-master sandbox
     with a real kube-apiserver and kube-controller-manager; `keys`: its ConfigMaps."""
     report = DrillReport("object-restore", etcd)
+    require_kube_controller_manager()  # its namespace controller deletes the namespace
     with _drill_sandbox(report, directory, keep, masters=1, api=True) as sandbox:
         object_restore.run(sandbox, master_context(sandbox, 0, environ), report, keys)
     return report

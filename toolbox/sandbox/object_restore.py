@@ -32,7 +32,7 @@ def run(sandbox: Sandbox, ctx: Context, report: DrillReport, count: int) -> None
                     "data": {"password": base64.b64encode(b"drill-secret").decode()}})
     with report.phase("backup on master-0"):
         backup.run(ctx, backup.BackupRequest(BACKUP_DIR, progress=False))
-    with report.phase(f"kubectl delete namespace {NAMESPACE}; wait until it is gone"):
+    with report.phase(f"delete namespace {NAMESPACE} (API); wait until it is gone"):
         api.delete("Namespace", NAMESPACE)
         wait_until(lambda: api.get("Namespace", NAMESPACE) is None, timeout=GONE_TIMEOUT,
                    what=f"namespace {NAMESPACE} to be deleted by the namespace controller",
