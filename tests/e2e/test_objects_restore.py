@@ -152,6 +152,18 @@ def restored(sandbox: Sandbox, deleted: None) -> dict[str, Any]:
             "watched": seen}
 
 
+def test_objects_of_a_deleted_namespace_are_refused_without_the_namespace(
+        sandbox: Sandbox, deleted: None) -> None:
+    """Runs before the restore (file order): --resource leaves the namespace out."""
+    before = etcd_dump(sandbox)
+    refused = toolbox(sandbox, "objects", "restore", BACKUP, "--namespace", SHOP,
+                      "--resource", "configmaps", "--yes")
+    assert refused.returncode == 4, refused.stdout + refused.stderr
+    assert f"namespace {SHOP} does not exist in the live cluster" in refused.stderr
+    assert f"--namespace {SHOP} without --resource" in refused.stderr
+    assert etcd_dump(sandbox) == before
+
+
 def test_objects_restore_brings_the_deleted_namespace_back(
         sandbox: Sandbox, backed_up: dict[str, Any], restored: dict[str, Any]) -> None:
     done = restored["done"]
