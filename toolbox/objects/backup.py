@@ -101,6 +101,16 @@ class BackupObjects:
         index = KeyIndex(None if match is None else
                          (lambda key: key in also or match(key)) if also else match)
         report = verify_file(given.snapshot, shown=shown, visit=index.visit)
+        # A trailer proves only that the db is as hashed; the manifest says what the backup
+        # wrote (a value changed and the trailer recomputed is still a well-formed db).
+        recorded = (given.manifest or {}).get("snapshot", {}).get("db_sha256")
+        if recorded and recorded != report.db_sha256:
+            raise IntegrityError(
+                f"{shown}: {given.snapshot.name} is not the snapshot its backup manifest "
+                f"recorded (sha256 {report.db_sha256[:12]}…, the manifest says "
+                f"{recorded[:12]}…): changed since the backup was taken",
+                next_step="use another backup; `ocp-recovery snapshot verify DIR` checks "
+                "every set in DIR against its manifest")
         extra = {k: index.found.pop(k) for k in also
                  if k in index.found and (match is not None and not match(k))}
         keyspace = index.keyspace(given.snapshot, report.db_length, report.status)

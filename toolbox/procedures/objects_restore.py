@@ -27,7 +27,7 @@ from toolbox.etcd.client import EtcdClient, StoredKey, resolve_tls
 from toolbox.journal import Confirmation, Journal, Plan, Procedure, Step, StepRun, new_operation_id
 from toolbox.kube.manifests import host_path_of, load_pod
 from toolbox.objects.backup import BackupObjects, Entry, Selection
-from toolbox.objects.encoding import ObjectDecodeError, decode, encryption_key_of
+from toolbox.objects.encoding import ObjectDecodeError, decode, encoding_of, encryption_key_of
 from toolbox.objects.encryption import EncryptionConfig, EncryptionConfigError
 from toolbox.objects.identity import IDENTITY_KEYS, cluster_identity
 from toolbox.objects.keys import namespace_key
@@ -83,18 +83,20 @@ class Restored:
                    f"{', '.join(plan.changed[:WARNED_OBJECTS])}"] if plan.changed else []
         details += [f"changed while this ran, not written: {', '.join(self.conflicts)}"] \
             if self.conflicts else []
-        written = self.created + self.replaced
+        # What the run a resume finishes wrote is this operation's too: created.
+        created = self.created + self.already
+        written = created + self.replaced
         summary = (f"restored {written} object(s) of {plan.selection.describe()} from "
-                   f"{plan.backup}: {self.created} created, {self.replaced} replaced, "
+                   f"{plan.backup}: {created} created, {self.replaced} replaced, "
                    if written else
                    f"nothing to write for {plan.selection.describe()} from {plan.backup}: ")
-        summary += (f"{plan.unchanged + self.already} already as in the backup, "
+        summary += (f"{plan.unchanged} already as in the backup, "
                     f"{len(plan.changed)} changed since the backup and left alone, "
                     f"{len(plan.leased)} leased keys (events) skipped")
         return Report(
             "objects.restored", summary,
-            {"backup": plan.backup, "created": self.created, "replaced": self.replaced,
-             "unchanged": plan.unchanged + self.already, "changed": list(plan.changed),
+            {"backup": plan.backup, "created": created, "replaced": self.replaced,
+             "unchanged": plan.unchanged, "changed": list(plan.changed),
              "conflicts": self.conflicts, "skipped_leased": len(plan.leased)},
             details=details, warnings=list(plan.warnings),
             next=[_check_command(plan.selection)])
@@ -168,10 +170,14 @@ def plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
     with EtcdClient.connect(ctx, resolve_tls(ctx)) as client:
         revision = client.status().revision
         _check_same_cluster(backup, client)
-        if selection.namespace:
-            _check_namespace_not_terminating(client, backup.storage_prefix, selection.namespace)
+        # Every namespace written into, however the objects were named (--object too).
+        namespaces = {e.object.namespace for e in entries if e.object and e.object.namespace}
+        restoring = {e.object.name for e in entries
+                     if e.object and e.object.resource == "namespaces"}
+        for name in sorted(namespaces | ({selection.namespace} if selection.namespace else set())):
+            _check_namespace_usable(client, backup.storage_prefix, name, name in restoring)
         live = _live_values(client, entries)
-    _check_encryption_keys(ctx, entries)
+    _check_encryption_keys(ctx, backup, entries)
     own = namespace_key(backup.storage_prefix, selection.namespace or "")
     create, replace, changed, leased, unchanged = [], [], [], [], 0
     restored = []
@@ -224,10 +230,19 @@ def _check_same_cluster(backup: BackupObjects, client: EtcdClient) -> None:
             "set's cluster), or check --endpoints")
 
 
-def _check_namespace_not_terminating(client: EtcdClient, prefix: str, namespace: str) -> None:
+def _check_namespace_usable(client: EtcdClient, prefix: str, namespace: str,
+                            restoring_it: bool) -> None:
+    """Objects go into a namespace that exists, or that this restore brings back, and that
+    is not being deleted."""
     found = client.get(namespace_key(prefix, namespace))
     if found is None:
-        return
+        if restoring_it:
+            return
+        raise PreconditionFailed(
+            f"namespace {namespace} does not exist in the live cluster, and this restore does "
+            "not bring it back: the API server would not serve objects in it",
+            next_step=f"restore the namespace too (--namespace {namespace} without --resource), "
+            f"or create it first (oc create namespace {namespace})")
     try:
         meta = decode(found.value).meta
     except ObjectDecodeError:
@@ -256,14 +271,13 @@ def _live_values(client: EtcdClient, entries: list[Entry]) -> dict[bytes, Stored
     return found
 
 
-def _check_encryption_keys(ctx: Context, entries: list[Entry]) -> None:
-    """Each encrypted value's key must still be in the live encryption config."""
-    needed: dict[tuple[str, str], list[str]] = {}
-    for entry in entries:
-        key = encryption_key_of(entry.live.head)
-        if key is not None:
-            needed.setdefault(key, []).append(entry.live.key_text)
-    if not needed:
+def _check_encryption_keys(ctx: Context, backup: BackupObjects, entries: list[Entry]) -> None:
+    """Each encrypted value's key must still be in the live encryption config, and an
+    aescbc value must decrypt with it: a key of that name with another secret is no more
+    use to the API server than none."""
+    encrypted = [(key, entry) for entry in entries
+                 if (key := encryption_key_of(entry.live.head)) is not None]
+    if not encrypted:
         return
     paths = ctx.paths
     manifest = paths.manifests / "kube-apiserver-pod.yaml"
@@ -274,21 +288,46 @@ def _check_encryption_keys(ctx: Context, entries: list[Entry]) -> None:
         config = EncryptionConfig.parse(paths.host(where).read_bytes(), where)
     except OSError as exc:
         raise PreconditionFailed(
-            f"{len(needed)} key(s) of the backup are encrypted at rest, but the live "
+            f"{len(encrypted)} key(s) of the backup are encrypted at rest, but the live "
             f"encryption config {where} cannot be read ({exc.strerror})",
             next_step="run this on a master whose kube-apiserver serves the cluster") from exc
     except EncryptionConfigError as exc:
         raise PreconditionFailed(f"the live encryption config: {exc}",
                                  next_step="check the kube-apiserver's current revision") from exc
-    for (provider, name), keys in sorted(needed.items()):
-        resources = {entry.object.resource for entry in entries if entry.object}
-        if not any((provider, name) in config.key_names(r) for r in resources):
-            raise PreconditionFailed(
-                f"{len(keys)} value(s) ({keys[0]}…) are encrypted with {provider} key "
-                f"{name!r}, which the live encryption config {where} no longer has: the API "
-                "server could not read them",
-                next_step="restore them with the API after reading them with "
-                "`ocp-recovery snapshot get`, or wait until the key is back in the config")
+    missing: dict[tuple[str, str], list[str]] = {}
+    undecryptable: dict[tuple[str, str], list[str]] = {}
+    for (provider, name), entry in encrypted:
+        resource = entry.object.resource if entry.object else ""
+        if (provider, name) not in config.key_names(resource):
+            missing.setdefault((provider, name), []).append(entry.live.key_text)
+        elif provider == "aescbc" and not _decrypts(config, backup.keyspace.value(entry.live),
+                                                    resource):
+            undecryptable.setdefault((provider, name), []).append(entry.live.key_text)
+    if missing:
+        (provider, name), keys = min(missing.items())
+        raise PreconditionFailed(
+            f"{len(keys)} value(s) ({keys[0]}…) are encrypted with {provider} key "
+            f"{name!r}, which the live encryption config {where} no longer has: the API "
+            "server could not read them",
+            next_step="restore them with the API after reading them with "
+            "`ocp-recovery snapshot get`, or wait until the key is back in the config")
+    if undecryptable:
+        (provider, name), keys = min(undecryptable.items())
+        raise PreconditionFailed(
+            f"{len(keys)} value(s) ({keys[0]}…) do not decrypt with {provider} key {name!r} "
+            f"of the live encryption config {where}: a key of that name with another secret; "
+            "the API server could not read them",
+            next_step="restore them with the API after reading them with "
+            "`ocp-recovery snapshot get` (it decrypts with the backup's own keys)")
+
+
+def _decrypts(config: EncryptionConfig, value: bytes, resource: str) -> bool:
+    """The value decrypts with `config` into what kube-apiserver stores (protobuf or
+    JSON): a wrong secret fails the padding, or, rarely, passes it with noise."""
+    try:
+        return encoding_of(config.decrypt(value, resource)) in ("protobuf", "json")
+    except EncryptionConfigError:
+        return False
 
 
 def _warnings(backup: BackupObjects, restored: list[Entry], live: dict[bytes, StoredKey],
@@ -339,6 +378,8 @@ def _uid_of(value: bytes) -> str:
 
 def _values(run: StepRun[RestorePlan], keys: list[str]) -> Iterator[tuple[bytes, bytes]]:
     """The backup's bytes of `keys`, from the same file the plan checked."""
+    if not keys:
+        return  # an empty selection would index every key
     plan = run.plan
     backup = BackupObjects.open(run.ctx.paths.host(plan.backup), plan.backup,
                                 Selection(keys=tuple(keys)))
@@ -373,7 +414,9 @@ def _uncreate(run: StepRun[RestorePlan]) -> None:
     keys = list(reversed(run.plan.create))  # the namespace's own object last
     with EtcdClient.connect(run.ctx, resolve_tls(run.ctx)) as client:
         for key, value in _values(run, keys):
-            client.delete_if(key, value, run.plan.plan_revision)
+            if not client.delete_if(key, value, run.plan.plan_revision) and \
+                    client.get(key) is not None:
+                _kept(key)
 
 
 def _replace(run: StepRun[RestorePlan]) -> None:
@@ -403,9 +446,19 @@ def _unreplace(run: StepRun[RestorePlan]) -> None:
     replaced: dict[str, str] = run.journal.fact("replaced", {})
     with EtcdClient.connect(run.ctx, resolve_tls(run.ctx)) as client:
         for key, value in _values(run, list(replaced)):
+            old = base64.b64decode(replaced[key.decode()])
             now = client.get(key)
             if now is not None and now.value == value:
-                client.replace(key, base64.b64decode(replaced[key.decode()]), now.mod_revision)
+                if client.replace(key, old, now.mod_revision) is None:
+                    _kept(key)
+            elif now is None or now.value != old:  # neither what it held nor the backup's
+                _kept(key)
+
+
+def _kept(key: bytes) -> None:
+    """A rollback leaves a key someone wrote after the restore did; it says which."""
+    _log.warning("objects.rollback.kept", key=key.decode(errors="replace"),
+                 reason="written by someone else since the restore: left as it is")
 
 
 def _check_command(selection: Selection) -> str:
