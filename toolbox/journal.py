@@ -14,6 +14,7 @@ import dataclasses
 import datetime as dt
 import json
 import os
+import secrets
 import time
 import types
 import typing
@@ -47,9 +48,11 @@ NOTHING_CHANGED = "nothing-changed"
 
 
 def new_operation_id(operation: str) -> str:
-    """`restore-20261201T075012Z`: made once by the plan, so the stash directory the plan
-    names, the prompt and the journal all carry the same id."""
-    return f"{operation}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}"
+    """`restore-20261201T075012Z-3f9a`: made once by the plan, so the stash directory the
+    plan names, the prompt and the journal all carry the same id. The random part keeps two
+    plans of one second apart (two shells), or the second one's journal would replace the
+    first one's archive."""
+    return f"{operation}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
 
 
 @dataclass(frozen=True)
@@ -188,9 +191,13 @@ class Journal:
         one (its rollback is no longer offered once another operation starts)."""
         previous = cls.load(state_dir)
         if previous is not None:
+            # No step begun (a Ctrl-C between the journal and its first step): nothing was
+            # changed, and the host lock held here says its process is gone. Archived.
+            if previous.status in IN_FLIGHT and not previous.begun:
+                previous.set_status(NOTHING_CHANGED)
             if previous.status in IN_FLIGHT:
                 raise OperationInFlight(
-                    f"a `{previous.operation}` started {previous.data['started']} is in "
+                    f"`{previous.operation}` started {previous.data['started']} is in "
                     f"flight ({previous.status}, stopped at step {previous.current or '-'})",
                     state="part-way through that operation",
                     next_step="ocp-recovery status, then ocp-recovery resume or "
@@ -221,6 +228,11 @@ class Journal:
     @property
     def plan(self) -> dict[str, Any]:
         return dict(self.data["plan"])
+
+    @property
+    def begun(self) -> bool:
+        """Whether any step has started."""
+        return any(step["state"] != PENDING for step in self.data["steps"])
 
     @property
     def current(self) -> str | None:

@@ -23,7 +23,12 @@ import yaml
 
 from tests.conftest import require_etcd, require_kube_apiserver, require_kube_controller_manager
 from tests.e2e.helpers import BIN, command
+from toolbox.errors import PreconditionFailed
+from toolbox.journal import execute
+from toolbox.objects.backup import Selection
+from toolbox.procedures import objects_restore
 from toolbox.sandbox.cluster import Sandbox
+from toolbox.sandbox.drill_report import master_context
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -257,7 +262,10 @@ def test_snapshot_diff_live_shows_what_the_deletion_removed(sandbox: Sandbox,
 def test_snapshot_browse_serves_the_backup_and_stop_removes_it(sandbox: Sandbox,
                                                                backed_up: Any) -> None:
     live_before = etcd_dump(sandbox)
-    done = toolbox(sandbox, "snapshot", "browse", BACKUP, "--yes")
+    journal_before = json.loads(toolbox(sandbox, "status", "--json").stdout)
+    snapshot = next((sandbox.root(0) / BACKUP.lstrip("/")).glob("snapshot_*.db")).name
+    # A file of a set means the set: its archive's keys decrypt the Secrets.
+    done = toolbox(sandbox, "snapshot", "browse", f"{BACKUP}/{snapshot}", "--yes")
     assert done.returncode == 0, done.stdout + done.stderr
     kubeconfig = sandbox.root(0) / \
         "etc/kubernetes/static-pod-resources/ocp-recovery-browse-pod/admin.kubeconfig"
@@ -267,8 +275,43 @@ def test_snapshot_browse_serves_the_backup_and_stop_removes_it(sandbox: Sandbox,
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["metadata"]["uid"] == \
         backed_up["deployment"]["metadata"]["uid"]
+    secret = subprocess.run(["kubectl", "--kubeconfig", str(kubeconfig), "get", "secret", "db",
+                             "-n", SHOP, "-o", "json"], capture_output=True, text=True,
+                            timeout=60)
+    assert secret.returncode == 0, secret.stderr
+    assert base64.b64decode(json.loads(secret.stdout)["data"]["password"]) == b"hunter2"
     stopped = toolbox(sandbox, "snapshot", "browse", "--stop")
     assert stopped.returncode == 0, stopped.stderr
     assert not Path(kubeconfig).parent.exists()
     assert not (sandbox.root(0) / "etc/kubernetes/manifests/ocp-recovery-browse-pod.yaml").exists()
     assert etcd_dump(sandbox) == live_before
+    # Not journaled: the last restore's rollback is still the one offered.
+    assert json.loads(toolbox(sandbox, "status", "--json").stdout).get("id") == \
+        journal_before.get("id")
+    again = toolbox(sandbox, "snapshot", "browse", "--stop")
+    assert again.returncode == 0 and "nothing to stop" in again.stdout
+
+
+def test_a_namespace_deleted_while_the_plan_waits_is_refused_before_writing(
+        sandbox: Sandbox, backed_up: Any) -> None:
+    """The operator confirms late: the namespace went Terminating since the plan."""
+    kubectl(sandbox, "delete", "configmap", "menu", "-n", CAFE)
+    ctx = master_context(sandbox, 0, os.environ)
+    request = objects_restore.RestoreRequest(BACKUP, Selection(namespace=CAFE))
+    plan = objects_restore.PROCEDURE.plan(ctx, request)
+    assert plan.create == (f"/kubernetes.io/configmaps/{CAFE}/menu",)
+    apply(sandbox, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "held", "namespace": CAFE, "finalizers": ["example.com/hold"]}})
+    kubectl(sandbox, "delete", "namespace", CAFE, "--wait=false")
+    # The namespace controller empties it but for the held one: let it finish first, so
+    # that etcd changes only if the restore writes.
+    deadline = time.monotonic() + GONE_TIMEOUT
+    while kubectl(sandbox, "get", "configmaps", "-n", CAFE, "-o", "name").stdout.split() != \
+            ["configmap/held"]:
+        assert time.monotonic() < deadline, "the namespace controller did not empty it"
+        time.sleep(1)
+    time.sleep(2)
+    before = etcd_dump(sandbox)
+    with pytest.raises(PreconditionFailed, match=f"namespace {CAFE} is Terminating"):
+        execute(ctx, objects_restore.PROCEDURE, plan)
+    assert etcd_dump(sandbox) == before

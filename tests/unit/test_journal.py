@@ -3,6 +3,7 @@ plan survives its trip through the journal."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from toolbox.journal import (
     Step,
     StepRun,
     execute,
+    new_operation_id,
 )
 
 
@@ -142,3 +144,23 @@ def test_a_second_operation_leaves_the_one_in_flight_resumable(ctx: Context) -> 
     journal.data["plan"]["fail_on"] = None
     runner(ctx, journal, restore).run()
     assert log == ["do a", "do b", "do c"]
+
+
+def test_two_plans_in_one_second_get_two_ids() -> None:
+    """Two shells planning at once: one id would make the second journal replace the first
+    one's archive, and `rollback` would undo the wrong run."""
+    assert len({new_operation_id("objects-restore") for _ in range(50)}) == 50
+
+
+def test_a_journal_stopped_before_its_first_step_does_not_block_the_next(ctx: Context) -> None:
+    """Ctrl-C between the journal and its first step changed nothing: the same command
+    again may start (it holds the host lock, so the other run is gone)."""
+    Journal.begin(ctx.paths.state_dir, "objects-restore", {"id": "objects-restore-1"},
+                  ["create-objects"])
+    log: list[str] = []
+    restore = Recording("restore", log)
+    execute(ctx, restore, restore.plan(ctx, None))
+    assert log == ["do a", "do b", "do c"]
+    archived = Journal(None, json.loads(
+        (ctx.paths.state_dir / "journal-objects-restore-1.json").read_text()))
+    assert archived.status == "nothing-changed"

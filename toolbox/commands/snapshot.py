@@ -15,9 +15,9 @@ from toolbox.commands.common import (
     YES,
     GlobalOptions,
     command,
+    confirm,
     emit,
     host_path,
-    run_journaled,
 )
 from toolbox.errors import InvalidInput
 from toolbox.report import Report
@@ -164,11 +164,15 @@ def browse(options: GlobalOptions,
             raise InvalidInput("--stop takes no backup: it removes the one being browsed",
                                next_step="ocp-recovery snapshot browse --stop")
         removed = procedure.stop(context)
-        emit(options, Report("snapshot.browse.stopped", f"stopped browsing: removed {removed}",
+        emit(options, Report("snapshot.browse.stopped",
+                             f"stopped browsing: removed {removed}" if removed else
+                             "no backup is being browsed on this host: nothing to stop",
                              {"removed": removed}))
         return
     if backup is None:
         raise InvalidInput("which backup? snapshot browse BACKUP (or --stop)",
                            next_step="ocp-recovery snapshot browse /home/core/backup")
-    run_journaled(options, context, procedure.PROCEDURE, host_path(backup, context),
-                  dry_run=dry_run, yes=yes)
+    plan = procedure.plan(context, host_path(backup, context))
+    if confirm(options, context, procedure.confirmation(plan), procedure.changes(context, plan),
+               plan.warnings, dry_run=dry_run, yes=yes):
+        emit(options, procedure.start(context, plan).report())

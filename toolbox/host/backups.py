@@ -160,6 +160,16 @@ def resolve_backup_input(path: Path, shown: str) -> BackupInput:
                        "snapshot_db_kuberesources_*.tar.gz")
 
 
+def resolve_set_input(path: Path, shown: str) -> BackupInput:
+    """What reads a backup's objects takes: as restore does, except that any file of a set
+    (its snapshot, archive or manifest) means the whole set, so the archive's encryption
+    keys come with its snapshot."""
+    if path.is_file() and any(p.match(path.name) for p in (_SNAPSHOT, _ARCHIVE, _MANIFEST)):
+        found = find_set(path, shown)
+        return BackupInput("set", found.snapshot, found.archive, found.read_manifest())
+    return resolve_backup_input(path, shown)
+
+
 @contextlib.contextmanager
 def legacy_snapshot_copy(archive: Path, size: int, scratch: Path) -> Iterator[Path]:
     """The 4.3.0 tarball's snapshot.db (`size` bytes) as a file to check, extracting nothing

@@ -4,6 +4,8 @@ keys of the same backup's static-resources archive."""
 
 from __future__ import annotations
 
+import difflib
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -14,7 +16,7 @@ from toolbox.errors import IntegrityError, InvalidInput
 from toolbox.etcd.keyspace import KeyIndex, Keyspace, LiveKey
 from toolbox.etcd.snapshot import SnapshotReport, verify_file
 from toolbox.host.archive import read_revision_file
-from toolbox.host.backups import resolve_backup_input
+from toolbox.host.backups import resolve_set_input
 from toolbox.objects.encoding import DecodedObject, ObjectDecodeError, decode, encoding_of
 from toolbox.objects.encryption import EncryptionConfig, EncryptionConfigError
 from toolbox.objects.keys import PREFIXES, ObjectKey, parse_key
@@ -91,7 +93,7 @@ class BackupObjects:
         """Check the snapshot (sha256 trailer, bbolt structure) and index the selected keys
         and those of `also`, in one pass; IntegrityError (exit 6) for a damaged one, before
         anything is done."""
-        given = resolve_backup_input(local, shown)
+        given = resolve_set_input(local, shown)
         if given.kind == "legacy" or given.snapshot is None:
             raise InvalidInput(
                 f"{shown} is a 4.3.0 single-file backup: its objects are read from a "
@@ -170,3 +172,36 @@ class BackupObjects:
             raise IntegrityError(f"{self.archive.name} holds no {ENCRYPTION_CONFIG}, but the "
                                  "snapshot has values encrypted at rest")
         return EncryptionConfig.parse(data, f"{self.archive.name}:{ENCRYPTION_CONFIG}")
+
+
+def why_nothing(local: Path, shown: str, selection: Selection) -> str | None:
+    """Why a selection picked nothing, from what the backup does hold: a typo's likely
+    meaning. Reads the backup once more, so it is asked only when nothing was picked."""
+    if selection.prefix and not selection.prefix.startswith("/"):
+        return f"etcd keys start with /: --prefix /{selection.prefix}"
+    if not (selection.namespace or selection.resource):
+        return None
+    namespaces: Counter[str] = Counter()
+    resources: Counter[str] = Counter()
+    for key in BackupObjects.open(local, shown).keyspace.keys:
+        found = parse_key(key)
+        if found is None:
+            continue
+        if found.namespace:
+            namespaces[found.namespace] += 1
+        if not selection.namespace or found.namespace == selection.namespace:
+            resources[found.resource] += 1
+    if selection.namespace and selection.namespace not in namespaces:
+        close = difflib.get_close_matches(selection.namespace, namespaces, n=3)
+        return (f"the backup has no namespace {selection.namespace!r}"
+                + (f"; did you mean {' or '.join(close)}?" if close else
+                   f" ({len(namespaces)} namespaces: `snapshot ls {shown} --resource "
+                   "namespaces` lists them)"))
+    if selection.resource and selection.resource not in resources:
+        where = f" in namespace {selection.namespace}" if selection.namespace else ""
+        close = difflib.get_close_matches(selection.resource, resources, n=3, cutoff=0.5)
+        held = ", ".join(f"{r} ({n})" for r, n in resources.most_common(12))
+        return (f"no resource {selection.resource!r}{where}"
+                + (f"; did you mean {' or '.join(close)}?" if close else "")
+                + f" It holds: {held}")
+    return None

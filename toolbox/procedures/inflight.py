@@ -28,7 +28,6 @@ from toolbox.procedures import (
     recovery_apiserver,
     regenerate_certs,
     restore,
-    snapshot_browse,
 )
 from toolbox.report import Report
 
@@ -41,8 +40,7 @@ class Reported(Protocol):
 PROCEDURES: dict[str, Procedure[Any, Any, Reported]] = {
     p.operation: p for p in (restore.PROCEDURE, member_add.PROCEDURE, member_recover.PROCEDURE,
                              recovery_apiserver.PROCEDURE, regenerate_certs.PROCEDURE,
-                             kubelet.PROCEDURE, objects_restore.PROCEDURE,
-                             snapshot_browse.PROCEDURE)}
+                             kubelet.PROCEDURE, objects_restore.PROCEDURE)}
 
 
 @dataclass
@@ -77,7 +75,11 @@ class Status:
             steps.append({"name": step["name"], "state": state})
             lines.append(f"  {state:<8} {step['name']}")
         next_steps: list[str] = []
-        if j.status in IN_FLIGHT and not running:
+        if j.status in IN_FLIGHT and not running and not j.begun:
+            lines.append("it stopped before its first step and changed nothing: run the same "
+                         "command again (or `ocp-recovery resume` to run this plan)")
+            next_steps = ["the same command again", "ocp-recovery resume"]
+        elif j.status in IN_FLIGHT and not running:
             lines.append("the run stopped part-way: `ocp-recovery resume` finishes it, "
                          "`ocp-recovery rollback` undoes it")
             next_steps = ["ocp-recovery resume", "ocp-recovery rollback"]

@@ -26,7 +26,7 @@ from toolbox.errors import IntegrityError, InvalidInput, PreconditionFailed
 from toolbox.etcd.client import EtcdClient, StoredKey, resolve_tls
 from toolbox.journal import Confirmation, Journal, Plan, Procedure, Step, StepRun, new_operation_id
 from toolbox.kube.manifests import host_path_of, load_pod
-from toolbox.objects.backup import BackupObjects, Entry, Selection
+from toolbox.objects.backup import BackupObjects, Entry, Selection, why_nothing
 from toolbox.objects.encoding import ObjectDecodeError, decode, encoding_of, encryption_key_of
 from toolbox.objects.encryption import EncryptionConfig, EncryptionConfigError
 from toolbox.objects.identity import IDENTITY_KEYS, cluster_identity
@@ -67,6 +67,9 @@ class RestorePlan(Plan):
     changed: tuple[str, ...]       # present live with other bytes, left alone (no --replace)
     unchanged: int                 # present live with the backup's bytes already
     leased: tuple[str, ...]        # keys bound to a lease in the backup (events): skipped
+    storage_prefix: str            # the API server's etcd prefix, e.g. /kubernetes.io/
+    namespaces: tuple[str, ...]    # written into: checked again just before writing
+    restoring: tuple[str, ...]     # of those, the ones this restore brings back
 
 
 @dataclass
@@ -89,17 +92,22 @@ class Restored:
         summary = (f"restored {written} object(s) of {plan.selection.describe()} from "
                    f"{plan.backup}: {created} created, {self.replaced} replaced, "
                    if written else
+                   f"NOTHING WRITTEN for {plan.selection.describe()} from {plan.backup}: "
+                   if self.conflicts else
                    f"nothing to write for {plan.selection.describe()} from {plan.backup}: ")
         summary += (f"{plan.unchanged} already as in the backup, "
                     f"{len(plan.changed)} changed since the backup and left alone, "
                     f"{len(plan.leased)} leased keys (events) skipped")
+        if self.conflicts:
+            summary += (f", {len(self.conflicts)} changed while this ran (another restore or "
+                        "writer) and left alone")
         return Report(
             "objects.restored", summary,
             {"backup": plan.backup, "created": created, "replaced": self.replaced,
              "unchanged": plan.unchanged, "changed": list(plan.changed),
              "conflicts": self.conflicts, "skipped_leased": len(plan.leased)},
             details=details, warnings=list(plan.warnings),
-            next=[_check_command(plan.selection)])
+            next=_next_steps(plan, written))
 
 
 class ObjectsRestoreProcedure(Procedure[RestoreRequest, RestorePlan, Restored]):
@@ -110,16 +118,20 @@ class ObjectsRestoreProcedure(Procedure[RestoreRequest, RestorePlan, Restored]):
         return plan(ctx, request)
 
     def steps(self, ctx: Context, plan: RestorePlan) -> list[Step[RestorePlan]]:
-        steps = [Step("create-objects",
-                      f"create {len(plan.create)} key(s) in etcd, create-only (a key that "
-                      "exists by then is left alone), the namespace's own object first",
-                      _create, _uncreate)]
+        steps = [Step("check-namespaces",
+                      "check again, just before writing, that "
+                      + (", ".join(plan.namespaces) or "no namespace")
+                      + " exist (or come back) and are not Terminating", _recheck_namespaces)]
+        if plan.create:
+            steps.append(Step("create-objects",
+                              f"create {len(plan.create)} key(s) in etcd, create-only (a key "
+                              "that exists by then is left alone), the namespace's own object "
+                              f"first: {_some(plan.create)}", _create, _uncreate))
         if plan.replace:
             steps.append(Step("replace-objects",
                               f"replace {len(plan.replace)} changed key(s), each only if it "
                               "is still at the mod revision shown: "
-                              + ", ".join(f"{r.key}@{r.mod_revision}"
-                                          for r in plan.replace[:WARNED_OBJECTS]),
+                              + _some([f"{r.key}@{r.mod_revision}" for r in plan.replace]),
                               _replace, _unreplace))
         return steps
 
@@ -133,11 +145,14 @@ class ObjectsRestoreProcedure(Procedure[RestoreRequest, RestorePlan, Restored]):
         return Restored(plan, 0, 0, 0).report()
 
     def confirmation(self, plan: RestorePlan) -> Confirmation:
+        parts = [f"create {len(plan.create)}"] if plan.create else []
+        parts += [f"replace {len(plan.replace)}"] if plan.replace else []
+        left = [f"{plan.unchanged} already as in the backup"] if plan.unchanged else []
+        left += [f"{len(plan.changed)} changed since it, left alone"] if plan.changed else []
         return Confirmation(
-            f"write {len(plan.create)} object(s) of {plan.selection.describe()} back from "
-            f"{plan.backup} (live revision {plan.plan_revision}); {len(plan.replace)} "
-            f"replaced, {len(plan.changed)} changed ones left alone, {plan.unchanged} "
-            "already as in the backup",
+            f"{' and '.join(parts)} object(s) of {plan.selection.describe()} from "
+            f"{plan.backup} (live revision {plan.plan_revision})"
+            + (f"; {', '.join(left)}" if left else ""),
             "Write these objects into the live etcd?")
 
 
@@ -153,8 +168,14 @@ def plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
                            "--namespace NS",
                            next_step=f"see what the backup holds: ocp-recovery snapshot ls "
                            f"{request.backup}")
-    backup = BackupObjects.open(ctx.paths.host(request.backup), request.backup, selection,
-                                also=IDENTITY_KEYS)
+    bad = [k for k in selection.keys if not k.startswith("/")]
+    if bad:
+        raise InvalidInput(f"{bad[0]!r} is not an etcd key (they start with /, e.g. "
+                           "/kubernetes.io/configmaps/NAMESPACE/NAME)",
+                           next_step=f"--object /{bad[0]}, or find the key: ocp-recovery "
+                           f"snapshot ls {request.backup} --namespace NAMESPACE")
+    local = ctx.paths.host(request.backup)
+    backup = BackupObjects.open(local, request.backup, selection, also=IDENTITY_KEYS)
     entries = backup.entries()
     missing = [k for k in selection.keys if k.encode() not in backup.keyspace.keys]
     if missing:
@@ -163,7 +184,9 @@ def plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
                            next_step=f"ocp-recovery snapshot ls {request.backup} --prefix "
                            f"{missing[0].rsplit('/', 1)[0]}/")
     if not entries:
-        raise InvalidInput(f"{request.backup} holds nothing of {selection.describe()}",
+        hint = why_nothing(local, request.backup, selection)
+        raise InvalidInput(f"{request.backup} holds nothing of {selection.describe()}"
+                           + (f": {hint}" if hint else ""),
                            next_step=f"ocp-recovery snapshot ls {request.backup}"
                            + (f" --namespace {selection.namespace}" if selection.namespace
                               else ""))
@@ -174,7 +197,8 @@ def plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
         namespaces = {e.object.namespace for e in entries if e.object and e.object.namespace}
         restoring = {e.object.name for e in entries
                      if e.object and e.object.resource == "namespaces"}
-        for name in sorted(namespaces | ({selection.namespace} if selection.namespace else set())):
+        written_into = namespaces | ({selection.namespace} if selection.namespace else set())
+        for name in sorted(written_into):
             _check_namespace_usable(client, backup.storage_prefix, name, name in restoring)
         live = _live_values(client, entries)
     _check_encryption_keys(ctx, backup, entries)
@@ -200,7 +224,9 @@ def plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
     warnings = _warnings(backup, restored, live, leased)
     return RestorePlan(new_operation_id(OPERATION), tuple(warnings), request.backup,
                        backup.report.db_sha256, selection, revision, tuple(create),
-                       tuple(replace), tuple(changed), unchanged, tuple(leased))
+                       tuple(replace), tuple(changed), unchanged, tuple(leased),
+                       backup.storage_prefix, tuple(sorted(written_into)),
+                       tuple(sorted(restoring & written_into)))
 
 
 def _check_same_cluster(backup: BackupObjects, client: EtcdClient) -> None:
@@ -392,6 +418,15 @@ def _values(run: StepRun[RestorePlan], keys: list[str]) -> Iterator[tuple[bytes,
         yield key.encode(), backup.keyspace.value(live)
 
 
+def _recheck_namespaces(run: StepRun[RestorePlan]) -> None:
+    """The plan's namespace checks once more: a confirmation may have waited long enough
+    for a namespace to be deleted meanwhile."""
+    with EtcdClient.connect(run.ctx, resolve_tls(run.ctx)) as client:
+        for name in run.plan.namespaces:
+            _check_namespace_usable(client, run.plan.storage_prefix, name,
+                                    name in run.plan.restoring)
+
+
 def _create(run: StepRun[RestorePlan]) -> None:
     created = already = 0
     conflicts: list[str] = list(run.journal.fact("conflicts", []))
@@ -461,7 +496,21 @@ def _kept(key: bytes) -> None:
                  reason="written by someone else since the restore: left as it is")
 
 
-def _check_command(selection: Selection) -> str:
-    if selection.namespace:
-        return f"oc get all,configmaps,secrets -n {selection.namespace}"
-    return "oc get … the restored objects"
+def _some(keys: tuple[str, ...] | list[str]) -> str:
+    """The first keys, for a plan's lines (--json has them all)."""
+    shown = ", ".join(keys[:WARNED_OBJECTS])
+    return shown + (f" … and {len(keys) - WARNED_OBJECTS} more" if len(keys) > WARNED_OBJECTS
+                    else "")
+
+
+def _next_steps(plan: RestorePlan, written: int) -> list[str]:
+    again = f"ocp-recovery objects restore {plan.backup} " + (
+        f"--namespace {plan.selection.namespace}" if plan.selection.namespace else
+        " ".join(f"--object {k}" for k in plan.selection.keys[:3]))
+    steps = [f"{again} --replace (to write the {len(plan.changed)} changed one(s) too)"] \
+        if plan.changed else []
+    if written and plan.selection.namespace:
+        steps.append(f"oc get all,configmaps,secrets -n {plan.selection.namespace}")
+    elif written:
+        steps.append("oc get the restored objects (their keys are above)")
+    return steps

@@ -42,8 +42,11 @@ BIND = "127.0.0.1:7443"
 SERVER = "https://localhost:7443"
 VALID_DAYS = 7
 CONTAINER = re.compile(r"^kube-apiserver-[a-zA-Z0-9]+$")
+# No encryption at rest; kube-apiserver refuses an empty resource list ("at least one
+# resources is required"), so: secrets stored as they are.
 EMPTY_ENCRYPTION = (b"apiVersion: apiserver.config.k8s.io/v1\n"
-                    b"kind: EncryptionConfiguration\nresources: []\n")
+                    b"kind: EncryptionConfiguration\n"
+                    b"resources:\n- resources: [secrets]\n  providers: [{identity: {}}]\n")
 # name in the recovery dir -> (where create takes it from in the revision dir, mode)
 COPIED = {"etcd-client.crt": ("secrets/etcd-client/tls.crt", 0o600),
           "etcd-client.key": ("secrets/etcd-client/tls.key", 0o600),

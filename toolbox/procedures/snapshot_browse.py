@@ -17,10 +17,10 @@ from typing import Any
 
 from toolbox import log
 from toolbox.context import Context
-from toolbox.errors import InvalidInput, PreconditionFailed
+from toolbox.errors import InvalidInput, PreconditionFailed, RecoveryError
 from toolbox.etcd.snapshot import verify_file
 from toolbox.host.archive import read_revision_file
-from toolbox.host.backups import resolve_backup_input
+from toolbox.host.backups import resolve_set_input
 from toolbox.host.files import (
     atomic_write,
     ensure_private_dir,
@@ -29,7 +29,7 @@ from toolbox.host.files import (
     require_free_space,
 )
 from toolbox.host.lock import host_lock
-from toolbox.journal import Confirmation, Journal, Plan, Procedure, Step, StepRun, new_operation_id
+from toolbox.journal import Confirmation
 from toolbox.kube.client import KubeClient
 from toolbox.kube.local_apiserver import (
     IN_POD,
@@ -47,7 +47,6 @@ from toolbox.waiting import wait_until
 
 _log = log.get(__name__)
 
-OPERATION = "snapshot-browse"
 API_PORT = 7444
 SERVER = f"https://localhost:{API_PORT}"
 ETCD_CLIENT = "https://127.0.0.1:12379"
@@ -56,10 +55,11 @@ PORTS = (API_PORT, 12379, 12380)
 VALID_DAYS = 1
 MEMBER = "browse"
 DATA = "etcd"   # the scratch data dir, in the browse dir
+SOURCE = "backup"  # which backup is served, for the next `browse` refused
 
 
 @dataclass(frozen=True)
-class BrowsePlan(Plan):
+class BrowsePlan:
     backup: str
     snapshot: str                 # host path
     archive: str | None           # host path
@@ -67,6 +67,7 @@ class BrowsePlan(Plan):
     etcd_image: str
     apiserver_image: str
     tool: RestoreTool
+    warnings: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -90,50 +91,55 @@ class Browsing:
             next=["ocp-recovery snapshot browse --stop (when done: it removes it all)"])
 
 
-class BrowseProcedure(Procedure[str, BrowsePlan, Browsing]):
-    operation = OPERATION
-    plan_type = BrowsePlan
-
-    def plan(self, ctx: Context, request: str) -> BrowsePlan:
-        return plan(ctx, request)
-
-    def steps(self, ctx: Context, plan: BrowsePlan) -> list[Step[BrowsePlan]]:
-        shown = ctx.paths.shown
-        return [
-            Step("restore-scratch-etcd",
-                 f"{plan.tool.flavor} snapshot restore {plan.snapshot} into "
-                 f"{shown(ctx.paths.browse_dir / DATA)}", _restore, _remove_browse_dir),
-            Step("write-browse-dir",
-                 f"write {shown(ctx.paths.browse_dir)}: a {VALID_DAYS}-day CA, certificates "
-                 "for etcd and the kube-apiserver, the backup's encryption config, "
-                 "admin.kubeconfig", _write_browse_dir, None),
-            Step("write-manifest",
-                 f"write {shown(ctx.paths.browse_manifest)} (kubelet starts the scratch etcd "
-                 f"on {ETCD_CLIENT} and a kube-apiserver on 127.0.0.1:{API_PORT})",
-                 _write_manifest, _remove_manifest),
-            Step("wait-ready", f"wait up to {ctx.timeouts.health:.0f}s for {SERVER}/readyz",
-                 _wait_ready),
-        ]
-
-    def finish(self, ctx: Context, plan: BrowsePlan, journal: Journal) -> Browsing:
-        return Browsing(plan.backup, plan.revision,
-                        ctx.paths.shown(ctx.paths.browse_dir / "admin.kubeconfig"),
-                        str(journal.fact("expires", "")))
-
-    def confirmation(self, plan: BrowsePlan) -> Confirmation:
-        return Confirmation(f"serve {plan.backup} (revision {plan.revision}) on {SERVER}",
-                            "Start a scratch etcd and kube-apiserver on this master?")
+def changes(ctx: Context, plan: BrowsePlan) -> list[str]:
+    shown = ctx.paths.shown
+    return [
+        f" 1. restore-scratch-etcd: {plan.tool.flavor} snapshot restore {plan.snapshot} into "
+        f"{shown(ctx.paths.browse_dir / DATA)}",
+        f" 2. write-browse-dir: {shown(ctx.paths.browse_dir)}: a {VALID_DAYS}-day CA, "
+        "certificates for etcd and the kube-apiserver, the backup's encryption config, "
+        "admin.kubeconfig",
+        f" 3. write-manifest: {shown(ctx.paths.browse_manifest)} (kubelet starts the scratch "
+        f"etcd on {ETCD_CLIENT} and a kube-apiserver on 127.0.0.1:{API_PORT})",
+        f" 4. wait-ready: up to {ctx.timeouts.health:.0f}s for {SERVER}/readyz",
+        "(not journaled: if any step fails, all of it is removed again)",
+    ]
 
 
-PROCEDURE = BrowseProcedure()
+def confirmation(plan: BrowsePlan) -> Confirmation:
+    return Confirmation(f"serve {plan.backup} (revision {plan.revision}) on {SERVER}",
+                        "Start a scratch etcd and kube-apiserver on this master?")
+
+
+def start(ctx: Context, plan: BrowsePlan) -> Browsing:
+    """The steps, under the host lock. Not journaled: it changes nothing of the cluster, so
+    a failure (or Ctrl-C) removes all of it and there is nothing to resume or roll back, and
+    an earlier operation's rollback stays offered."""
+    paths = ctx.paths
+    with host_lock(paths.state_dir, "snapshot browse"):
+        try:
+            _restore(ctx, plan)
+            expires = _write_browse_dir(ctx, plan)
+            _write_manifest(ctx, plan)
+            _wait_ready(ctx)
+        except BaseException as exc:
+            _remove_all(ctx)
+            if isinstance(exc, RecoveryError):
+                exc.state = "unchanged: the scratch pod and its files were removed again"
+            raise
+    return Browsing(plan.backup, plan.revision, paths.shown(paths.browse_dir / "admin.kubeconfig"),
+                    expires)
 
 
 def plan(ctx: Context, backup: str) -> BrowsePlan:
     paths = ctx.paths
     for existing in (paths.browse_manifest, paths.browse_dir):
         if existing.exists():
+            source = paths.browse_dir / SOURCE
             raise PreconditionFailed(
-                f"a backup is being browsed already ({paths.shown(existing)})",
+                "a backup is being browsed already"
+                + (f": {source.read_text().strip()}" if source.is_file() else "")
+                + f" ({paths.shown(existing)})",
                 next_step=f"use it (oc --kubeconfig "
                 f"{paths.shown(paths.browse_dir / 'admin.kubeconfig')} …), or remove it with "
                 "`ocp-recovery snapshot browse --stop` first")
@@ -143,19 +149,22 @@ def plan(ctx: Context, backup: str) -> BrowsePlan:
                                  f"kube-apiserver need ports {', '.join(map(str, PORTS))}",
                                  next_step=f"find what listens there (ss -ltnp | grep "
                                  f"{busy[0]}) and stop it")
-    given = resolve_backup_input(paths.host(backup), backup)
+    given = resolve_set_input(paths.host(backup), backup)
     if given.snapshot is None:
         raise InvalidInput(f"{backup} is a 4.3.0 single-file backup",
                            next_step=f"tar -xzf {backup} snapshot.db, then browse that file")
     report = verify_file(given.snapshot, shown=backup)
     require_free_space(paths.state_dir if paths.state_dir.exists() else paths.static_pod_resources,
                        report.size, "the scratch etcd's data dir")
-    return BrowsePlan(new_operation_id(OPERATION), (), backup, paths.shown(given.snapshot),
+    warnings = () if given.archive else (
+        f"{backup} comes without its static_kuberesources archive: values encrypted at rest "
+        "(Secrets) cannot be read in it",)
+    return BrowsePlan(backup, paths.shown(given.snapshot),
                       paths.shown(given.archive) if given.archive else None, report.revision,
                       _image(ctx, "etcd-member.yaml", lambda c: c.get("name") == "etcd-member"),
                       _image(ctx, "kube-apiserver-pod.yaml",
                              lambda c: bool(CONTAINER.match(c.get("name", "")))),
-                      restore_tool(ctx))
+                      restore_tool(ctx), warnings)
 
 
 def _image(ctx: Context, manifest: str, pick: Any) -> str:
@@ -169,8 +178,7 @@ def _image(ctx: Context, manifest: str, pick: Any) -> str:
     return str(images[-1])
 
 
-def _restore(run: StepRun[BrowsePlan]) -> None:
-    ctx, plan = run.ctx, run.plan
+def _restore(ctx: Context, plan: BrowsePlan) -> None:
     browse = ctx.paths.browse_dir
     data = browse / DATA
     if data.exists():
@@ -187,17 +195,19 @@ def _restore(run: StepRun[BrowsePlan]) -> None:
     staging.rename(data)
 
 
-def _write_browse_dir(run: StepRun[BrowsePlan]) -> None:
-    browse, plan = run.ctx.paths.browse_dir, run.plan
+def _write_browse_dir(ctx: Context, plan: BrowsePlan) -> str:
+    """The files; returns when the CA expires."""
+    browse = ctx.paths.browse_dir
     pki = LocalPki.create("browse", SERVER, VALID_DAYS, with_etcd=True)
     for name, (data, mode) in pki.files.items():
         atomic_write(browse / name, data, mode)
-    archived = read_revision_file(run.ctx.paths.host(plan.archive), ENCRYPTION_CONFIG) \
+    archived = read_revision_file(ctx.paths.host(plan.archive), ENCRYPTION_CONFIG) \
         if plan.archive else None
     atomic_write(browse / "encryption-config", archived or EMPTY_ENCRYPTION, 0o600)
+    atomic_write(browse / SOURCE, f"{plan.backup} (revision {plan.revision})\n".encode(), 0o644)
     atomic_write(browse / "config.yaml", apiserver_config(f"127.0.0.1:{API_PORT}",
                                                           (ETCD_CLIENT,)), 0o644)
-    run.journal.record("expires", pki.expires)
+    return pki.expires
 
 
 def _etcd_container(image: str) -> dict[str, Any]:
@@ -218,8 +228,8 @@ def _etcd_container(image: str) -> dict[str, Any]:
             "volumeMounts": [{"name": "resource-dir", "mountPath": IN_POD}]}
 
 
-def _write_manifest(run: StepRun[BrowsePlan]) -> None:
-    paths, plan = run.ctx.paths, run.plan
+def _write_manifest(ctx: Context, plan: BrowsePlan) -> None:
+    paths = ctx.paths
     atomic_write(paths.browse_manifest, static_pod(
         "ocp-recovery-browse", "browse",
         [_etcd_container(plan.etcd_image),
@@ -227,38 +237,32 @@ def _write_manifest(run: StepRun[BrowsePlan]) -> None:
         paths.shown(paths.browse_dir)), 0o644)
 
 
-def _remove_manifest(run: StepRun[BrowsePlan]) -> None:
-    remove_quietly(run.ctx.paths.browse_manifest)
-    _wait_stopped(run.ctx)
-
-
-def _remove_browse_dir(run: StepRun[BrowsePlan]) -> None:
-    remove_quietly(run.ctx.paths.browse_dir)
-
-
-def _wait_ready(run: StepRun[BrowsePlan]) -> None:
-    ctx, paths = run.ctx, run.ctx.paths
+def _wait_ready(ctx: Context) -> None:
+    paths = ctx.paths
     kubeconfig = paths.browse_dir / "admin.kubeconfig"
     client = KubeClient.from_file(kubeconfig, paths.host, paths.shown(kubeconfig),
                                   timeout=ctx.timeouts.dial)
     client.wait_ready(ctx.timeouts.health, next_step=(
-        "check the pod's containers (`crictl ps --name browse`, `crictl logs <id>`), then "
-        "`ocp-recovery resume`, or `ocp-recovery snapshot browse --stop`"))
+        "check the pod's containers (`crictl ps --name browse`, `crictl logs <id>`), then run "
+        "the same command again"))
 
 
-def stop(ctx: Context) -> str:
+def stop(ctx: Context) -> str | None:
     """Remove the browse pod, wait until it stopped, then its directory. Returns what was
-    removed, for the report."""
+    removed, for the report; None when nothing was there."""
     paths = ctx.paths
     if not paths.browse_manifest.exists() and not paths.browse_dir.exists():
-        raise PreconditionFailed("no backup is being browsed on this host",
-                                 state="unchanged: nothing to remove", next_step="nothing to do")
+        return None
     with host_lock(paths.state_dir, "snapshot browse --stop"):
-        remove_quietly(paths.browse_manifest)
-        _wait_stopped(ctx)
-        remove_quietly(paths.browse_dir)
+        _remove_all(ctx)
     _log.info("snapshot.browse.stopped")
     return f"{paths.shown(paths.browse_manifest)} and {paths.shown(paths.browse_dir)}"
+
+
+def _remove_all(ctx: Context) -> None:
+    remove_quietly(ctx.paths.browse_manifest)
+    _wait_stopped(ctx)
+    remove_quietly(ctx.paths.browse_dir)
 
 
 def _wait_stopped(ctx: Context) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from toolbox.context import Context
 from toolbox.etcd.client import EtcdClient, resolve_tls
-from toolbox.objects.backup import BackupObjects, Selection
+from toolbox.objects.backup import BackupObjects, Selection, why_nothing
 from toolbox.objects.keys import parse_key
 from toolbox.report import Report
 
@@ -34,6 +34,7 @@ class Diff:
     after: str
     selection: Selection
     changes: list[KeyChange]
+    why_nothing: str | None = None   # a selection that picked nothing on either side
 
     def report(self) -> Report:
         counts = Counter(c.change for c in self.changes)
@@ -57,7 +58,8 @@ class Diff:
                       {"before": self.before, "after": self.after,
                        "counts": {k: counts[k] for k in (ADDED, REMOVED, CHANGED)},
                        "changes": [c.__dict__ for c in self.changes]},
-                      details=details if self.changes else [])
+                      details=details if self.changes else [],
+                      warnings=[self.why_nothing] if self.why_nothing else [])
 
 
 def run(ctx: Context, backup: str, other: str | None, selection: Selection) -> Diff:
@@ -70,7 +72,9 @@ def run(ctx: Context, backup: str, other: str | None, selection: Selection) -> D
     else:
         new = live_revisions(ctx, selection)
         label = "live"
-    return Diff(backup, label, selection, compare(old, new))
+    hint = why_nothing(ctx.paths.host(backup), backup, selection) \
+        if not old and not new else None
+    return Diff(backup, label, selection, compare(old, new), hint)
 
 
 def live_revisions(ctx: Context, selection: Selection) -> dict[bytes, int]:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 from toolbox.context import Context
 from toolbox.host.files import human_bytes
-from toolbox.objects.backup import BackupObjects, Entry, Selection
+from toolbox.objects.backup import BackupObjects, Entry, Selection, why_nothing
 from toolbox.report import Report
 
 
@@ -30,17 +30,20 @@ class KeyListing:
     revision: int
     selection: Selection
     keys: list[ListedKey]
+    why_nothing: str | None = None   # a selection that picked nothing: its likely typo
 
     def report(self) -> Report:
         encodings = Counter(k.encoding for k in self.keys)
         total = sum(k.size for k in self.keys)
+        kinds = "; " + ", ".join(f"{n} {e}" for e, n in sorted(encodings.items())) \
+            if encodings else ""
         return Report(
             "snapshot.list",
             f"{len(self.keys)} key(s), {human_bytes(total)} of values, in {self.backup} at "
-            f"revision {self.revision} ({self.selection.describe()}; "
-            + ", ".join(f"{n} {e}" for e, n in sorted(encodings.items())) + ")",
+            f"revision {self.revision} ({self.selection.describe()}{kinds})",
             {"backup": self.backup, "revision": self.revision,
              "keys": [asdict(k) for k in self.keys]},
+            warnings=[self.why_nothing] if self.why_nothing else [],
             next=[] if self.keys else [f"list every key: ocp-recovery snapshot ls "
                                        f"{self.backup}"])
 
@@ -55,9 +58,11 @@ class KeyListing:
 
 
 def run(ctx: Context, backup: str, selection: Selection) -> KeyListing:
-    opened = BackupObjects.open(ctx.paths.host(backup), backup, selection)
-    return KeyListing(backup, opened.report.revision, selection,
-                      [listed(e) for e in opened.entries()])
+    local = ctx.paths.host(backup)
+    opened = BackupObjects.open(local, backup, selection)
+    keys = [listed(e) for e in opened.entries()]
+    return KeyListing(backup, opened.report.revision, selection, keys,
+                      None if keys else why_nothing(local, backup, selection))
 
 
 def listed(entry: Entry) -> ListedKey:
