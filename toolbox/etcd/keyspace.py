@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from toolbox.etcd import bbolt
 
@@ -73,12 +74,20 @@ class KeyIndex:
         self.found: dict[bytes, LiveKey] = {}
 
     def visit(self, revision: bytes, kv: bytes, offset: int | None, size: int) -> None:
+        tombstone = len(revision) == 18  # the key was deleted at this revision
+        if self.wanted is not None or tombstone:
+            # The key alone first: most keys are not wanted, and a tombstone needs no more.
+            # etcd writes it first, its length in one byte for nearly every key.
+            if len(kv) > 1 and kv[0] == 0x0A and kv[1] < 0x80 and 2 + kv[1] <= len(kv):
+                key = kv[2:2 + kv[1]]
+            else:
+                key = _fields(kv, whole=len(kv) == size).key
+            if self.wanted is not None and not self.wanted(key):
+                return
+            if tombstone:
+                self.found.pop(key, None)
+                return
         fields = _fields(kv, whole=len(kv) == size)
-        if self.wanted is not None and not self.wanted(fields.key):
-            return
-        if len(revision) == 18:  # a tombstone: the key was deleted at this revision
-            self.found.pop(fields.key, None)
-            return
         self.found[fields.key] = LiveKey(
             fields.key, fields.create_revision, fields.mod_revision, fields.version,
             fields.lease, fields.value_size, fields.value[:VALUE_HEAD], offset, size,
@@ -97,8 +106,7 @@ def read_keyspace(path: Path, *, db_length: int,
     return index.keyspace(path, db_length, status)
 
 
-@dataclass(frozen=True, slots=True)
-class _KeyValue:
+class _KeyValue(NamedTuple):  # built for every revision: a frozen dataclass costs 3-6x
     key: bytes
     create_revision: int
     mod_revision: int
@@ -111,30 +119,46 @@ class _KeyValue:
 def _fields(kv: bytes, *, whole: bool = True) -> _KeyValue:
     """Decode an mvccpb.KeyValue. With whole=False, `kv` is the start of a longer value:
     the value field may run past its end, and what is there of it is returned."""
-    numbers = {2: 0, 3: 0, 4: 0, 6: 0}
+    create_revision = mod_revision = version = lease = value_size = 0
     key = value = b""
-    value_size = 0
     at, end = 0, len(kv)
     while at < end:
-        tag, at = _varint(kv, at)
-        number, wire = tag >> 3, tag & 7
-        if wire == 0:
-            numbers[number], at = _varint(kv, at)
-        elif wire == 2:
-            length, at = _varint(kv, at)
-            if at + length > end and (whole or number != 5):
-                raise bbolt.BoltFormatError(
-                    f"a value in bucket 'key' is not an etcd KeyValue: field {number} runs "
-                    "past its end")
-            if number == 1:
-                key = kv[at:at + length]
-            elif number == 5:
-                value, value_size = kv[at:at + length], length
-            at += length
+        # Tags and most numbers are one byte: read inline, _varint only for longer ones
+        # (this runs for every revision of every key).
+        tag = kv[at]
+        if tag < 0x80:
+            at += 1
         else:
+            tag, at = _varint(kv, at)
+        number, wire = tag >> 3, tag & 7
+        if wire != 0 and wire != 2:
             raise bbolt.BoltFormatError(
                 f"a value in bucket 'key' is not an etcd KeyValue: wire type {wire} at byte {at}")
-    return _KeyValue(key, numbers[2], numbers[3], numbers[4], numbers[6], value, value_size)
+        if at < end and kv[at] < 0x80:
+            varint = kv[at]
+            at += 1
+        else:
+            varint, at = _varint(kv, at)
+        if wire == 0:
+            if number == 2:
+                create_revision = varint
+            elif number == 3:
+                mod_revision = varint
+            elif number == 4:
+                version = varint
+            elif number == 6:
+                lease = varint
+            continue
+        if at + varint > end and (whole or number != 5):
+            raise bbolt.BoltFormatError(
+                f"a value in bucket 'key' is not an etcd KeyValue: field {number} runs "
+                "past its end")
+        if number == 1:
+            key = kv[at:at + varint]
+        elif number == 5:
+            value, value_size = kv[at:at + varint], varint
+        at += varint
+    return _KeyValue(key, create_revision, mod_revision, version, lease, value, value_size)
 
 
 def _varint(data: bytes, at: int) -> tuple[int, int]:
