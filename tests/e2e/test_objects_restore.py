@@ -233,6 +233,10 @@ def test_snapshot_ls_lists_the_namespace_offline(sandbox: Sandbox, backed_up: An
     assert listed[("widgets.example.com", "w1")]["encoding"] == "json"
     assert listed[("configmaps", "prices")]["mod_revision"] == \
         int(backed_up["configmap"]["metadata"]["resourceVersion"])
+    typo = toolbox(sandbox, "snapshot", "ls", BACKUP, "--namespace", "shpo")
+    assert typo.returncode == 0 and "did you mean shop?" in typo.stdout, typo.stdout
+    typo = toolbox(sandbox, "snapshot", "ls", BACKUP, "-n", SHOP, "--resource", "configmap")
+    assert "did you mean configmaps?" in typo.stdout, typo.stdout
 
 
 def test_snapshot_get_shows_the_secret_decrypted(sandbox: Sandbox, backed_up: Any) -> None:

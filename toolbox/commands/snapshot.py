@@ -91,9 +91,12 @@ def ls(options: GlobalOptions, backup: BACKUP, namespace: NAMESPACE = None,
     listing = procedure.run(context, host_path(backup, context),
                             selection(namespace, resource, prefix))
     report = listing.report()
-    if not options.json_result:
-        report.details = listing.table() if listing.keys else []
-    emit(options, report)
+    if options.json_result:
+        emit(options, report)
+        return
+    # One write for the whole table: a line at a time costs a flush per key.
+    log.say("\n".join([report.summary, *listing.table(), *report.lines()[1:]])
+            if listing.keys else "\n".join(report.lines()))
 
 
 @command(commands, "get", prints_objects=True)

@@ -119,9 +119,9 @@ def verify_file(path: Path, *, skip_hash_check: bool = False, shown: str | None 
         db_length = size if _looks_like_raw_db(path, size) else size - TRAILER
         status = _walk(path, label, db_length, visit)
     else:
-        # The hash and the page walk at once: hashlib and the reads release the GIL, so on
-        # two cores the check costs the longer of the two, not their sum (1 GiB: 1.1 s, not
-        # 1.8). The trailer is judged first, as a lone hash would be.
+        # The hash and the page walk at once: hashlib and the reads release the GIL, so
+        # with a core free the check costs the longer of the two, not their sum. The trailer
+        # is judged first, as a lone hash would be.
         with ThreadPoolExecutor(1, thread_name_prefix="snapshot-hash") as pool:
             hashing = pool.submit(_hash_file, path)
             try:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from toolbox.errors import IntegrityError, InvalidInput
+from toolbox.etcd.bbolt import BoltFormatError, read_status
 from toolbox.etcd.keyspace import KeyIndex, Keyspace, LiveKey
-from toolbox.etcd.snapshot import SnapshotReport, verify_file
+from toolbox.etcd.snapshot import TRAILER, SnapshotReport, verify_file
 from toolbox.host.archive import read_revision_file
 from toolbox.host.backups import resolve_set_input
 from toolbox.objects.encoding import DecodedObject, ObjectDecodeError, decode, encoding_of
@@ -183,14 +184,25 @@ def why_nothing(local: Path, shown: str, selection: Selection) -> str | None:
         return None
     namespaces: Counter[str] = Counter()
     resources: Counter[str] = Counter()
-    for key in BackupObjects.open(local, shown).keyspace.keys:
+
+    def count(key: bytes) -> bool:
+        """Tallies every revision's key and keeps none: no index of the whole backup."""
         found = parse_key(key)
-        if found is None:
-            continue
-        if found.namespace:
-            namespaces[found.namespace] += 1
-        if not selection.namespace or found.namespace == selection.namespace:
-            resources[found.resource] += 1
+        if found is not None:
+            if found.namespace:
+                namespaces[found.namespace] += 1
+            if not selection.namespace or found.namespace == selection.namespace:
+                resources[found.resource] += 1
+        return False
+
+    given = resolve_set_input(local, shown)
+    if given.snapshot is None:
+        return None
+    try:  # checked in full already by the pass that picked nothing
+        read_status(given.snapshot, length=given.snapshot.stat().st_size - TRAILER,
+                    visit=KeyIndex(count).visit)
+    except BoltFormatError:
+        return None
     if selection.namespace and selection.namespace not in namespaces:
         close = difflib.get_close_matches(selection.namespace, namespaces, n=3)
         return (f"the backup has no namespace {selection.namespace!r}"
@@ -200,7 +212,7 @@ def why_nothing(local: Path, shown: str, selection: Selection) -> str | None:
     if selection.resource and selection.resource not in resources:
         where = f" in namespace {selection.namespace}" if selection.namespace else ""
         close = difflib.get_close_matches(selection.resource, resources, n=3, cutoff=0.5)
-        held = ", ".join(f"{r} ({n})" for r, n in resources.most_common(12))
+        held = ", ".join(r for r, _ in resources.most_common(12))
         return (f"no resource {selection.resource!r}{where}"
                 + (f"; did you mean {' or '.join(close)}?" if close else "")
                 + f" It holds: {held}")
