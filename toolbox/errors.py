@@ -150,6 +150,14 @@ class ObjectStoreError(RecoveryError):
                     "then run the same command again")
 
 
+class BackupStale(RecoveryError):
+    """The exit status of `backup status` when not fresh. Not raised: its report (one line,
+    or one JSON object with "fresh": false and "reason": "stale" or "none", that a
+    monitoring script reads whole) is already the message, and says what to run."""
+    exit_code = 17
+    summary = "`backup status`: no verified backup newer than --max-age (stale, or none)"
+
+
 class DrillFailed(RecoveryError):
     exit_code = 20
     summary = "a drill's check failed: the procedure did not give the expected outcome"

@@ -148,6 +148,28 @@ def list_sets(options: GlobalOptions,
     emit(options, procedure.run(context, shown, endpoint_url).report())
 
 
+@command(commands, "status")
+def status(options: GlobalOptions,
+           where: Annotated[str, typer.Argument(
+               help="A host backup directory or s3://BUCKET/PREFIX.")],
+           max_age: Annotated[str, typer.Option(
+               help="Fresh when the newest verified set is at most this old: 26h, 90m, 2d, "
+               "1d12h. Older, or no verified set: exit 17.")] = "26h",
+           endpoint_url: ENDPOINT = None) -> None:
+    """Is the newest verified backup set fresh? Its age, size, etcd revision, whether it is
+    off-site, and the newer sets passed over (for monitoring, and before maintenance)."""
+    from toolbox.errors import BackupStale
+    from toolbox.procedures import backup_status as procedure
+    from toolbox.store.url import is_store_url
+
+    context = options.context()
+    shown = where if is_store_url(where) else host_path(where, context)
+    found = procedure.run(context, shown, max_age, endpoint_url)
+    emit(options, found.report())
+    if not found.fresh:  # the report is the message: one line, or the one JSON object
+        raise typer.Exit(BackupStale.exit_code)
+
+
 @command(commands, "verify")
 def verify(options: GlobalOptions,
            where: Annotated[str, typer.Argument(
