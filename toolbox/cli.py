@@ -4,6 +4,7 @@ outcome into the exit status. Only here do errors become exit codes."""
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 from typing import Any
@@ -30,33 +31,66 @@ def main(argv: list[str] | None = None, prog_name: str = "ocp-recovery") -> int:
 
 
 def run(argv: list[str], prog_name: str = "ocp-recovery") -> int:
+    """The command's exit status. With OCP_RECOVERY_TERMINATION_LOG, that file gets the
+    outcome at exit too (the error that ended the run, else the result shown)."""
+    from toolbox.commands.common import (
+        forget_shown_result,
+        shown_result,
+        write_termination_log,
+    )
+    from toolbox.context import termination_log_of
+
+    termination_log = termination_log_of(os.environ)
+    forget_shown_result()
+    try:
+        code, failure = _outcome(argv, prog_name)
+    except Exception as exc:  # a bug: its traceback follows; the pod says what failed too
+        if termination_log is not None:
+            write_termination_log(termination_log, {
+                "event": "error", "error": type(exc).__name__,
+                "summary": f"{RecoveryError.summary}: {exc}"}, 1)
+        raise
+    if termination_log is not None:
+        write_termination_log(termination_log, failure or shown_result() or {}, code)
+    return code
+
+
+def _outcome(argv: list[str], prog_name: str) -> tuple[int, dict[str, Any] | None]:
+    """The exit status, and the error that ended the run as JSON (None: it did not fail,
+    or its result was shown)."""
     from toolbox.commands.app import build_app
+    from toolbox.commands.common import error_json
 
     try:
         returned = build_app(prog_name, argv)(args=argv, prog_name=prog_name,
                                              standalone_mode=False)
         if returned == Interrupted.exit_code:  # typer returns Ctrl-C as a bare 130
             return _interrupted()
-        return returned if isinstance(returned, int) else 0
-    except typer.Exit as exc:  # --version
-        return exc.exit_code
+        return (returned if isinstance(returned, int) else 0), None
+    except typer.Exit as exc:  # --version; a report that is its own message (`backup status`)
+        return exc.exit_code, None
     except RecoveryError as exc:
         with contextlib.suppress(BrokenPipeError):
             sys.stderr.write(exc.render() + "\n")
         _log.debug("error", kind=type(exc).__name__, what=exc.what)
-        return exc.exit_code
+        return exc.exit_code, error_json(exc)
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument
         show = getattr(exc, "show", None)
         if show is not None:
             show()
-        return int(getattr(exc, "exit_code", 2))
+        code = int(getattr(exc, "exit_code", 2))
+        return code, {"event": "error", "error": type(exc).__name__, "exit_code": code,
+                      "summary": exc.format_message(), "state": "unchanged: nothing was done",
+                      "next": [f"{prog_name} --help"]}
     except (KeyboardInterrupt, typer.Abort):
         return _interrupted()
 
 
-def _interrupted() -> int:
+def _interrupted() -> tuple[int, dict[str, Any]]:
     """Ctrl-C outside a journaled step (a step's is rendered by the runner, with its
     journal's state): checks, a backup or upload (which remove what they wrote), a signer."""
+    from toolbox.commands.common import error_json
+
     interrupted = Interrupted(
         "interrupted (Ctrl-C)", state="no journaled step was running; a backup, upload or "
         "fetch in progress removes what it wrote (an unfinished upload has no manifest: it "
@@ -64,4 +98,4 @@ def _interrupted() -> int:
         "operation is part-way; otherwise run the same command again")
     with contextlib.suppress(BrokenPipeError):
         sys.stderr.write(interrupted.render() + "\n")
-    return interrupted.exit_code
+    return interrupted.exit_code, error_json(interrupted)

@@ -93,6 +93,13 @@ def initial_cluster_of(environ: Mapping[str, str]) -> str | None:
     return environ.get("INITIAL_CLUSTER") or None
 
 
+def termination_log_of(environ: Mapping[str, str]) -> Path | None:
+    """OCP_RECOVERY_TERMINATION_LOG: the file that gets the run's JSON summary at exit (the
+    CronJob names the pod's /dev/termination-log, which `oc get pod -o yaml` shows)."""
+    given = environ.get("OCP_RECOVERY_TERMINATION_LOG")
+    return Path(given) if given else None
+
+
 def json_result_asked(log_format: str | None, environ: Mapping[str, str]) -> bool:
     """JSON lines asked for by name (--log-format json, or OCP_RECOVERY_LOG_FORMAT=json as
     the CronJob sets), not merely a pipe: the result is then JSON too."""

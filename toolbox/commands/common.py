@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import enum
 import inspect
+import json
 import os
 import sys
 import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -174,13 +176,71 @@ def error_json(exc: RecoveryError) -> dict[str, Any]:
             else []}
 
 
+class _Shown:
+    """The result this run's last `emit` showed, in any output format: `cli.run` writes it
+    to the termination log at exit."""
+
+    result: dict[str, Any] | None = None
+
+
+def shown_result() -> dict[str, Any] | None:
+    return _Shown.result
+
+
+def forget_shown_result() -> None:
+    """A new run (the tests run many in one process) has shown nothing yet."""
+    _Shown.result = None
+
+
+TERMINATION_MESSAGE_BYTES = 4096  # what the kubelet keeps of a terminationMessagePath
+_SHORTENED = "..."
+
+
+def termination_message(result: dict[str, Any], exit_code: int,
+                        limit: int = TERMINATION_MESSAGE_BYTES) -> str:
+    """`result` with the exit code as one JSON line of at most `limit` bytes. While it is
+    longer, its longest field is shortened (a string, ending in "...") or dropped (a list or
+    object) and named in "truncated": the JSON stays whole; stdout and the log have it all."""
+    fitted = {**result, "exit_code": exit_code}
+    cut: list[str] = []
+
+    def dumped() -> str:  # ASCII (json escapes the rest): one character is one byte
+        return json.dumps({**fitted, **({"truncated": cut} if cut else {})}, sort_keys=True)
+
+    text = dumped()
+    while len(text) > limit:
+        longest = max(fitted.keys() - {"exit_code"}, key=lambda k: len(json.dumps(fitted[k])))
+        value, excess = fitted[longest], len(text) - limit
+        keep = len(value) - excess - len(_SHORTENED) if isinstance(value, str) else 0
+        if keep > 0:
+            fitted[longest] = value[:keep] + _SHORTENED
+        else:
+            del fitted[longest]
+        if longest not in cut:
+            cut.append(longest)
+        text = dumped()
+    return text
+
+
+def write_termination_log(path: Path, result: dict[str, Any], exit_code: int) -> None:
+    """The pod's termination message (OCP_RECOVERY_TERMINATION_LOG). Written in place: the
+    kubelet bind-mounts that file, so it cannot be renamed over. Not written: a warning,
+    never another exit code."""
+    try:
+        path.write_text(termination_message(result, exit_code), encoding="utf-8")
+    except OSError as exc:
+        log.get(__name__).warning("termination_log.unwritable", path=str(path),
+                                  error=exc.strerror or str(exc))
+
+
 
 def emit(options: GlobalOptions, report: Report, *, seconds: float | None = None) -> None:
     """The result of a command: one JSON object, or its console lines."""
     if seconds is not None:
         report.fields.setdefault("seconds", round(seconds, 2))
+    _Shown.result = report.json()
     if options.json_result:
-        log.say_json(report.json())
+        log.say_json(_Shown.result)
         return
     for line in report.lines():
         log.say(line)
