@@ -24,6 +24,8 @@ if $with_tests; then
   command -v runc >/dev/null || packages+=(runc)
   command -v debootstrap >/dev/null || packages+=(debootstrap)
   command -v kubectl >/dev/null || packages+=(kubernetes-client)
+  # promtool (Debian's prometheus) tests the backup alerts (manifests/backup/base).
+  command -v promtool >/dev/null || packages+=(prometheus)
 fi
 apt_updated=false
 apt_update_once() { $apt_updated || apt-get update -qq; apt_updated=true; }

@@ -1,6 +1,7 @@
 """The CronJob's two variants as `oc apply -k` renders them (`kubectl kustomize`) and as the
-API server reads them (the kubernetes client's models); the off-site one running for real is
-in tests/image."""
+API server reads them (the kubernetes client's models), and their batch/v1 overlays for
+Kubernetes 1.21+; the off-site one running for real is in tests/image, the alerts in
+tests/unit/test_alerts.py."""
 
 from __future__ import annotations
 
@@ -8,11 +9,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from tests.image.conftest import OFFSITE_VARIANT, PVC_VARIANT, ca_bundle_path_told, only, render
+from tests.image.conftest import (
+    OFFSITE_VARIANT,
+    PVC_VARIANT,
+    REPO,
+    ca_bundle_path_told,
+    only,
+    render,
+)
 
-SHARED_KINDS = ["ClusterRole", "CronJob", "Namespace", "RoleBinding",
+SHARED_KINDS = ["ClusterRole", "CronJob", "Namespace", "PrometheusRule", "RoleBinding",
                 "SecurityContextConstraints", "ServiceAccount"]
+# Each variant's overlay for Kubernetes 1.21+ (OpenShift 4.8+): the CronJob as batch/v1.
+K8S_1_21 = {OFFSITE_VARIANT: REPO / "manifests/backup-k8s-1.21",
+            PVC_VARIANT: REPO / "manifests/backup-k8s-1.21/pvc"}
 MODELS = {"Namespace": "V1Namespace", "ServiceAccount": "V1ServiceAccount",
           "ClusterRole": "V1ClusterRole", "RoleBinding": "V1RoleBinding",
           "PersistentVolumeClaim": "V1PersistentVolumeClaim", "ConfigMap": "V1ConfigMap",
@@ -27,7 +39,7 @@ def deserialize_with_the_kubernetes_client(docs: list[dict[str, Any]]) -> None:
     api = ApiClient()
     for doc in docs:
         if doc["kind"] not in MODELS:
-            continue  # an OpenShift kind the upstream client has no model for
+            continue  # an OpenShift or Prometheus kind the upstream client has no model for
         model = api._ApiClient__deserialize(doc, MODELS[doc["kind"]])  # type: ignore[attr-defined]
         assert model.metadata.name == doc["metadata"]["name"]
         if doc["kind"] == "CronJob":
@@ -66,6 +78,33 @@ def test_each_variant_renders_and_what_4_3_serves_accepts_it(variant: Path,
     assert security["readOnlyRootFilesystem"] and security["capabilities"]["drop"] == ["ALL"]
     assert not security["privileged"] and not security["allowPrivilegeEscalation"]
     assert not scc["allowPrivilegedContainer"] and scc["requiredDropCapabilities"] == ["ALL"]
+
+    # The alerts tested in tests/unit/test_alerts.py, where OpenShift 4.3's Prometheus loads
+    # them: a namespace with the cluster-monitoring label.
+    rule = only(docs, "PrometheusRule")
+    assert rule["spec"] == yaml.safe_load((REPO / "manifests/backup/base/prometheusrule.yaml")
+                                          .read_text())["spec"]
+    namespace = only(docs, "Namespace")
+    assert rule["metadata"]["namespace"] == namespace["metadata"]["name"]
+    assert namespace["metadata"]["labels"]["openshift.io/cluster-monitoring"] == "true"
+
+
+@pytest.mark.parametrize("variant", K8S_1_21, ids=["offsite", "pvc"])
+def test_each_variant_has_a_batch_v1_overlay_for_kubernetes_1_21(variant: Path) -> None:
+    docs = render(K8S_1_21[variant])
+    deserialize_with_the_kubernetes_client(docs)
+    [cronjob] = [d for d in docs if d["kind"] == "CronJob"]
+    assert cronjob["apiVersion"] == "batch/v1"
+    # Everything else as the variant renders it: the same objects, the same CronJob spec.
+    expected = render(variant)
+    only(expected, "CronJob")["apiVersion"] = "batch/v1"
+    assert _by_identity(docs) == _by_identity(expected)
+
+
+def _by_identity(docs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    by_identity = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    assert len(by_identity) == len(docs)
+    return by_identity
 
 
 def _option(args: list[str], name: str) -> str:
@@ -135,3 +174,18 @@ def test_the_pvc_variant_writes_to_its_claim() -> None:
     host_root = {e["name"]: e.get("value") for e in container["env"]}["OCP_RECOVERY_HOST_ROOT"]
     assert mount["mountPath"] == host_root + container["args"][1]
     assert "--upload" not in container["args"] and "envFrom" not in container
+
+
+@pytest.mark.parametrize("variant", [OFFSITE_VARIANT, PVC_VARIANT], ids=["offsite", "pvc"])
+def test_the_backup_outcome_is_the_pods_termination_message(variant: Path) -> None:
+    """The toolbox writes its JSON summary where the kubelet reads the termination message
+    (`oc get pod -o yaml`: state.terminated.message), in both variants."""
+    from kubernetes.client import ApiClient
+
+    [container] = _pod(render(variant))["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    model = ApiClient()._ApiClient__deserialize(  # type: ignore[attr-defined]
+        container, "V1Container")
+    assert model.termination_message_path == "/dev/termination-log"
+    assert model.termination_message_policy == "File"
+    assert env["OCP_RECOVERY_TERMINATION_LOG"] == model.termination_message_path
