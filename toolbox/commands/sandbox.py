@@ -52,17 +52,29 @@ def up(options: GlobalOptions,
        object_store: Annotated[bool, typer.Option(
            help="Also run a real S3 object store on 127.0.0.9 (Ceph RADOS Gateway: a mon, "
            "an OSD, radosgw; HTTPS with a sandbox CA). Needs Debian's radosgw, ceph-mon, "
-           "ceph-osd and ceph-common.")] = False) -> None:
+           "ceph-osd and ceph-common.")] = False,
+       kubernetes: Annotated[bool, typer.Option(
+           help="Also make master-0 a Kubernetes node (implies --kube-apiserver): a real "
+           "kube-scheduler, kubelet and containerd (Debian's, with runc) running the toolbox "
+           "image, so the backup CronJob runs (`drill scheduled-backup`). Needs the image: "
+           "scripts/build-image.sh --local.")] = False,
+       image: Annotated[str, typer.Option(
+           help="With --kubernetes: the podman image the node's pods run (as "
+           "localhost/ocp-recovery:sandbox).")] = "localhost/ocp-recovery:latest") -> None:
     """Start N masters on 127.0.0.11, .12, … each with a host root and a real etcd."""
     from toolbox.sandbox.binaries import require_kube_apiserver
     from toolbox.sandbox.cluster import Sandbox
 
-    binary = require_kube_apiserver() if kube_apiserver else None
+    binary = require_kube_apiserver() if kube_apiserver or kubernetes else None
     sandbox = Sandbox.up(_sandbox(directory).dir, masters=masters, etcd=etcd,
-                         kube_apiserver=binary, object_store=object_store)
+                         kube_apiserver=binary, object_store=object_store,
+                         kubernetes_image=image if kubernetes else None)
     details = [f"kube-apiserver on master-0: KUBECONFIG={sandbox.admin_kubeconfig}; "
                f"`ocp-recovery sandbox expire-certs --dir {sandbox.dir}` expires its "
                "certificates"] if binary else []
+    if kubernetes:
+        details.append(f"Kubernetes node master-0 (kubelet, containerd): logs in "
+                       f"{sandbox.node_dir}; kubectl of its version: {sandbox.kubectl}")
     fields: dict[str, object] = {"dir": str(sandbox.dir), "masters": masters, "etcd": etcd}
     next_steps = [f"eval \"$(ocp-recovery sandbox env 0 --dir {sandbox.dir})\""]
     store = sandbox.object_store

@@ -51,6 +51,10 @@ _TYPED = {
                                  "customresourcedefinitions.apiextensions.k8s.io", False),
     "ClusterRoleBinding": ("RbacAuthorizationV1Api", "cluster_role_binding",
                            "clusterrolebindings.rbac.authorization.k8s.io", False),
+    "Node": ("CoreV1Api", "node", "nodes", False),
+    "Pod": ("CoreV1Api", "namespaced_pod", "pods", True),
+    "Job": ("BatchV1Api", "namespaced_job", "jobs.batch", True),
+    "PersistentVolume": ("CoreV1Api", "persistent_volume", "persistentvolumes", False),
 }
 # OpenShift's kinds, cluster-scoped custom resources: (group, version, plural).
 _CUSTOM = {

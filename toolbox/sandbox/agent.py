@@ -7,8 +7,9 @@ ETCD_INITIAL_CLUSTER_STATE; then `source` the env file, `set -a; source etcd.con
 `exec etcd` with the manifest's own flags); a `hyperkube kube-apiserver --openshift-config=…`
 container as a real kube-apiserver when the sandbox has one (master.json `kube_apiserver`),
 its OpenShift config turned into upstream flags (`apiserver.py`); a `hyperkube
-kube-controller-manager --kubeconfig=…` container as a real kube-controller-manager when the
-sandbox has one (master.json `kube_controller_manager`); every other container as a
+kube-controller-manager --kubeconfig=…` (or `kube-scheduler`) container as a real one when the
+sandbox has that binary (master.json `kube_controller_manager`, `kube_scheduler`); every other
+container as a
 placeholder process.
 As CRI-O it keeps containers running when kubelet stops, and answers the `crictl` and
 `systemctl` shims over a unix socket, so the toolbox's real executor path is what runs.
@@ -90,7 +91,13 @@ class Agent:
         self.root = Path(info["root"])
         self.etcd_binary = info["etcd"]
         self.kube_apiserver: str | None = info.get("kube_apiserver")
-        self.kube_controller_manager: str | None = info.get("kube_controller_manager")
+        # Components run from a kubeconfig: `hyperkube NAME --kubeconfig=…` -> their binary.
+        self.kubeconfig_components: dict[str, str] = {
+            name: info[key]
+            for name, key in (("kube-controller-manager", "kube_controller_manager"),
+                              ("kube-scheduler", "kube_scheduler"))
+            if info.get(key)}
+        self.etcd_on_localhost = bool(info.get("etcd_on_localhost"))
         self.kubelet_active = True
         self.pods: dict[str, Pod] = {}
         # manifest -> (digest, error, when to try again): a broken pod is logged once.
@@ -167,29 +174,30 @@ class Agent:
                     {"PATH": "/usr/bin:/bin"})
         if self.kube_apiserver and apiserver.is_kube_apiserver(spec):
             return self._kube_apiserver_command(doc, spec, self.kube_apiserver)
-        if self.kube_controller_manager and _is_kube_controller_manager(spec):
-            return self._kube_controller_manager_command(doc, spec,
-                                                         self.kube_controller_manager)
+        component = _kubeconfig_component(spec)
+        if component in self.kubeconfig_components:
+            return self._kubeconfig_component_command(doc, spec, component)
         return ["sleep", "2147483647"], {"PATH": "/usr/bin:/bin"}
 
-    def _kube_controller_manager_command(self, doc: dict[str, Any], spec: dict[str, Any],
-                                         binary: str) -> tuple[list[str], dict[str, str]]:
+    def _kubeconfig_component_command(self, doc: dict[str, Any], spec: dict[str, Any],
+                                      component: str) -> tuple[list[str], dict[str, str]]:
         """The container's flags, mapped through its mounts. Its kubeconfig names files by
         their in-pod paths too: a copy with them mapped, in the agent's own directory, is
         what it gets. Raises (the pod is then skipped like an unreadable manifest) when the
         kubeconfig cannot be read."""
         mounts = self._mounts(doc, spec)
-        argv = [binary]
+        argv = [self.kubeconfig_components[component]]
         for arg in [str(a) for a in spec.get("args") or []]:
             flag, _, value = arg.partition("=")
-            argv.append(f"{flag}={self._mapped_kubeconfig(value, mounts)}"
-                        if flag == "--kubeconfig" else self._map(arg, mounts))
+            argv.append(f"{flag}={self._mapped_kubeconfig(value, mounts, component)}"
+                        if flag in KUBECONFIG_FLAGS else self._map(arg, mounts))
         return argv, {"PATH": "/usr/bin:/bin"}
 
-    def _mapped_kubeconfig(self, in_pod: str, mounts: list[tuple[str, Path]]) -> Path:
+    def _mapped_kubeconfig(self, in_pod: str, mounts: list[tuple[str, Path]],
+                           component: str) -> Path:
         doc = kubeconfig.read(Path(self._map(in_pod, mounts)),
                               lambda path: Path(self._map(path, mounts)), shown=in_pod)
-        copy = self.dir / "kube-controller-manager/kubeconfig"
+        copy = self.dir / component / "kubeconfig"
         copy.parent.mkdir(mode=0o700, exist_ok=True)
         atomic_write(copy, yaml.safe_dump(doc).encode(), 0o600)
         return copy
@@ -241,7 +249,8 @@ class Agent:
         old = parse_env_file(old_text) if old_text is not None else None
         carried = {k: old.get(k) for k in CARRIED_OVER} if old else {}
         text = etcd_environment(self.spec, carried.get("ETCD_INITIAL_CLUSTER"),
-                                carried.get("ETCD_INITIAL_CLUSTER_STATE")).render()
+                                carried.get("ETCD_INITIAL_CLUSTER_STATE"),
+                                on_localhost=self.etcd_on_localhost).render()
         # The toolbox and the tests read this file while pods restart: never show them a
         # truncated one, and leave an unchanged one alone.
         if text != old_text:
@@ -432,12 +441,18 @@ class Agent:
         sys.exit(0)
 
 
-def _is_kube_controller_manager(container: dict[str, Any]) -> bool:
-    """`hyperkube kube-controller-manager` given a kubeconfig (the layout's placeholder has
-    none)."""
-    return [str(c) for c in container.get("command") or []] == \
-        ["hyperkube", "kube-controller-manager"] and \
-        any(str(a).startswith("--kubeconfig=") for a in container.get("args") or [])
+def _kubeconfig_component(container: dict[str, Any]) -> str | None:
+    """NAME of a `hyperkube NAME` container given a kubeconfig (the layout's placeholders
+    have none)."""
+    command = [str(c) for c in container.get("command") or []]
+    if len(command) == 2 and command[0] == "hyperkube" and \
+            any(str(a).startswith("--kubeconfig=") for a in container.get("args") or []):
+        return command[1]
+    return None
+
+
+# The scheduler reads its kubeconfig for delegated authentication and authorization too.
+KUBECONFIG_FLAGS = ("--kubeconfig", "--authentication-kubeconfig", "--authorization-kubeconfig")
 
 
 def _options(args: list[str]) -> dict[str, str]:

@@ -22,6 +22,8 @@ CACHE_ENV = "OCP_RECOVERY_CACHE"
 KUBERNETES_MIN = (1, 20)
 KUBE_APISERVER_ENV = "OCP_RECOVERY_KUBE_APISERVER"
 KUBE_CONTROLLER_MANAGER_ENV = "OCP_RECOVERY_KUBE_CONTROLLER_MANAGER"
+# `sandbox up --kubernetes`: the rest of a node, from the same build (one env var each).
+NODE_COMPONENTS = ("kube-scheduler", "kubelet", "kubectl", "pause")
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,15 @@ def _unusable(candidate: Path) -> str | None:
         return "is not there"
     if not os.access(candidate, os.X_OK):
         return "is not executable"
+    if candidate.name == "pause":  # a 20-line C program: it has no version to ask
+        return None
+    version = ["version", "--client"] if candidate.name == "kubectl" else ["--version"]
     try:
-        out = subprocess.run([str(candidate), "--version"], capture_output=True, text=True,
+        out = subprocess.run([str(candidate), *version], capture_output=True, text=True,
                              timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"does not run ({exc})"
-    match = re.search(r"Kubernetes v(\d+)\.(\d+)", out.stdout)
+    match = re.search(r'(?:Kubernetes |GitVersion:")v(\d+)\.(\d+)', out.stdout)
     if not match:
         return f"does not report a Kubernetes version ({out.stdout.strip()[:80]!r})"
     if (int(match.group(1)), int(match.group(2))) < KUBERNETES_MIN:
@@ -148,6 +153,31 @@ def require_kube_apiserver() -> Path:
 def require_kube_controller_manager() -> Path:
     """find_kube_controller_manager, or a PreconditionFailed that says how to get one."""
     return _require_kubernetes("kube-controller-manager", KUBE_CONTROLLER_MANAGER_ENV)
+
+
+def node_component_env(binary: str) -> str:
+    return "OCP_RECOVERY_" + binary.upper().replace("-", "_")
+
+
+def require_node_components() -> dict[str, Path]:
+    """kube-scheduler, kubelet, kubectl (of the cluster's version: a newer one cannot
+    `create job --from` a batch/v1beta1 CronJob) and pause, by name; PreconditionFailed
+    for the first one missing."""
+    return {name: _require_kubernetes(name, node_component_env(name))
+            for name in NODE_COMPONENTS}
+
+
+def require_container_runtime() -> dict[str, Path]:
+    """containerd, ctr and runc (Debian's containerd and runc packages)."""
+    found = {}
+    for tool in ("containerd", "ctr", "runc"):
+        path = shutil.which(tool)
+        if path is None:
+            raise PreconditionFailed(
+                f"no {tool} on PATH: the sandbox's Kubernetes node needs containerd and runc",
+                next_step="apt-get install containerd runc (scripts/install.sh --test does)")
+        found[tool] = Path(path)
+    return found
 
 
 def _require_kubernetes(binary: str, env: str) -> Path:

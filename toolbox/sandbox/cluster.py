@@ -21,7 +21,14 @@ from toolbox.etcd.cluster import render_initial_cluster
 from toolbox.kube.client import KubeClient
 from toolbox.sandbox import controlplane
 from toolbox.sandbox.agent import write_shims
-from toolbox.sandbox.binaries import EtcdBinaries, find_etcd, find_kube_controller_manager
+from toolbox.sandbox.binaries import (
+    EtcdBinaries,
+    find_etcd,
+    find_kube_controller_manager,
+    require_container_runtime,
+    require_kube_controller_manager,
+    require_node_components,
+)
 from toolbox.sandbox.layout import (
     SANDBOX_PEER_IPS,
     SIGNER_CA_DIR,
@@ -120,11 +127,15 @@ class Sandbox:
     @classmethod
     def up(cls, directory: Path, *, masters: int = 3, etcd: str = "3.5",
            timeout: float = HEALTH_TIMEOUT, kube_apiserver: Path | None = None,
-           object_store: bool = False) -> Sandbox:
+           object_store: bool = False, kubernetes_image: str | None = None) -> Sandbox:
         """`kube_apiserver`: the binary that runs kube-apiserver static pods configured with
         `--openshift-config` (binaries.find_kube_apiserver); None keeps them placeholders.
         With it, master-0 also runs a real kube-controller-manager when one is found.
-        `object_store`: also a real S3 store (Ceph RADOS Gateway), after the masters."""
+        `object_store`: also a real S3 store (Ceph RADOS Gateway), after the masters.
+        `kubernetes_image`: master-0 is also a Kubernetes node (node.py) running pods of this
+        toolbox image (a podman image name); needs `kube_apiserver`. Then master-0's etcd
+        also listens on 127.0.0.1, as a real master's does on every address, and the API's
+        storage is every member, so one etcd can stop under a running API."""
         from toolbox.sandbox.objectstore import ObjectStore
 
         sandbox = cls(directory)
@@ -138,6 +149,14 @@ class Sandbox:
             _require_free(MasterSpec(i).ip, (2379, 2380))
         if object_store:
             ObjectStore.require_available()
+        node_parts: dict[str, Path] = {}
+        if kubernetes_image:
+            if not kube_apiserver:
+                raise PreconditionFailed("a sandbox Kubernetes node needs the kube-apiserver")
+            node_parts = {**require_node_components(), **require_container_runtime()}
+            require_kube_controller_manager()
+            _require_free("127.0.0.1", (2379,))
+            _require_image(kubernetes_image)
         sandbox.dir.mkdir(parents=True, exist_ok=True)
         pki = ClusterPki.create()
         pki.save(sandbox.dir / "pki")
@@ -150,7 +169,10 @@ class Sandbox:
         sandbox._save({"etcd": binaries.as_dict(), "masters": indices, "next_index": masters,
                        "kube_apiserver": str(kube_apiserver) if kube_apiserver else None,
                        "kube_controller_manager":
-                           str(controller_manager) if controller_manager else None})
+                           str(controller_manager) if controller_manager else None,
+                       "kube_scheduler": str(node_parts["kube-scheduler"])
+                       if node_parts else None,
+                       "kubernetes_image": kubernetes_image})
         initial = render_initial_cluster([(MasterSpec(i).member_name, MasterSpec(i).peer_url)
                                           for i in indices])
         for i in indices:
@@ -162,6 +184,8 @@ class Sandbox:
         sandbox.wait_healthy(indices, timeout)
         if kube_apiserver:
             sandbox._seed_api(API_TIMEOUT)
+        if kubernetes_image:
+            sandbox._start_node(kubernetes_image, node_parts)
         if object_store:
             store = ObjectStore.up(sandbox.dir / "object-store")
             for bucket, locked in SANDBOX_BUCKETS.items():
@@ -176,13 +200,29 @@ class Sandbox:
         """The installer's admin kubeconfig of the sandbox's kube-apiserver (on master-0)."""
         return self.dir / "admin.kubeconfig"
 
+    @property
+    def node_dir(self) -> Path:
+        """The sandbox's Kubernetes node (`--kubernetes`): its config, logs, pod logs."""
+        return self.dir / "node"
+
+    @property
+    def kubectl(self) -> Path | None:
+        """The kubectl of the sandbox's Kubernetes version, when it has a node."""
+        scheduler = self._state().get("kube_scheduler")
+        return Path(scheduler).with_name("kubectl") if scheduler else None
+
     def _lay_out_control_plane(self) -> None:
         spec = MasterSpec(0)
         pki = controlplane.ControlPlanePki.create(spec)
         pki.save(self.dir / "pki")
-        controlplane.write_kube_apiserver_files(self.root(0), spec, pki, spec.client_url)
-        if self._state().get("kube_controller_manager"):
+        state = self._state()
+        urls = [MasterSpec(i).client_url for i in self.masters] \
+            if state.get("kubernetes_image") else [spec.client_url]
+        controlplane.write_kube_apiserver_files(self.root(0), spec, pki, urls)
+        if state.get("kube_controller_manager"):
             controlplane.write_kube_controller_manager_files(self.root(0), spec, pki)
+        if state.get("kube_scheduler"):
+            controlplane.write_kube_scheduler_files(self.root(0), spec, pki)
         self.admin_kubeconfig.write_bytes(pki.admin_kubeconfig(spec))
         self.admin_kubeconfig.chmod(0o600)
 
@@ -201,6 +241,24 @@ class Sandbox:
         controlplane.seed(client, controlplane.ControlPlanePki.load(self.dir / "pki"),
                           MasterSpec(0), timeout)
 
+    def _start_node(self, image: str, parts: dict[str, Path]) -> None:
+        from toolbox.sandbox import node
+
+        self.node_dir.mkdir(parents=True, exist_ok=True)
+        archive = self.node_dir / "toolbox-image.tar"
+        subprocess.run(["podman", "save", "--format", "oci-archive", "-o", str(archive), image],
+                       check=True, timeout=300, capture_output=True)
+        pki = controlplane.ControlPlanePki.load(self.dir / "pki")
+        node.lay_out(self.node_dir, root=self.root(0), binaries=node.NodeBinaries(
+            kubelet=str(parts["kubelet"]), containerd=str(parts["containerd"]),
+            ctr=str(parts["ctr"]), pause=str(parts["pause"])),
+            toolbox_image=archive, toolbox_image_name=image,
+            node_signer=node.node_signer(pki.current), serving_cas=pki.serving_cas(),
+            api_url=controlplane.api_url(MasterSpec(0)))
+        node.start(self.node_dir)
+        client = KubeClient.from_file(self.admin_kubeconfig, timeout=10)
+        node.wait_ready(self.node_dir, client)
+
     def _create_host(self, index: int, pki: ClusterPki, *, initial_cluster: str | None,
                      blank: bool) -> None:
         spec = MasterSpec(index)
@@ -212,7 +270,10 @@ class Sandbox:
             "index": index, "root": str(self.root(index)),
             "etcd": str(self.binaries.etcd),
             "kube_apiserver": self._state().get("kube_apiserver"),
-            "kube_controller_manager": self._state().get("kube_controller_manager")}))
+            "kube_controller_manager": self._state().get("kube_controller_manager"),
+            "kube_scheduler": self._state().get("kube_scheduler"),
+            # A real master's etcd listens on every address; the node's pods dial 127.0.0.1.
+            "etcd_on_localhost": index == 0 and bool(self._state().get("kubernetes_image"))}))
         write_shims(master_dir, spec.node_name)
 
     def start_master(self, index: int) -> None:
@@ -284,6 +345,9 @@ class Sandbox:
     def power_off(self) -> None:
         """Kill every master's processes and stop the object store, keep the files (for a
         failed drill's post-mortem)."""
+        from toolbox.sandbox import node
+
+        node.stop(self.node_dir)
         store = self.object_store if self.exists else None
         if store is not None:
             store.stop()
@@ -385,6 +449,15 @@ class Sandbox:
             "PATH": f"{self.master_dir(index) / 'bin'}:{self.tools_dir}:"
                     f"{base.get('PATH', '/usr/bin:/bin')}",
         }
+
+
+def _require_image(image: str) -> None:
+    found = subprocess.run(["podman", "image", "exists", image], capture_output=True,
+                           timeout=60) if shutil.which("podman") else None
+    if found is None or found.returncode != 0:
+        raise PreconditionFailed(
+            f"no toolbox image {image} in podman's storage for the sandbox's node",
+            next_step="bash scripts/build-image.sh --local (then run this again)")
 
 
 def _require_free(ip: str, ports: tuple[int, ...]) -> None:

@@ -32,10 +32,12 @@ from toolbox.sandbox.layout import (
     KCM_CONTROLLERS,
     KCM_KUBECONFIG_IN_POD,
     KUBE_APISERVER_REVISIONS,
+    SCHEDULER_KUBECONFIG_IN_POD,
     MasterSpec,
     _dump,
     _write,
     kube_controller_manager_args,
+    kube_scheduler_args,
 )
 from toolbox.waiting import wait_until
 
@@ -61,7 +63,12 @@ KCM_CLIENT = "secrets/kube-controller-manager-client-cert-key"
 # may not delete: it gets the roles 4.3 gives those controllers' service accounts.
 KCM_USER = "system:kube-controller-manager"
 KCM_CONTROLLER_ROLES = {"namespace": "system:controller:namespace-controller",
-                        "garbagecollector": "system:controller:generic-garbage-collector"}
+                        "garbagecollector": "system:controller:generic-garbage-collector",
+                        "job": "system:controller:job-controller",
+                        "cronjob": "system:controller:cronjob-controller",
+                        "persistentvolume-binder": "system:controller:persistent-volume-binder",
+                        "nodelifecycle": "system:controller:node-controller"}
+SCHEDULER_CLIENT = "secrets/kube-scheduler-client-cert-key"
 
 
 def api_url(spec: MasterSpec) -> str:
@@ -136,7 +143,7 @@ class ControlPlanePki:
 
 
 def write_kube_apiserver_files(root: Path, spec: MasterSpec, pki: ControlPlanePki,
-                               etcd_url: str) -> None:
+                               etcd_urls: list[str]) -> None:
     """The KubeAPIServerConfig of every revision, and the certificates of `pki.current`."""
     public = pki.service_account_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -158,7 +165,7 @@ def write_kube_apiserver_files(root: Path, spec: MasterSpec, pki: ControlPlanePk
                 "names": ["localhost"]}],
         },
         "storageConfig": {
-            "urls": [etcd_url],
+            "urls": etcd_urls,
             "ca": f"{RESOURCES_IN_POD}/configmaps/etcd-serving-ca/ca-bundle.crt",
             "certFile": f"{RESOURCES_IN_POD}/secrets/etcd-client/tls.crt",
             "keyFile": f"{RESOURCES_IN_POD}/secrets/etcd-client/tls.key",
@@ -187,23 +194,35 @@ def write_kube_controller_manager_files(root: Path, spec: MasterSpec,
     client certificate of system:kube-controller-manager (kube-control-plane-signer's, which
     the API's client CA holds); then its flags in the manifest. After
     write_kube_apiserver_files, which wrote that certificate."""
-    manifest = root / "etc/kubernetes/manifests/kube-controller-manager-pod.yaml"
+    _make_kubeconfig_pod(root, spec, pki, "kube-controller-manager", KCM_KUBECONFIG_IN_POD,
+                         KCM_CLIENT, kube_controller_manager_args(spec))
+
+
+def write_kube_scheduler_files(root: Path, spec: MasterSpec, pki: ControlPlanePki) -> None:
+    """Make the kube-scheduler pod a real one, as kube-controller-manager's (its client
+    certificate, system:kube-scheduler, is in its resource dir as 4.3 names it)."""
+    _make_kubeconfig_pod(root, spec, pki, "kube-scheduler", SCHEDULER_KUBECONFIG_IN_POD,
+                         SCHEDULER_CLIENT, kube_scheduler_args(spec))
+
+
+def _make_kubeconfig_pod(root: Path, spec: MasterSpec, pki: ControlPlanePki, component: str,
+                         kubeconfig_in_pod: str, client_secret: str, args: list[str]) -> None:
+    manifest = root / f"etc/kubernetes/manifests/{component}-pod.yaml"
     pod = load_pod(manifest)
     resource_dir = root / host_path_of(pod, "resource-dir", str(manifest)).strip("/")
     _write(resource_dir / KCM_SERVER_CA, pki.serving_cas())
-    client = f"{RESOURCES_IN_POD}/{KCM_CLIENT}"
-    _dump(resource_dir / KCM_KUBECONFIG_IN_POD.removeprefix(f"{RESOURCES_IN_POD}/"), {
+    client = f"{RESOURCES_IN_POD}/{client_secret}"
+    _dump(resource_dir / kubeconfig_in_pod.removeprefix(f"{RESOURCES_IN_POD}/"), {
         "apiVersion": "v1", "kind": "Config",
         "clusters": [{"name": "loopback", "cluster": {
             "certificate-authority": f"{RESOURCES_IN_POD}/{KCM_SERVER_CA}",
             "server": api_url(spec)}}],
-        "contexts": [{"name": "kube-controller-manager", "context": {
-            "cluster": "loopback", "user": "kube-controller-manager"}}],
-        "current-context": "kube-controller-manager",
+        "contexts": [{"name": component, "context": {"cluster": "loopback", "user": component}}],
+        "current-context": component,
         "preferences": {},
-        "users": [{"name": "kube-controller-manager", "user": {
+        "users": [{"name": component, "user": {
             "client-certificate": f"{client}/tls.crt", "client-key": f"{client}/tls.key"}}]})
-    pod["spec"]["containers"][0]["args"] = kube_controller_manager_args(spec)
+    pod["spec"]["containers"][0]["args"] = args
     _dump(manifest, pod)
 
 
@@ -264,6 +283,14 @@ def seed(client: KubeClient, pki: ControlPlanePki, spec: MasterSpec, timeout: fl
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
                         "name": "system:node-bootstrapper"},
             "subjects": [subject]})
+    # What 4.3's Node authorizer lets a kubelet do; the sandbox's API authorizes by RBAC only.
+    client.apply({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "sandbox:nodes"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "system:node"},
+        "subjects": [{"kind": "Group", "name": "system:nodes",
+                      "apiGroup": "rbac.authorization.k8s.io"}]})
     for controller in KCM_CONTROLLERS:
         role = KCM_CONTROLLER_ROLES[controller]
         client.apply({

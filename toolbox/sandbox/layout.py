@@ -48,7 +48,7 @@ exec etcd \\
   --peer-trusted-ca-file=/etc/ssl/etcd/ca.crt \\
   --peer-client-cert-auth=true \\
   --advertise-client-urls=https://${ETCD_IPV4_ADDRESS}:2379 \\
-  --listen-client-urls=https://${ETCD_ESCAPED_ALL_IPS}:2379 \\
+  --listen-client-urls=https://${ETCD_ESCAPED_ALL_IPS}:2379${ETCD_SANDBOX_LOCALHOST_URL} \\
   --listen-peer-urls=https://${ETCD_ESCAPED_ALL_IPS}:2380
 """
 
@@ -172,9 +172,15 @@ CERTS_IN_POD = "/etc/kubernetes/static-pod-certs"
 KCM_KUBECONFIG_IN_POD = ("/etc/kubernetes/static-pod-resources/configmaps/"
                          "controller-manager-kubeconfig/kubeconfig")
 KCM_SECURE_PORT = 10257
-# What makes a user's deletes happen. Not deployment/replicaset: they would make Pods that
-# nothing schedules or runs, objects a restore test would then see appear.
-KCM_CONTROLLERS = ("namespace", "garbagecollector")
+# What makes a user's deletes happen, and what runs the backup CronJob on the sandbox's node
+# (`--kubernetes`): jobs, their schedule, the PVC variant's claim, and the node lifecycle
+# controller, which lifts a new node's not-ready taint. Not deployment/replicaset: they
+# would make Pods of objects a restore test would then see appear.
+KCM_CONTROLLERS = ("namespace", "garbagecollector", "job", "cronjob", "persistentvolume-binder",
+                   "nodelifecycle")
+SCHEDULER_KUBECONFIG_IN_POD = ("/etc/kubernetes/static-pod-resources/configmaps/"
+                               "scheduler-kubeconfig/kubeconfig")
+SCHEDULER_SECURE_PORT = 10259
 
 
 def control_plane_manifest(pod: str, revision: int) -> dict[str, Any]:
@@ -223,6 +229,19 @@ def kube_controller_manager_args(spec: MasterSpec) -> list[str]:
             "-v=2"]
 
 
+def kube_scheduler_args(spec: MasterSpec) -> list[str]:
+    """The flags of a real kube-scheduler pod: its kubeconfig for the API and for delegated
+    authentication, one instance, HTTPS on this master's address only."""
+    return [f"--kubeconfig={SCHEDULER_KUBECONFIG_IN_POD}",
+            f"--authentication-kubeconfig={SCHEDULER_KUBECONFIG_IN_POD}",
+            f"--authorization-kubeconfig={SCHEDULER_KUBECONFIG_IN_POD}",
+            "--leader-elect=false",
+            f"--bind-address={spec.ip}",
+            f"--secure-port={SCHEDULER_SECURE_PORT}",
+            "--port=0",
+            "-v=2"]
+
+
 def encryption_config() -> str:
     key = base64.b64encode(secrets.token_bytes(32)).decode()
     return yaml.safe_dump({
@@ -256,9 +275,12 @@ def _kubelet_kubeconfig(user: dict[str, str]) -> str:
         "users": [{"name": "kubelet", "user": user}]})
 
 
-def etcd_environment(spec: MasterSpec, initial_cluster: str | None, state: str | None) -> EnvFile:
+def etcd_environment(spec: MasterSpec, initial_cluster: str | None, state: str | None, *,
+                     on_localhost: bool = False) -> EnvFile:
     """What setup-etcd-environment writes: the carried-over cluster settings (exported) and
-    this host's addresses (plain). Without cluster settings it falls back to SRV discovery."""
+    this host's addresses (plain). Without cluster settings it falls back to SRV discovery.
+    `on_localhost`: the client URL on 127.0.0.1 too (ETCD_SANDBOX_LOCALHOST_URL, which only
+    the sandbox's manifest reads: a real master's 0.0.0.0 covers it)."""
     env = EnvFile()
     if initial_cluster:
         env.exported["ETCD_INITIAL_CLUSTER"] = initial_cluster
@@ -270,6 +292,7 @@ def etcd_environment(spec: MasterSpec, initial_cluster: str | None, state: str |
         "ETCD_IPV4_ADDRESS": spec.ip,
         "ETCD_ESCAPED_IP_ADDRESS": spec.ip,
         "ETCD_ESCAPED_ALL_IPS": spec.ip,  # 0.0.0.0 on a real master; one IP per sandbox host
+        "ETCD_SANDBOX_LOCALHOST_URL": ",https://127.0.0.1:2379" if on_localhost else "",
         "ETCD_LOCALHOST_IP": "127.0.0.1",
         "ETCD_ESCAPED_LOCALHOST_IP": "127.0.0.1",
         "ETCD_DNS_NAME": spec.dns_name,
