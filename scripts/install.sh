@@ -2,8 +2,9 @@
 # Installs ocp-recovery into ./.venv from this checkout, with the sandbox's etcd 3.5.
 #   --test   also what the test suite needs: Debian's etcd 3.4, Debian trixie's etcd 3.5.16
 #            (scripts/fetch-etcd-trixie.sh: fetched once, then cached), the test extras, and a
-#            real kube-apiserver and kube-controller-manager (scripts/build-kubernetes.sh: built
-#            once, then cached),
+#            real kube-apiserver, kube-controller-manager, kube-scheduler, kubelet and kubectl
+#            (scripts/build-kubernetes.sh: built once, then cached), containerd for the
+#            sandbox's node,
 #            and Debian's Ceph 16 (radosgw, ceph-mon, ceph-osd) for the sandbox's object store.
 # Works on a fresh Debian 12 as root; safe to run again.
 set -euo pipefail
@@ -26,6 +27,11 @@ if $with_tests; then
   command -v kubectl >/dev/null || packages+=(kubernetes-client)
   # promtool (Debian's prometheus) tests the backup alerts (manifests/backup/base).
   command -v promtool >/dev/null || packages+=(prometheus)
+  # The sandbox's Kubernetes node (`sandbox up --kubernetes`): containerd and the CNI
+  # loopback plugin; gcc builds the pause binary (scripts/build-kubernetes.sh).
+  command -v containerd >/dev/null || packages+=(containerd)
+  [ -x /usr/lib/cni/loopback ] || packages+=(containernetworking-plugins)
+  command -v gcc >/dev/null || packages+=(gcc libc6-dev)
 fi
 apt_updated=false
 apt_update_once() { $apt_updated || apt-get update -qq; apt_updated=true; }
@@ -76,6 +82,6 @@ if $with_tests; then
   etcd_next=$(bash scripts/fetch-etcd-trixie.sh)
   echo "install.sh: etcd 3.5.16 in $etcd_next"
   kube_bin=$(bash scripts/build-kubernetes.sh)
-  echo "install.sh: kube-apiserver and kube-controller-manager in $kube_bin"
+  echo "install.sh: Kubernetes v1.20 binaries in $kube_bin"
 fi
 echo "install.sh: ocp-recovery installed in $(pwd)/.venv ($(.venv/bin/ocp-recovery --version))"

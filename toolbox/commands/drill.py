@@ -39,6 +39,9 @@ DRILLS = {
                         1000),
     "object-restore": ("A namespace deleted with the API, put back from a backup with "
                        "`objects restore` (real kube-apiserver and controller manager).", 200),
+    "scheduled-backup": ("The backup CronJob (manifests/backup, off-site and PVC variants) "
+                         "run by a real kubelet and controllers on a sandbox node; etcd "
+                         "stopped; concurrencyPolicy Forbid.", 0),
 }
 FILLABLE = ("quorum-restore", "quorum-loss", "offsite-restore")
 
@@ -69,6 +72,12 @@ def _drill_command(name: str, help_text: str, default_keys: int) -> None:
             "fill_mib", inspect.Parameter.KEYWORD_ONLY, default=0,
             annotation=Annotated[int, typer.Option(
                 help="First grow the db to this many MiB (drill times at scale).")]))
+    if name == "scheduled-backup":
+        parameters.append(inspect.Parameter(
+            "image", inspect.Parameter.KEYWORD_ONLY, default="localhost/ocp-recovery:latest",
+            annotation=Annotated[str, typer.Option(
+                help="The toolbox image the pods run (podman's; scripts/build-image.sh "
+                "--local builds it).")]))
     run_drill.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     run_drill.__annotations__ = {p.name: p.annotation for p in parameters}
     run_drill.__doc__ = help_text

@@ -49,19 +49,21 @@ def backup_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 2
 
 @contextmanager
 def _drill_sandbox(report: DrillReport, directory: Path | None, keep: bool, *,
-                   masters: int = 3, api: bool = False, object_store: bool = False
-                   ) -> Iterator[Sandbox]:
+                   masters: int = 3, api: bool = False, object_store: bool = False,
+                   kubernetes_image: str | None = None) -> Iterator[Sandbox]:
     """A sandbox for one drill, torn down afterwards; after a failure powered off but kept
     (logs, host roots), and the error says where. `api`: with a real kube-apiserver."""
     binary = require_kube_apiserver() if api else None
     made = directory is None
     where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
     label = f"sandbox up ({masters} master{'s' if masters > 1 else ''}" + \
-        (", kube-apiserver" if api else "") + (", object store" if object_store else "") + ")"
+        (", kube-apiserver" if api else "") + (", object store" if object_store else "") + \
+        (", Kubernetes node" if kubernetes_image else "") + ")"
     try:
         with report.phase(label):
             sandbox = Sandbox.up(where / "sandbox", masters=masters, etcd=report.etcd,
-                                 kube_apiserver=binary, object_store=object_store)
+                                 kube_apiserver=binary, object_store=object_store,
+                                 kubernetes_image=kubernetes_image)
     except BaseException:
         if made and not any(where.iterdir()):  # refused (an unknown --etcd): nothing to keep
             where.rmdir()
@@ -463,6 +465,24 @@ def object_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
     return report
 
 
+def scheduled_backup_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 0,
+                           directory: Path | None = None, keep: bool = False,
+                           image: str = "localhost/ocp-recovery:latest") -> DrillReport:
+    """The backup CronJob run by real Kubernetes on a 3-master sandbox whose master-0 is a
+    node (`--kubernetes`), backing up off-site to its object store and to a PVC; `image`:
+    the toolbox image the pods run."""
+    from toolbox.sandbox import scheduled_backup
+
+    del keys  # the sandbox's own objects are what is backed up
+    report = DrillReport("scheduled-backup", etcd)
+    with _drill_sandbox(report, directory, keep, api=True, object_store=True,
+                        kubernetes_image=image) as sandbox, \
+            _object_store_credentials(sandbox.object_store.env()
+                                      if sandbox.object_store else {}):
+        scheduled_backup.run(sandbox, master_context(sandbox, 0, environ), report)
+    return report
+
+
 DRILLS: dict[str, Callable[..., DrillReport]] = {
     "expired-certs": expired_certs_drill,
     "replace-master": replace_master_drill,
@@ -472,4 +492,5 @@ DRILLS: dict[str, Callable[..., DrillReport]] = {
     "restore-previous-state": restore_previous_state_drill,
     "offsite-restore": offsite_restore_drill,
     "object-restore": object_restore_drill,
+    "scheduled-backup": scheduled_backup_drill,
 }
