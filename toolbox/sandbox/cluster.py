@@ -179,20 +179,25 @@ class Sandbox:
             sandbox._create_host(i, pki, initial_cluster=initial, blank=False)
         if kube_apiserver:
             sandbox._lay_out_control_plane()
-        for i in indices:
-            sandbox.start_master(i)
-        sandbox.wait_healthy(indices, timeout)
-        if kube_apiserver:
-            sandbox._seed_api(API_TIMEOUT)
-        if kubernetes_image:
-            sandbox._start_node(kubernetes_image, node_parts)
-        if object_store:
-            store = ObjectStore.up(sandbox.dir / "object-store")
-            for bucket, locked in SANDBOX_BUCKETS.items():
-                store.create_bucket(bucket, object_lock=locked)
-            state = sandbox._state()
-            state["object_store"] = store.state()
-            sandbox._save(state)
+        try:
+            for i in indices:
+                sandbox.start_master(i)
+            sandbox.wait_healthy(indices, timeout)
+            if kube_apiserver:
+                sandbox._seed_api(API_TIMEOUT)
+            if kubernetes_image:
+                sandbox._start_node(kubernetes_image, node_parts)
+            if object_store:
+                store = ObjectStore.up(sandbox.dir / "object-store")
+                for bucket, locked in SANDBOX_BUCKETS.items():
+                    store.create_bucket(bucket, object_lock=locked)
+                state = sandbox._state()
+                state["object_store"] = store.state()
+                sandbox._save(state)
+        except BaseException:
+            # Nothing left running on the sandbox addresses; the files stay for the logs.
+            sandbox.power_off()
+            raise
         return sandbox
 
     @property

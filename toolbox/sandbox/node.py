@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,13 +70,14 @@ class NodeConfig:
     toolbox_image: str        # OCI archive of the toolbox image
     toolbox_image_name: str   # its name in that archive
     cgroup_root: str          # the kubelet's --cgroup-root, unique to this sandbox
+    socket_dir: str           # containerd's sockets: a unix socket path has 104 bytes at most
     created_mountpoints: tuple[str, ...]  # host dirs made for the bind mounts (removed at down)
 
     @classmethod
     def load(cls, node_dir: Path) -> NodeConfig:
         raw = json.loads((node_dir / "node.json").read_text())
         return cls(raw["root"], NodeBinaries(**raw["binaries"]), raw["toolbox_image"],
-                   raw["toolbox_image_name"], raw["cgroup_root"],
+                   raw["toolbox_image_name"], raw["cgroup_root"], raw["socket_dir"],
                    tuple(raw["created_mountpoints"]))
 
 
@@ -89,7 +91,9 @@ def lay_out(node_dir: Path, *, root: Path, binaries: NodeBinaries, toolbox_image
     cgroup_root = "ocpr-sandbox-" + hashlib.sha256(str(node_dir).encode()).hexdigest()[:8]
     containerd_dir = node_dir / "containerd"
     (containerd_dir / "cni").mkdir(parents=True, exist_ok=True)
-    _write(containerd_dir / "config.toml", _containerd_config(containerd_dir).encode())
+    socket_dir = Path("/run") / cgroup_root
+    _write(containerd_dir / "config.toml", _containerd_config(containerd_dir,
+                                                              socket_dir).encode())
     # hostNetwork pods need no network; the CNI config only makes the runtime report ready.
     _write(containerd_dir / "cni/10-loopback.conflist", json.dumps(
         {"cniVersion": "0.4.0", "name": "sandbox", "plugins": [{"type": "loopback"}]}).encode())
@@ -104,7 +108,7 @@ def lay_out(node_dir: Path, *, root: Path, binaries: NodeBinaries, toolbox_image
     _write(node_dir / "pause.tar", _pause_archive(Path(binaries.pause)))
     created = tuple(p for p in (*HOST_PATHS, POD_LOGS) if not Path(p).exists())
     config = NodeConfig(str(root), binaries, str(toolbox_image), toolbox_image_name,
-                        cgroup_root, created)
+                        cgroup_root, str(socket_dir), created)
     _write(node_dir / "node.json", json.dumps(asdict(config)).encode())
     return config
 
@@ -140,12 +144,13 @@ def stop(node_dir: Path) -> None:
                 os.killpg(pid, signal.SIGKILL)
             _wait_gone(pid, 10)
         pid_file.unlink(missing_ok=True)
-    socket = str(node_dir / "containerd/containerd.sock")
+    socket = str(Path(config.socket_dir) / "containerd.sock")
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit() and socket in _cmdline(proc):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)
     _remove_cgroups(config.cgroup_root)
+    shutil.rmtree(config.socket_dir, ignore_errors=True)
     for mountpoint in config.created_mountpoints:
         with contextlib.suppress(OSError):
             Path(mountpoint).rmdir()  # only if still empty
@@ -178,7 +183,7 @@ def wait_ready(node_dir: Path, client: Any, timeout: float = READY_TIMEOUT) -> N
 def supervise(node_dir: Path) -> int:
     config = NodeConfig.load(node_dir)
     containerd_dir = node_dir / "containerd"
-    socket = containerd_dir / "containerd.sock"
+    socket = Path(config.socket_dir) / "containerd.sock"
     _bind_mounts(config, node_dir)
     children: list[subprocess.Popen[bytes]] = []
 
@@ -247,7 +252,7 @@ def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
                                 stdin=subprocess.DEVNULL)
 
 
-def _containerd_config(directory: Path) -> str:
+def _containerd_config(directory: Path, socket_dir: Path) -> str:
     # restrict_oom_score_adj: the kubelet asks -998 for pod sandboxes, which needs
     # CAP_SYS_RESOURCE; a machine without it (a container) fails every pod otherwise.
     return f"""version = 2
@@ -256,11 +261,11 @@ state = "{directory}/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs",
                     "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
 [grpc]
-  address = "{directory}/containerd.sock"
+  address = "{socket_dir}/containerd.sock"
 [ttrpc]
-  address = "{directory}/containerd.sock.ttrpc"
+  address = "{socket_dir}/containerd.sock.ttrpc"
 [debug]
-  address = "{directory}/debug.sock"
+  address = "{socket_dir}/debug.sock"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
