@@ -20,6 +20,8 @@ from toolbox.sandbox import scheduled_backup as drill
 from toolbox.sandbox.binaries import require_container_runtime, require_node_components
 from toolbox.sandbox.cluster import Sandbox
 
+# The drill waits for two schedule periods and runs five Jobs: about 5 minutes here.
+pytestmark = pytest.mark.timeout(1200)
 SA = f"system:serviceaccount:{drill.NAMESPACE}:ocp-recovery-backup"
 
 

@@ -70,7 +70,8 @@ class NodeConfig:
     toolbox_image: str        # OCI archive of the toolbox image
     toolbox_image_name: str   # its name in that archive
     cgroup_root: str          # the kubelet's --cgroup-root, unique to this sandbox
-    socket_dir: str           # containerd's sockets: a unix socket path has 104 bytes at most
+    socket_dir: str           # containerd's sockets and the kubelet's root dir (which holds
+    #                           sockets too): a unix socket path has 104 bytes at most
     created_mountpoints: tuple[str, ...]  # host dirs made for the bind mounts (removed at down)
 
     @classmethod
@@ -219,7 +220,8 @@ def supervise(node_dir: Path) -> int:
         config.binaries.kubelet, f"--config={node_dir}/kubelet/config.yaml",
         f"--kubeconfig={node_dir}/kubelet/kubeconfig",
         "--container-runtime=remote", f"--container-runtime-endpoint=unix://{socket}",
-        f"--root-dir={node_dir}/kubelet/root", f"--cert-dir={node_dir}/kubelet/pki",
+        # Under the short socket dir too: the kubelet opens unix sockets in its root dir.
+        f"--root-dir={config.socket_dir}/kubelet", f"--cert-dir={node_dir}/kubelet/pki",
         f"--volume-plugin-dir={node_dir}/kubelet/plugins",
         f"--hostname-override={NODE_NAME}", f"--node-ip={MasterSpec(0).ip}", "--v=1"],
         node_dir / "kubelet.log"))

@@ -139,7 +139,9 @@ def run(sandbox: Sandbox, ctx: Context, report: DrillReport) -> None:
         pending = _wait_scheduled_job(api, SCHEDULE_TIMEOUT)
         # A whole schedule period and the controller's sync: Forbid must start no second Job.
         time.sleep(70)
-        jobs_while_pending = _owned_jobs(api)
+        uid = json.loads(kubectl("-n", NAMESPACE, "get", "cronjob", CRONJOB, "-o",
+                                 "json"))["metadata"]["uid"]
+        jobs_while_pending = _owned_jobs(api, uid)
         # The volume on master-0's disk, where the drill's verify (host paths) reads it.
         volume = sandbox.root(0) / PV_DIR.lstrip("/")
         volume.mkdir(parents=True)
@@ -224,11 +226,13 @@ def _patch_cronjob(kubectl: Kubectl, patch: dict[str, Any]) -> None:
             json.dumps(patch))
 
 
-def _owned_jobs(api: KubeClient) -> list[str]:
-    """The Jobs the cronjob controller made (kubectl's --from Jobs carry an annotation)."""
+def _owned_jobs(api: KubeClient, cronjob_uid: str | None = None) -> list[str]:
+    """The Jobs the cronjob controller made (kubectl's --from Jobs carry an annotation);
+    `cronjob_uid`: only that CronJob's (a deleted one's Jobs linger until collected)."""
+    uid = cronjob_uid
     return sorted(j["metadata"]["name"] for j in api.list("Job", NAMESPACE)
-                  if any(o.get("kind") == "CronJob" for o in
-                         j["metadata"].get("ownerReferences") or [])
+                  if any(o.get("kind") == "CronJob" and (uid is None or o.get("uid") == uid)
+                         for o in j["metadata"].get("ownerReferences") or [])
                   and "cronjob.kubernetes.io/instantiate" not in
                   (j["metadata"].get("annotations") or {}))
 
