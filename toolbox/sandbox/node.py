@@ -152,6 +152,8 @@ def stop(node_dir: Path) -> None:
                 os.kill(int(proc.name), signal.SIGKILL)
     _remove_cgroups(config.cgroup_root)
     shutil.rmtree(config.socket_dir, ignore_errors=True)
+    if any(Path(config.socket_dir).parent.glob("ocpr-sandbox-*")):
+        return  # another sandbox's node (another network namespace) mounts on them too
     for mountpoint in config.created_mountpoints:
         with contextlib.suppress(OSError):
             Path(mountpoint).rmdir()  # only if still empty
