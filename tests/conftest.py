@@ -59,6 +59,21 @@ def require_etcd(version: str) -> None:
         missing(f"etcd {version} ({exc.what})")
 
 
+@contextlib.contextmanager
+def one_master(directory: Path, *, keys: int, prefix: str) -> Iterator[Sandbox]:
+    """A 1-master etcd 3.5 sandbox holding `keys` keys under `prefix`, down afterwards."""
+    from toolbox.sandbox import workload
+
+    require_etcd("3.5")
+    sandbox = Sandbox.up(directory, masters=1, etcd="3.5")
+    try:
+        with workload.kv_client(sandbox, 0) as kv:
+            workload.write(kv, prefix, keys)
+        yield sandbox
+    finally:
+        sandbox.down()
+
+
 def require_ceph() -> None:
     absent = missing_binaries()
     if absent:

@@ -16,11 +16,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_etcd
+from tests.conftest import one_master
 from tests.e2e.helpers import command
 from toolbox.host.backups import find_backup_sets
 from toolbox.procedures.backup_status import parse_max_age
-from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
 from toolbox.sandbox.objectstore import ObjectStore
 from toolbox.store.encryption import new_identity
@@ -39,14 +38,9 @@ class Master:
 
 @pytest.fixture(scope="module")
 def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Master]:
-    require_etcd("3.5")
-    sandbox = Sandbox.up(tmp_path_factory.mktemp("status-sandbox"), masters=1, etcd="3.5")
-    try:
-        with workload.kv_client(sandbox, 0) as kv:
-            workload.write(kv, "status", 100)
+    with one_master(tmp_path_factory.mktemp("status-sandbox"), keys=100,
+                    prefix="status") as sandbox:
         yield Master(sandbox, sandbox.env_vars(0, dict(os.environ)))
-    finally:
-        sandbox.down()
 
 
 def take_backup(run_cli, master: Master, directory: str, *extra: str,  # type: ignore[no-untyped-def]

@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import require_etcd
+from tests.conftest import one_master
 from tests.e2e.helpers import BIN, REPO, command
 from toolbox.host.backups import find_backup_sets
-from toolbox.sandbox import workload
 from toolbox.sandbox.cluster import Sandbox
 
 LIMIT = 4096  # what the kubelet keeps of a termination message
@@ -29,14 +28,9 @@ CLOSED_PORT = "https://127.0.0.1:1"  # nothing listens there in the test's netwo
 
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    require_etcd("3.5")
-    sb = Sandbox.up(tmp_path_factory.mktemp("termlog-sandbox"), masters=1, etcd="3.5")
-    try:
-        with workload.kv_client(sb, 0) as kv:
-            workload.write(kv, "termlog", 50)
-        yield sb
-    finally:
-        sb.down()
+    with one_master(tmp_path_factory.mktemp("termlog-sandbox"), keys=50,
+                    prefix="termlog") as sandbox:
+        yield sandbox
 
 
 def as_the_cronjob(message: Path) -> dict[str, str]:
