@@ -271,14 +271,15 @@ class Sandbox:
         master_dir.mkdir(parents=True, exist_ok=True)
         lay_out_master(self.root(index), spec, pki, initial_cluster=initial_cluster,
                        blank=blank)
+        state = self._state()
         (master_dir / "master.json").write_text(json.dumps({
             "index": index, "root": str(self.root(index)),
             "etcd": str(self.binaries.etcd),
-            "kube_apiserver": self._state().get("kube_apiserver"),
-            "kube_controller_manager": self._state().get("kube_controller_manager"),
-            "kube_scheduler": self._state().get("kube_scheduler"),
+            "kube_apiserver": state.get("kube_apiserver"),
+            "kube_controller_manager": state.get("kube_controller_manager"),
+            "kube_scheduler": state.get("kube_scheduler"),
             # A real master's etcd listens on every address; the node's pods dial 127.0.0.1.
-            "etcd_on_localhost": index == 0 and bool(self._state().get("kubernetes_image"))}))
+            "etcd_on_localhost": index == 0 and bool(state.get("kubernetes_image"))}))
         write_shims(master_dir, spec.node_name)
 
     def start_master(self, index: int) -> None:

@@ -34,11 +34,12 @@ from typing import Any
 
 import yaml
 
-from toolbox.errors import PreconditionFailed, WaitTimedOut
+from toolbox.errors import PreconditionFailed
 from toolbox.kube import config as kubeconfig
 from toolbox.pki import certs, rotation
 from toolbox.sandbox.cluster import _alive, _package_parent, _read_pid, _wait_gone
 from toolbox.sandbox.layout import MasterSpec, _write
+from toolbox.waiting import wait_until
 
 NODE_NAME = "master-0"
 KUBELET_PORT = 10250
@@ -162,22 +163,26 @@ def stop(node_dir: Path) -> None:
 def wait_ready(node_dir: Path, client: Any, timeout: float = READY_TIMEOUT) -> None:
     """Until the node is registered and Ready; then it gets the master label (a kubelet may
     not set node-role labels on itself)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    logs = f"read {node_dir}/node.log and {node_dir}/kubelet.log"
+    conditions: dict[str, str] = {}
+
+    def ready() -> bool:
         node = client.get("Node", NODE_NAME)
-        conditions = {c["type"]: c["status"]
-                      for c in (node or {}).get("status", {}).get("conditions", [])}
+        conditions.clear()
+        conditions.update({c["type"]: c["status"]
+                           for c in (node or {}).get("status", {}).get("conditions", [])})
         if conditions.get("Ready") == "True":
-            break
+            return True
         pid = _read_pid(node_dir / "node.pid")
-        alive = pid is not None and _alive(pid)
-        if not alive or time.monotonic() > deadline:
-            raise (PreconditionFailed if not alive else WaitTimedOut)(
-                f"the sandbox's kubelet did not become Ready within {timeout:.0f}s"
-                if alive else "the sandbox's node (containerd and kubelet) stopped",
-                state=f"node {NODE_NAME}: {conditions or 'not registered'}",
-                next_step=f"read {node_dir}/node.log and {node_dir}/kubelet.log")
-        time.sleep(0.5)
+        if pid is None or not _alive(pid):
+            raise PreconditionFailed("the sandbox's node (containerd and kubelet) stopped",
+                                     state=f"node {NODE_NAME}: "
+                                     f"{conditions or 'not registered'}", next_step=logs)
+        return False
+
+    wait_until(ready, timeout=timeout, what=f"the sandbox's kubelet to register {NODE_NAME} "
+               "Ready", next_step=logs,
+               progress=lambda: str(conditions or "not registered"))
     client.merge_patch("Node", NODE_NAME,
                        {"metadata": {"labels": {"node-role.kubernetes.io/master": ""}}})
 
