@@ -3,16 +3,17 @@
     python -m benchmarks.backup [--size-mib 1024] [--rounds 5] [--etcd 3.5]
 
 Builds a 1-master sandbox, fills its etcd with Kubernetes-sized values (many revisions,
-compacted), then alternates `ocp-recovery backup` and `etcdctl snapshot save`, each a
-fresh process writing to the same disk; prints medians, min/max, the time ratio and the
-toolbox's peak RSS (target: ratio <= 1.05, RSS < 100 MiB whatever the size).
+compacted), then runs `ocp-recovery backup` and `etcdctl snapshot save` round by round (the
+first of the two alternating), each a fresh process writing to the same disk; prints
+medians, min/max, the ratio of the medians and the spread of the round-by-round ratios, and
+the toolbox's peak RSS (target: ratio <= 1.05, RSS < 100 MiB whatever the size).
 """
 
 from __future__ import annotations
 
 import shutil
 
-from benchmarks.common import TOOL, Samples, bench_sandbox, measure, report
+from benchmarks.common import TOOL, Samples, alternate, bench_sandbox, measure, report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,9 +22,12 @@ def main(argv: list[str] | None = None) -> None:
         ours, theirs = Samples("ocp-recovery backup"), Samples("etcdctl snapshot save")
         out_ours = bench.sandbox.root(0) / "var/home/core/bench"
         out_theirs = bench.work / "etcdctl-out"
-        for _ in range(args.rounds):
+
+        def ours_side() -> None:
             shutil.rmtree(out_ours, ignore_errors=True)
             measure([TOOL, "backup", "/home/core/bench", "--no-progress"], bench.env, ours)
+
+        def etcdctl_side() -> None:
             shutil.rmtree(out_theirs, ignore_errors=True)
             out_theirs.mkdir()
             measure([str(bench.sandbox.binaries.etcdctl), "--endpoints",
@@ -31,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
                      str(tls.cert), "--key", str(tls.key), "snapshot", "save",
                      str(out_theirs / "snapshot.db")],
                     {"PATH": bench.env["PATH"], "ETCDCTL_API": "3"}, theirs)
+
+        alternate(args.rounds, ours_side, etcdctl_side)
         report("backup vs etcdctl snapshot save", ours, theirs, 1.05)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 
-from benchmarks.common import TOOL, Samples, bench_sandbox, measure, report
+from benchmarks.common import TOOL, Samples, alternate, bench_sandbox, measure, report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,16 +27,22 @@ def main(argv: list[str] | None = None) -> None:
         theirs = Samples(f"{bare_tool.name} snapshot restore")
         state = bench.sandbox.root(0) / "var/lib/ocp-recovery"
         scratch = bench.work / "bare-restore"
-        for _ in range(args.rounds):
+
+        def ours_side() -> None:
             measure([TOOL, "restore", "/home/core/bench", "--initial-cluster", cluster,
                      "--rewind-healthy-cluster", "--yes", "--no-wait"], bench.env, ours)
             for stash in state.glob("restore-*"):
                 shutil.rmtree(stash)  # the previous data dir, set aside by the restore
+
+        def bare_side() -> None:
             shutil.rmtree(scratch, ignore_errors=True)
             measure([str(bare_tool), "snapshot", "restore", str(snapshot), "--data-dir",
                      str(scratch), "--name", spec.member_name, "--initial-cluster", cluster,
                      "--initial-advertise-peer-urls", spec.peer_url],
                     {"PATH": bench.env["PATH"], "ETCDCTL_API": "3"}, theirs)
+            shutil.rmtree(scratch)  # at 8 GiB, two restored copies may not fit the disk
+
+        alternate(args.rounds, ours_side, bare_side)
         report("restore vs bare snapshot restore", ours, theirs, 1.10)
 
 

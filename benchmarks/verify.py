@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 
-from benchmarks.common import TOOL, Samples, bench_sandbox, measure, report
+from benchmarks.common import TOOL, Samples, alternate, bench_sandbox, measure, report
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,9 +20,10 @@ def main(argv: list[str] | None = None) -> None:
         host_path = "/home/core/bench/" + snapshot.name
         ours, theirs = Samples("ocp-recovery snapshot verify"), Samples("sha256sum")
         sha256sum = shutil.which("sha256sum") or "/usr/bin/sha256sum"
-        for _ in range(args.rounds):
-            measure([TOOL, "snapshot", "verify", host_path], bench.env, ours)
-            measure([sha256sum, str(snapshot)], {"PATH": bench.env["PATH"]}, theirs)
+        alternate(args.rounds,
+                  lambda: measure([TOOL, "snapshot", "verify", host_path], bench.env, ours),
+                  lambda: measure([sha256sum, str(snapshot)], {"PATH": bench.env["PATH"]},
+                                  theirs))
         report("snapshot verify vs sha256sum", ours, theirs, 1.2)
 
 

@@ -123,45 +123,46 @@ def _fields(kv: bytes, *, whole: bool = True) -> _KeyValue:
     key = value = b""
     at, end = 0, len(kv)
     while at < end:
-        # Tags and most numbers are one byte: read inline, _varint only for longer ones
+        # Tags and most numbers are one byte: read inline, varint() only for longer ones
         # (this runs for every revision of every key).
         tag = kv[at]
         if tag < 0x80:
             at += 1
         else:
-            tag, at = _varint(kv, at)
+            tag, at = varint(kv, at)
         number, wire = tag >> 3, tag & 7
         if wire != 0 and wire != 2:
             raise bbolt.BoltFormatError(
                 f"a value in bucket 'key' is not an etcd KeyValue: wire type {wire} at byte {at}")
         if at < end and kv[at] < 0x80:
-            varint = kv[at]
+            scalar = kv[at]
             at += 1
         else:
-            varint, at = _varint(kv, at)
+            scalar, at = varint(kv, at)
         if wire == 0:
             if number == 2:
-                create_revision = varint
+                create_revision = scalar
             elif number == 3:
-                mod_revision = varint
+                mod_revision = scalar
             elif number == 4:
-                version = varint
+                version = scalar
             elif number == 6:
-                lease = varint
+                lease = scalar
             continue
-        if at + varint > end and (whole or number != 5):
+        if at + scalar > end and (whole or number != 5):
             raise bbolt.BoltFormatError(
                 f"a value in bucket 'key' is not an etcd KeyValue: field {number} runs "
                 "past its end")
         if number == 1:
-            key = kv[at:at + varint]
+            key = kv[at:at + scalar]
         elif number == 5:
-            value, value_size = kv[at:at + varint], varint
-        at += varint
+            value, value_size = kv[at:at + scalar], scalar
+        at += scalar
     return _KeyValue(key, create_revision, mod_revision, version, lease, value, value_size)
 
 
-def _varint(data: bytes, at: int) -> tuple[int, int]:
+def varint(data: bytes, at: int) -> tuple[int, int]:
+    """The protobuf varint at `at`: (value, where the next field starts)."""
     result = shift = 0
     while at < len(data):
         byte = data[at]

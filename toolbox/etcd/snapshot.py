@@ -54,7 +54,7 @@ class _TrailerHasher:
         self.tail = b""
         self.size = 0
 
-    def update(self, chunk: bytes) -> None:
+    def update(self, chunk: bytes | memoryview) -> None:
         self.size += len(chunk)
         if len(chunk) >= TRAILER:
             view = memoryview(chunk)
@@ -70,7 +70,7 @@ class _TrailerHasher:
         return len(self.tail) == TRAILER and self.hash.digest() == self.tail
 
 
-def save_stream(chunks: Iterable[bytes], target: Path, *, expected_size: int = 0,
+def save_stream(chunks: Iterable[bytes | memoryview], target: Path, *, expected_size: int = 0,
                 progress: Progress | None = None) -> SavedSnapshot:
     """Write the stream to `<target>.partial`, verify trailer and bbolt header, fsync, and
     rename. Any failure leaves no file behind."""

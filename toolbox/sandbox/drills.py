@@ -50,9 +50,11 @@ def backup_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: int = 2
 @contextmanager
 def _drill_sandbox(report: DrillReport, directory: Path | None, keep: bool, *,
                    masters: int = 3, api: bool = False, object_store: bool = False,
-                   kubernetes_image: str | None = None) -> Iterator[Sandbox]:
+                   kubernetes_image: str | None = None, fill_mib: int = 0
+                   ) -> Iterator[Sandbox]:
     """A sandbox for one drill, torn down afterwards; after a failure powered off but kept
-    (logs, host roots), and the error says where. `api`: with a real kube-apiserver."""
+    (logs, host roots), and the error says where. `api`: with a real kube-apiserver.
+    `fill_mib`: the db will be grown to that size, so etcd's quota is raised to fit."""
     binary = require_kube_apiserver() if api else None
     made = directory is None
     where = directory or Path(tempfile.mkdtemp(prefix="ocpr-drill-", dir="/var/tmp"))
@@ -63,7 +65,8 @@ def _drill_sandbox(report: DrillReport, directory: Path | None, keep: bool, *,
         with report.phase(label):
             sandbox = Sandbox.up(where / "sandbox", masters=masters, etcd=report.etcd,
                                  kube_apiserver=binary, object_store=object_store,
-                                 kubernetes_image=kubernetes_image)
+                                 kubernetes_image=kubernetes_image,
+                                 etcd_quota=workload.quota_for(fill_mib))
     except BaseException:
         if made and not any(where.iterdir()):  # refused (an unknown --etcd): nothing to keep
             where.rmdir()
@@ -160,7 +163,7 @@ def quorum_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys:
                          fill_mib: int = 0) -> DrillReport:
     """Guide 3.2 step 1: two of three masters lost; restore the survivor alone."""
     report = DrillReport("quorum-restore", etcd)
-    with _drill_sandbox(report, directory, keep) as sandbox:
+    with _drill_sandbox(report, directory, keep, fill_mib=fill_mib) as sandbox:
         ctx, before, after, _ = _backup_between_writes(sandbox, environ, report, keys,
                                                        fill_mib)
         with report.phase("lose master-1 and master-2"):
@@ -321,7 +324,7 @@ def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: in
     blank masters and recover them one at a time through the signer; an old member that
     comes back must not join."""
     report = DrillReport("quorum-loss", etcd)
-    with _drill_sandbox(report, directory, keep) as sandbox:
+    with _drill_sandbox(report, directory, keep, fill_mib=fill_mib) as sandbox:
         ctx, before, after, _ = _backup_between_writes(sandbox, environ, report, keys,
                                                        fill_mib)
         with report.phase("lose master-1 and master-2"):
@@ -376,7 +379,8 @@ def offsite_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys
     from toolbox.store.encryption import new_identity
 
     report = DrillReport("offsite-restore", etcd)
-    with _drill_sandbox(report, directory, keep, object_store=True) as sandbox:
+    with _drill_sandbox(report, directory, keep, object_store=True,
+                        fill_mib=fill_mib) as sandbox:
         store = sandbox.object_store
         assert store is not None
         url = "s3://backups/drill"

@@ -23,10 +23,11 @@ FIRST_IP_OCTET = 11
 SANDBOX_PEER_IPS = ("127.0.0.1",)  # every sandbox peer dials from it
 SIGNER_CA_DIR = "/root/signer"  # the CA pairs for `signer serve`, on each installed master
 KUBE_APISERVER_REVISIONS = (2, 9, 10)  # 10 > 9 by number, not by text: natural sort matters
+ETCD_QUOTA_43 = 7 << 30  # 4.3's etcd.conf; 4.4 and later raise it to 8 GiB
 ETCD_CONF = """ETCD_SNAPSHOT_COUNT=100000
 ETCD_HEARTBEAT_INTERVAL=100
 ETCD_ELECTION_TIMEOUT=1000
-ETCD_QUOTA_BACKEND_BYTES=7516192768
+ETCD_QUOTA_BACKEND_BYTES={quota}
 ETCD_DEBUG=false
 ETCD_ENABLE_PPROF=false
 """
@@ -302,15 +303,17 @@ def etcd_environment(spec: MasterSpec, initial_cluster: str | None, state: str |
 
 
 def lay_out_master(root: Path, spec: MasterSpec, pki: ClusterPki, *,
-                   initial_cluster: str | None, blank: bool = False) -> None:
+                   initial_cluster: str | None, blank: bool = False,
+                   etcd_quota: int = ETCD_QUOTA_43) -> None:
     """A master host root. `blank`: a freshly installed host (MCO files only: manifests,
-    etcd.conf and the CAs; no member certs, no data, no kube-apiserver revisions)."""
+    etcd.conf and the CAs; no member certs, no data, no kube-apiserver revisions).
+    `etcd_quota`: ETCD_QUOTA_BACKEND_BYTES, as an operator raises it in etcd.conf."""
     kube = root / "etc/kubernetes"
     _dump(kube / "manifests/etcd-member.yaml", etcd_member_manifest())
     top = KUBE_APISERVER_REVISIONS[-1]
     for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         _dump(kube / f"manifests/{pod}-pod.yaml", control_plane_manifest(pod, top))
-    _write(root / "etc/etcd/etcd.conf", ETCD_CONF)
+    _write(root / "etc/etcd/etcd.conf", ETCD_CONF.format(quota=etcd_quota))
     member_dir = kube / "static-pod-resources/etcd-member"
     _write(member_dir / "ca.crt", pki.etcd_ca.cert_pem())
     _write(member_dir / "metric-ca.crt", pki.metric_ca.cert_pem())

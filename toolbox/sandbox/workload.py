@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import etcd3
 
 from toolbox.sandbox.cluster import Sandbox
-from toolbox.sandbox.layout import MasterSpec
+from toolbox.sandbox.layout import ETCD_QUOTA_43, MasterSpec
 
 
 def kv_client(sandbox: Sandbox, index: int, timeout: float = 10) -> etcd3.Etcd3Client:
@@ -52,6 +52,13 @@ def write(client: etcd3.Etcd3Client, group: str, count: int, size: int = 1024) -
 
 VALUE_BYTES = 96 * 1024  # a large ConfigMap/Secret; several revisions of each
 KEYS_PER_TXN = 12        # under etcd's default 1.5 MiB request limit
+
+
+def quota_for(size_mib: int) -> int:
+    """The etcd quota a sandbox needs to be filled to size_mib: 4.3's 7 GiB, or raised to
+    1 GiB above the size (as an operator raises ETCD_QUOTA_BACKEND_BYTES), since etcd
+    refuses writes once the db reaches its quota."""
+    return max(ETCD_QUOTA_43, (size_mib + 1024) << 20)
 
 
 def fill(sandbox: Sandbox, size_mib: int, index: int = 0) -> tuple[int, float]:
