@@ -44,6 +44,14 @@ class Timeouts:
     pod_stop: float = 300.0      # static pods and containers to stop
     health: float = 300.0        # etcd to become healthy after a change
 
+    def scaled(self, base: float, db_bytes: int) -> float:
+        """`base` plus what a db of this size adds: a read and a write of it on a slow
+        master disk (40 MiB/s each way, so 51 s per GiB; 7 minutes more at 8 GiB)."""
+        return base + db_bytes / SLOW_DISK_RATE
+
+
+SLOW_DISK_RATE = 20 << 20  # bytes/s: the db read and written once at 40 MiB/s
+
 
 @dataclass(frozen=True)
 class Context:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from toolbox import log
-from toolbox.context import Context
+from toolbox.context import SLOW_DISK_RATE, Context
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
 from toolbox.etcd.client import EtcdClient, Member, TlsFiles, resolve_tls
 from toolbox.etcd.cluster import (
@@ -34,14 +34,17 @@ from toolbox.host.files import (
     atomic_write,
     copy_file,
     ensure_private_dir,
+    human_bytes,
     move_path,
+    nearest_existing,
     remove_quietly,
+    require_free_space,
 )
 from toolbox.host.node import member_name, node_name
 from toolbox.host.runtime import Runtime
 from toolbox.journal import Confirmation, Journal, Plan, Procedure, Step, StepRun, new_operation_id
 from toolbox.pki.certs import load_certificates
-from toolbox.procedures.restore import ETCD_POD
+from toolbox.procedures.restore import ETCD_POD, SPACE_FLOOR, SPACE_MARGIN
 from toolbox.report import Report
 from toolbox.waiting import wait_until
 
@@ -207,6 +210,12 @@ def check(ctx: Context, request: AddRequest, *, certificates: bool,
         return plan_with(NO_CLIENT_CERTIFICATE_YET)
     with EtcdClient.connect(ctx, tls, endpoints=(active,)) as client:
         members = client.members()
+        db_size = client.status().db_size
+    # The leader sends the new member the whole db; a disk that fills while it is written
+    # leaves a member that counts toward quorum and never starts.
+    require_free_space(nearest_existing(paths.etcd_data_dir.parent),
+                       int(db_size * SPACE_MARGIN) + SPACE_FLOOR,
+                       f"the copy of the cluster's {human_bytes(db_size)} db this member receives")
     local_member = _running_local_member(ctx, tls, members)
     if local_member is not None:
         raise PreconditionFailed(
@@ -256,7 +265,8 @@ def add_steps(ctx: Context, plan: AnyAddPlan) -> list[Step[AnyAddPlan]]:
              _put_back_environment),
         Step("start-etcd", "move etcd-member.yaml back into the manifests", _start_etcd,
              _stop_etcd),
-        *([Step("wait-healthy", f"wait (<= {ctx.timeouts.health:.0f}s) until member "
+        *([Step("wait-healthy", f"wait (<= {ctx.timeouts.health:.0f}s, plus "
+                f"{(1 << 30) / SLOW_DISK_RATE:.0f}s per GiB of the db) until member "
                 f"{plan.name} starts and serves", _wait_healthy)] if plan.wait else []),
     ]
 
@@ -378,7 +388,8 @@ def _wait_healthy(run: StepRun[AnyAddPlan]) -> None:
         return bool(healthy_members(ctx, tls, mine))
 
     try:
-        wait_until(started_and_healthy, timeout=ctx.timeouts.health,
+        wait_until(started_and_healthy, timeout=ctx.timeouts.scaled(
+                       ctx.timeouts.health, _db_size(ctx, tls, plan.active)),
                    what=f"member {plan.name} to start and serve",
                    next_step="check `crictl ps --name etcd-member` and its log here",
                    progress=lambda: state[0])
@@ -393,6 +404,16 @@ def _wait_healthy(run: StepRun[AnyAddPlan]) -> None:
         {m.id for m in members if m.name == plan.name}
     run.journal.record("members", [{**m.as_json(), "healthy": m.id in answering}
                                    for m in members])
+
+
+def _db_size(ctx: Context, tls: TlsFiles, active: str) -> int:
+    """The size of the db the new member receives and loads before it serves; 0 when the
+    active member does not answer now (the wait then starts from the fixed timeout)."""
+    try:
+        with EtcdClient.connect(ctx, tls, endpoints=(active,)) as client:
+            return client.status().db_size
+    except EtcdUnavailable:
+        return 0
 
 
 def member_tls(ctx: Context, dns_name: str) -> TlsFiles:

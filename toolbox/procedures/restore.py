@@ -96,6 +96,7 @@ class RestorePlan(Plan):
     stash: str                       # shown host path: where everything moved aside goes
     tool: RestoreTool
     bump: int | None                 # --bump-revision; None: not bumped
+    snapshot_bytes: int = 0          # what the waits scale with (0 in journals before it)
 
 
 @dataclass(frozen=True)
@@ -174,9 +175,15 @@ def _plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
     stash = paths.state_dir / operation_id
     data_dir = paths.etcd_data_dir
     needed = int(snapshot_bytes * SPACE_MARGIN) + SPACE_FLOOR
-    require_free_space(nearest_existing(data_dir.parent), needed, "the restored data dir")
-    if given.kind == "legacy":
-        require_free_space(nearest_existing(paths.state_dir), needed, "the extracted snapshot")
+    if given.kind == "legacy" and same_filesystem(data_dir.parent, paths.state_dir):
+        # As on RHCOS, where /var/lib holds both: the extracted snapshot stays until the end.
+        require_free_space(nearest_existing(data_dir.parent), 2 * needed,
+                           "the extracted snapshot and the restored data dir")
+    else:
+        require_free_space(nearest_existing(data_dir.parent), needed, "the restored data dir")
+        if given.kind == "legacy":
+            require_free_space(nearest_existing(paths.state_dir), needed,
+                               "the extracted snapshot")
     if data_dir.exists() and not same_filesystem(data_dir, paths.state_dir):
         require_free_space(nearest_existing(paths.state_dir), tree_bytes(data_dir) + SPACE_FLOOR,
                            f"the copy of {paths.shown(data_dir)} set aside")
@@ -222,6 +229,7 @@ def _plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
         stash=paths.shown(stash),
         tool=tool,
         bump=bump_for(raft_index) if (request.bump_revision and tool.can_bump) else None,
+        snapshot_bytes=snapshot_bytes,
     )
 
 
@@ -400,8 +408,8 @@ class RestoreProcedure(Procedure[RestoreRequest, RestorePlan, RestoreResult]):
         ]
         if plan.wait:
             # A step, so the host lock and `status` cover the wait, and `resume` waits again.
-            steps.append(Step("wait-healthy", f"wait (<= {ctx.timeouts.health:.0f}s) until "
-                              f"member {plan.name} serves with a leader", _wait_healthy))
+            steps.append(Step("wait-healthy", f"wait (<= {_health_timeout(ctx, plan):.0f}s) "
+                              f"until member {plan.name} serves with a leader", _wait_healthy))
         return steps
 
     def finish(self, ctx: Context, plan: RestorePlan, journal: Journal) -> RestoreResult:
@@ -564,7 +572,7 @@ def _restore_data_dir(run: StepRun[RestorePlan]) -> None:
         plan.tool.argv(snapshot, staging, name=plan.name, initial_cluster=plan.initial_cluster,
                        peer_url=plan.peer_url, skip_hash_check=plan.skip_hash_check,
                        bump=plan.bump),
-        timeout=ctx.timeouts.command + snapshot.stat().st_size / (20 << 20))
+        timeout=ctx.timeouts.scaled(ctx.timeouts.command, snapshot.stat().st_size))
     staging.chmod(0o700)
     move_path(staging, data_dir)
 
@@ -622,13 +630,20 @@ def _wait_healthy(run: StepRun[RestorePlan]) -> None:
         members[:] = listed
         return True
 
-    wait_until(healthy, timeout=ctx.timeouts.health,
+    wait_until(healthy, timeout=_health_timeout(ctx, plan),
                what=f"the restored member {plan.name} to serve with a leader",
                next_step="check `crictl ps --name etcd-member` and its log on the host"
                if plan.members == 1 else "restore the other masters with the same backup "
                "and --initial-cluster: the member serves once a majority runs",
                progress=_masters_running(ctx, plan))
     run.journal.record("members", [asdict(m) for m in members])
+
+
+def _health_timeout(ctx: Context, plan: RestorePlan) -> float:
+    """etcd opens the restored db and rebuilds its index before it serves: the wait grows
+    with the snapshot. With more members, the others' restores (each as long) come first."""
+    own = ctx.timeouts.scaled(ctx.timeouts.health, plan.snapshot_bytes)
+    return own if plan.members == 1 else 2 * own
 
 
 PEER_PROBE_TIMEOUT = 1.0  # a lost master's address may drop the packets: never wait long

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolbox import log
-from toolbox.context import Context
+from toolbox.context import SLOW_DISK_RATE, Context
 from toolbox.errors import InvalidInput, PreconditionFailed, RecoveryError
 from toolbox.etcd.snapshot import verify_file
 from toolbox.host.archive import read_revision_file
@@ -24,6 +24,7 @@ from toolbox.host.backups import resolve_set_input
 from toolbox.host.files import (
     atomic_write,
     ensure_private_dir,
+    nearest_existing,
     partial_path,
     remove_quietly,
     require_free_space,
@@ -41,7 +42,7 @@ from toolbox.kube.local_apiserver import (
 from toolbox.kube.manifests import load_pod
 from toolbox.objects.backup import ENCRYPTION_CONFIG
 from toolbox.procedures.recovery_apiserver import CONTAINER, EMPTY_ENCRYPTION
-from toolbox.procedures.restore import RestoreTool, restore_tool
+from toolbox.procedures.restore import SPACE_FLOOR, SPACE_MARGIN, RestoreTool, restore_tool
 from toolbox.report import Report
 from toolbox.waiting import wait_until
 
@@ -101,7 +102,8 @@ def changes(ctx: Context, plan: BrowsePlan) -> list[str]:
         "admin.kubeconfig",
         f" 3. write-manifest: {shown(ctx.paths.browse_manifest)} (kubelet starts the scratch "
         f"etcd on {ETCD_CLIENT} and a kube-apiserver on 127.0.0.1:{API_PORT})",
-        f" 4. wait-ready: up to {ctx.timeouts.health:.0f}s for {SERVER}/readyz",
+        f" 4. wait-ready: up to {ctx.timeouts.health:.0f}s plus "
+        f"{(1 << 30) / SLOW_DISK_RATE:.0f}s per GiB of the snapshot for {SERVER}/readyz",
         "(not journaled: if any step fails, all of it is removed again)",
     ]
 
@@ -121,7 +123,7 @@ def start(ctx: Context, plan: BrowsePlan) -> Browsing:
             _restore(ctx, plan)
             expires = _write_browse_dir(ctx, plan)
             _write_manifest(ctx, plan)
-            _wait_ready(ctx)
+            _wait_ready(ctx, plan)
         except BaseException as exc:
             _remove_all(ctx)
             if isinstance(exc, RecoveryError):
@@ -154,8 +156,8 @@ def plan(ctx: Context, backup: str) -> BrowsePlan:
         raise InvalidInput(f"{backup} is a 4.3.0 single-file backup",
                            next_step=f"tar -xzf {backup} snapshot.db, then browse that file")
     report = verify_file(given.snapshot, shown=backup)
-    require_free_space(paths.state_dir if paths.state_dir.exists() else paths.static_pod_resources,
-                       report.size, "the scratch etcd's data dir")
+    require_free_space(nearest_existing(paths.browse_dir),
+                       int(report.size * SPACE_MARGIN) + SPACE_FLOOR, "the scratch etcd's data dir")
     warnings = () if given.archive else (
         f"{backup} comes without its static_kuberesources archive: values encrypted at rest "
         "(Secrets) cannot be read in it",)
@@ -189,8 +191,8 @@ def _restore(ctx: Context, plan: BrowsePlan) -> None:
     snapshot = ctx.paths.host(plan.snapshot)
     ctx.executor.run_tool(
         plan.tool.argv(snapshot, staging, name=MEMBER, initial_cluster=f"{MEMBER}={ETCD_PEER}",
-                       peer_url=ETCD_PEER, skip_hash_check=False, bump=None),
-        timeout=ctx.timeouts.command + snapshot.stat().st_size / (20 << 20))
+                       peer_url=ETCD_PEER, skip_hash_check=True, bump=None),  # verified in plan
+        timeout=ctx.timeouts.scaled(ctx.timeouts.command, snapshot.stat().st_size))
     staging.chmod(0o700)
     staging.rename(data)
 
@@ -237,12 +239,15 @@ def _write_manifest(ctx: Context, plan: BrowsePlan) -> None:
         paths.shown(paths.browse_dir)), 0o644)
 
 
-def _wait_ready(ctx: Context) -> None:
+def _wait_ready(ctx: Context, plan: BrowsePlan) -> None:
+    """The scratch etcd opens the restored db before the kube-apiserver can be ready: the
+    wait grows with the snapshot."""
     paths = ctx.paths
     kubeconfig = paths.browse_dir / "admin.kubeconfig"
     client = KubeClient.from_file(kubeconfig, paths.host, paths.shown(kubeconfig),
                                   timeout=ctx.timeouts.dial)
-    client.wait_ready(ctx.timeouts.health, next_step=(
+    timeout = ctx.timeouts.scaled(ctx.timeouts.health, paths.host(plan.snapshot).stat().st_size)
+    client.wait_ready(timeout, next_step=(
         "check the pod's containers (`crictl ps --name browse`, `crictl logs <id>`), then run "
         "the same command again"))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from toolbox.context import Context
+from toolbox.context import Context, Timeouts
 from toolbox.errors import RecoveryError
 from toolbox.journal import plan_and_execute
 from toolbox.pki.certs import load_certificates
@@ -221,7 +221,9 @@ def restore_previous_state_drill(environ: Mapping[str, str], *, etcd: str = "3.5
 def start_signer(sandbox: Sandbox, survivor: int, expect: list[str],
                 environ: Mapping[str, str]) -> tuple[threading.Thread, str, list[Exception]]:
     """Run the signer on `survivor` in a thread, with the CA pairs an operator would dump
-    from the secrets etcd-signer and etcd-metric-signer into files on that master."""
+    from the secrets etcd-signer and etcd-metric-signer into files on that master. It
+    serves until every expected master is recovered in turn, each one after the previous
+    received the whole db: its deadline grows with the db."""
     secrets_dir = sandbox.root(survivor) / "root/signer"
     secrets_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     for name in ("etcd_ca", "metric_ca"):
@@ -230,7 +232,8 @@ def start_signer(sandbox: Sandbox, survivor: int, expect: list[str],
     ctx = master_context(sandbox, survivor, environ)
     request = signer.SignerRequest(expect, ("/root/signer/etcd_ca.crt", "/root/signer/etcd_ca.key"),
                                    ("/root/signer/metric_ca.crt", "/root/signer/metric_ca.key"),
-                                   deadline=300)
+                                   deadline=Timeouts().scaled(300, len(expect) *
+                                                              _db_bytes(sandbox, survivor)))
     the_signer, address, cert, key = signer.prepare(ctx, request)
     ready = threading.Event()
     failures: list[Exception] = []
@@ -337,7 +340,9 @@ def quorum_loss_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys: in
         _assert_restored_data(sandbox, new[1], before, after, report)
         with report.phase("old master-2 powers on"):
             sandbox.start_master(2)
-            mismatch = _wait_for_log(sandbox, [0, 2], "cluster ID mismatch", 30)
+            # etcd opens its old db before its peers' refusals can be logged.
+            mismatch = _wait_for_log(sandbox, [0, 2], "cluster ID mismatch",
+                                     Timeouts().scaled(30, _db_bytes(sandbox, 2)))
         check(mismatch, "the old member's cluster ID mismatch was not reported")
         _check_members(sandbox, 0, [0, *new])
         report.facts.append("the old master-2 was refused: cluster ID mismatch in the etcd "
@@ -434,6 +439,11 @@ def _object_store_credentials(variables: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def _db_bytes(sandbox: Sandbox, index: int) -> int:
+    db = sandbox.root(index) / "var/lib/etcd/member/snap/db"
+    return db.stat().st_size if db.exists() else 0
 
 
 def _wait_for_log(sandbox: Sandbox, masters: list[int], text: str, timeout: float) -> bool:
