@@ -85,7 +85,8 @@ class Bench:
     env: dict[str, str]     # ocp-recovery acting on the sandbox's master-0
 
     def backup(self, directory: str = "/home/core/bench") -> Path:
-        """One backup (not measured); returns its snapshot file."""
+        """One backup (not measured) in an emptied `directory`; returns its snapshot file."""
+        shutil.rmtree(resolve_under(self.sandbox.root(0), directory), ignore_errors=True)
         measure([TOOL, "backup", directory], self.env, Samples("setup"))
         [snapshot] = resolve_under(self.sandbox.root(0), directory).glob("snapshot_*.db")
         return snapshot

@@ -13,37 +13,49 @@ from __future__ import annotations
 
 import shutil
 
-from benchmarks.common import TOOL, Samples, alternate, bench_sandbox, measure, report
+from benchmarks.common import (
+    TOOL,
+    Bench,
+    Samples,
+    alternate,
+    bench_sandbox,
+    measure,
+    report,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
     with bench_sandbox(argv, __doc__.split("\n\n")[0]) as (bench, args):
-        snapshot = bench.backup()
-        spec = bench.sandbox.spec(0)
-        cluster = f"{spec.member_name}={spec.peer_url}"
-        binaries = bench.sandbox.binaries
-        bare_tool = binaries.etcdutl or binaries.etcdctl
-        ours = Samples("ocp-recovery restore (--no-wait)")
-        theirs = Samples(f"{bare_tool.name} snapshot restore")
-        state = bench.sandbox.root(0) / "var/lib/ocp-recovery"
-        scratch = bench.work / "bare-restore"
+        run(bench, args.rounds)
 
-        def ours_side() -> None:
-            measure([TOOL, "restore", "/home/core/bench", "--initial-cluster", cluster,
-                     "--rewind-healthy-cluster", "--yes", "--no-wait"], bench.env, ours)
-            for stash in state.glob("restore-*"):
-                shutil.rmtree(stash)  # the previous data dir, set aside by the restore
 
-        def bare_side() -> None:
-            shutil.rmtree(scratch, ignore_errors=True)
-            measure([str(bare_tool), "snapshot", "restore", str(snapshot), "--data-dir",
-                     str(scratch), "--name", spec.member_name, "--initial-cluster", cluster,
-                     "--initial-advertise-peer-urls", spec.peer_url],
-                    {"PATH": bench.env["PATH"], "ETCDCTL_API": "3"}, theirs)
-            shutil.rmtree(scratch)  # at 8 GiB, two restored copies may not fit the disk
+def run(bench: Bench, rounds: int) -> None:
+    snapshot = bench.backup()
+    spec = bench.sandbox.spec(0)
+    cluster = f"{spec.member_name}={spec.peer_url}"
+    binaries = bench.sandbox.binaries
+    bare_tool = binaries.etcdutl or binaries.etcdctl
+    ours = Samples("ocp-recovery restore (--no-wait)")
+    theirs = Samples(f"{bare_tool.name} snapshot restore")
+    state = bench.sandbox.root(0) / "var/lib/ocp-recovery"
+    scratch = bench.work / "bare-restore"
 
-        alternate(args.rounds, ours_side, bare_side)
-        report("restore vs bare snapshot restore", ours, theirs, 1.10)
+    def ours_side() -> None:
+        measure([TOOL, "restore", "/home/core/bench", "--initial-cluster", cluster,
+                 "--rewind-healthy-cluster", "--yes", "--no-wait"], bench.env, ours)
+        for stash in state.glob("restore-*"):
+            shutil.rmtree(stash)  # the previous data dir, set aside by the restore
+
+    def bare_side() -> None:
+        shutil.rmtree(scratch, ignore_errors=True)
+        measure([str(bare_tool), "snapshot", "restore", str(snapshot), "--data-dir",
+                 str(scratch), "--name", spec.member_name, "--initial-cluster", cluster,
+                 "--initial-advertise-peer-urls", spec.peer_url],
+                {"PATH": bench.env["PATH"], "ETCDCTL_API": "3"}, theirs)
+        shutil.rmtree(scratch)  # at 8 GiB, two restored copies may not fit the disk
+
+    alternate(rounds, ours_side, bare_side)
+    report("restore vs bare snapshot restore", ours, theirs, 1.10)
 
 
 if __name__ == "__main__":

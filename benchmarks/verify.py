@@ -11,20 +11,32 @@ from __future__ import annotations
 
 import shutil
 
-from benchmarks.common import TOOL, Samples, alternate, bench_sandbox, measure, report
+from benchmarks.common import (
+    TOOL,
+    Bench,
+    Samples,
+    alternate,
+    bench_sandbox,
+    measure,
+    report,
+)
 
 
 def main(argv: list[str] | None = None) -> None:
     with bench_sandbox(argv, __doc__.split("\n\n")[0]) as (bench, args):
-        snapshot = bench.backup()
-        host_path = "/home/core/bench/" + snapshot.name
-        ours, theirs = Samples("ocp-recovery snapshot verify"), Samples("sha256sum")
-        sha256sum = shutil.which("sha256sum") or "/usr/bin/sha256sum"
-        alternate(args.rounds,
-                  lambda: measure([TOOL, "snapshot", "verify", host_path], bench.env, ours),
-                  lambda: measure([sha256sum, str(snapshot)], {"PATH": bench.env["PATH"]},
-                                  theirs))
-        report("snapshot verify vs sha256sum", ours, theirs, 1.2)
+        run(bench, args.rounds)
+
+
+def run(bench: Bench, rounds: int) -> None:
+    snapshot = bench.backup()
+    host_path = "/home/core/bench/" + snapshot.name
+    ours, theirs = Samples("ocp-recovery snapshot verify"), Samples("sha256sum")
+    sha256sum = shutil.which("sha256sum") or "/usr/bin/sha256sum"
+    alternate(rounds,
+              lambda: measure([TOOL, "snapshot", "verify", host_path], bench.env, ours),
+              lambda: measure([sha256sum, str(snapshot)], {"PATH": bench.env["PATH"]},
+                              theirs))
+    report("snapshot verify vs sha256sum", ours, theirs, 1.2)
 
 
 if __name__ == "__main__":
