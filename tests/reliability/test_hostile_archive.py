@@ -110,6 +110,32 @@ def test_gzip_bomb_is_capped(tmp_path: Path) -> None:
         inspect_archive(archive, bytes_cap=1 << 20)
 
 
+def test_a_legacy_snapshot_counts_apart_from_the_cap(tmp_path: Path) -> None:
+    """A 4.3.0 archive of an 8 GiB db is no bomb: its snapshot.db has a cap of its own (shown
+    here at 1 MiB for the rest, so the test inflates 4 MiB, not gigabytes)."""
+    snapshot = b"\0" * (4 << 20)
+    legacy = make(tmp_path / "legacy.tar.gz", info("snapshot.db"),
+                  info("static-pod-resources", tarfile.DIRTYPE, mode=0o755),
+                  info(REV, tarfile.DIRTYPE, mode=0o755), info(f"{REV}/small"),
+                  data={"snapshot.db": snapshot, f"{REV}/small": b"x"})
+    contents = inspect_archive(legacy, bytes_cap=1 << 20)
+    assert contents.legacy_snapshot_bytes == len(snapshot)
+    inflated = make(tmp_path / "inflated.tar.gz", info("snapshot.db"), info(f"{REV}/big"),
+                    data={"snapshot.db": b"x", f"{REV}/big": snapshot})
+    with pytest.raises(IntegrityError, match="archive bomb"):
+        inspect_archive(inflated, bytes_cap=1 << 20)
+
+
+def test_a_legacy_snapshot_larger_than_any_db_is_refused(tmp_path: Path) -> None:
+    # Only the header: the refusal comes before a byte of the claimed 17 GiB is read.
+    header = info("snapshot.db")
+    header.size = 17 << 30
+    claimed = tmp_path / "claimed.tar.gz"
+    claimed.write_bytes(gzip.compress(header.tobuf(format=tarfile.GNU_FORMAT)))
+    with pytest.raises(IntegrityError, match="more than the 16 GiB an etcd db can be"):
+        inspect_archive(claimed)
+
+
 def test_gzip_bomb_at_the_default_cap(run_cli, host: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # 2 MiB that inflate past the 2 GiB cap: one compressed MiB of zeros, repeated as gzip
     # members (gzip readers concatenate members), so the bomb costs nothing to build.

@@ -66,6 +66,7 @@ def file_sha256(path: Path) -> str:
 
 
 ARCHIVE_BYTES_CAP = 2 << 30     # uncompressed; a revision directory is a few MiB
+LEGACY_SNAPSHOT_CAP = 16 << 30  # a 4.3.0 archive's snapshot.db: twice etcd's 8 GiB quota
 ARCHIVE_MEMBERS_CAP = 100_000
 LEGACY_SNAPSHOT = "snapshot.db"
 # ASCII digits, no leading zero, nothing after: `-007`, `-٣` or a trailing newline would
@@ -92,8 +93,8 @@ class _Entry:
 
 
 class _CappedGzip:
-    """The archive's decompressed bytes, read once: past `bytes_cap` it is refused as a
-    bomb."""
+    """The archive's decompressed bytes, read once: past `bytes_cap` (raised by the size of
+    a legacy snapshot.db once its header passed) it is refused as a bomb."""
 
     def __init__(self, path: Path, stream: gzip.GzipFile, bytes_cap: int):
         self.path = path
@@ -111,29 +112,42 @@ class _CappedGzip:
 
 
 @contextlib.contextmanager
-def _reading(path: Path, bytes_cap: int) -> Iterator[tarfile.TarFile]:
+def _reading(path: Path, bytes_cap: int) -> Iterator[tuple[tarfile.TarFile, _CappedGzip]]:
     """The archive as a tar stream over its capped decompressed bytes; once the block is
     done, the rest is read to the gzip trailer, whose CRC and length catch a truncated or
     corrupted file that tarfile, stopping at the end-of-archive blocks, would not read."""
     with gzip.GzipFile(path, "rb") as stream:
         source = _CappedGzip(path, stream, bytes_cap)
         with tarfile.open(fileobj=source, mode="r|") as tar:  # type: ignore[call-overload]
-            yield tar
+            yield tar, source
         while source.read(1 << 20):
             pass
 
 
-def _checked_entries(path: Path, tar: tarfile.TarFile, bytes_cap: int) -> Iterator[_Entry]:
+def _checked_entries(path: Path, tar: tarfile.TarFile, source: _CappedGzip) -> Iterator[_Entry]:
     """The archive's entries, each yielded only once it passed every rule: the one set of
     rules, applied by inspect_archive before any change and again by the extraction, entry
     by entry as it unpacks (the file may have been replaced in between). Refused: absolute
     paths, `..`, links leaving their revision directory, hard links, devices, other
-    directories, more than one revision, more than `bytes_cap` or ARCHIVE_MEMBERS_CAP."""
+    directories, more than one revision, more than the cap or ARCHIVE_MEMBERS_CAP. A 4.3.0
+    archive's snapshot.db counts apart, up to LEGACY_SNAPSHOT_CAP."""
     revisions: set[int] = set()
+    bytes_cap = source.bytes_cap
     total = members = 0
+    snapshot_seen = False
     for member in tar:
         members += 1
-        total += max(member.size, 0)
+        if not snapshot_seen and member.isfile() and \
+                member.name.removeprefix("./") == LEGACY_SNAPSHOT:
+            snapshot_seen = True
+            if member.size > LEGACY_SNAPSHOT_CAP:
+                raise IntegrityError(f"{path.name}: its {LEGACY_SNAPSHOT} is "
+                                     f"{member.size >> 20} MiB, more than the "
+                                     f"{LEGACY_SNAPSHOT_CAP >> 30} GiB an etcd db can be: "
+                                     "refused as a possible archive bomb")
+            source.bytes_cap += member.size
+        else:
+            total += max(member.size, 0)
         if total > bytes_cap or members > ARCHIVE_MEMBERS_CAP:
             raise IntegrityError(
                 f"{path.name} unpacks to more than {bytes_cap >> 20} MiB or "
@@ -163,8 +177,8 @@ def inspect_archive(path: Path, *, bytes_cap: int = ARCHIVE_BYTES_CAP) -> Archiv
     total = members = 0
     legacy: int | None = None
     try:
-        with _reading(path, bytes_cap) as tar:
-            for entry in _checked_entries(path, tar, bytes_cap):
+        with _reading(path, bytes_cap) as (tar, source):
+            for entry in _checked_entries(path, tar, source):
                 members += 1
                 total += max(entry.member.size, 0)
                 if entry.name == LEGACY_SNAPSHOT:
@@ -257,9 +271,9 @@ def extract_revision(path: Path, revision: int, staging: Path) -> None:
                 yield _into_revision_dir(inside, str(staging))
 
     try:
-        with _reading(path, ARCHIVE_BYTES_CAP) as tar:
+        with _reading(path, ARCHIVE_BYTES_CAP) as (tar, source):
             tar.errorlevel = 2  # nothing skipped with a debug message: every problem raises
-            members = in_revision(_checked_entries(path, tar, ARCHIVE_BYTES_CAP))
+            members = in_revision(_checked_entries(path, tar, source))
             if _DATA_FILTER is not None:
                 # Filtered in in_revision already; this keeps 3.14 from filtering twice.
                 tar.extractall(staging, members=members, filter="fully_trusted")
@@ -286,8 +300,8 @@ def extract_legacy_snapshot(path: Path, target: Path) -> None:
     """Stream the 4.3.0 archive's `snapshot.db` to `target` (atomically), the entries
     before it checked again by the rules of inspect_archive."""
     try:
-        with _reading(path, ARCHIVE_BYTES_CAP) as tar:
-            for entry in _checked_entries(path, tar, ARCHIVE_BYTES_CAP):
+        with _reading(path, ARCHIVE_BYTES_CAP) as (tar, source):
+            for entry in _checked_entries(path, tar, source):
                 if entry.name == LEGACY_SNAPSHOT:
                     stream = tar.extractfile(entry.member)
                     assert stream is not None
@@ -324,8 +338,8 @@ def read_revision_file(path: Path, relative: str, *, limit: int = 1 << 20) -> by
     the checks of inspect_archive, so a damaged one is refused, not half-read."""
     found: bytes | None = None
     try:
-        with _reading(path, ARCHIVE_BYTES_CAP) as tar:
-            for entry in _checked_entries(path, tar, ARCHIVE_BYTES_CAP):
+        with _reading(path, ARCHIVE_BYTES_CAP) as (tar, source):
+            for entry in _checked_entries(path, tar, source):
                 inside = "/".join(PurePosixPath(entry.name).parts[2:])
                 if entry.revision is None or inside != relative or not entry.member.isfile():
                     continue
