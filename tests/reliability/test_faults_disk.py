@@ -43,3 +43,26 @@ def test_restore_without_room_to_keep_the_old_data_dir_is_refused(backed_up: San
         assert done.returncode == 7, done.stderr
     assert "set aside" in done.stderr and "state: unchanged" in done.stderr
     assert len(workload.read_group(backed_up, 0, "before")) == 300  # etcd kept serving
+
+
+def test_member_add_without_room_for_the_db_is_refused(tmp_path: Path, mount_tmpfs) -> None:  # type: ignore[no-untyped-def]
+    """The new member is sent the whole db: a disk too small for it is refused before etcd
+    is stopped or the member is added (a member that never starts counts toward quorum)."""
+    sandbox = Sandbox.up(tmp_path / "sb", masters=3)
+    try:
+        with workload.kv_client(sandbox, 0) as kv:
+            workload.write(kv, "kept", 100)
+        sandbox.stop_master(2)
+        removed = command(sandbox, 0, "member", "remove", "etcd-member-master-2", "--yes")
+        assert removed.returncode == 0, removed.stderr
+        mount_tmpfs(sandbox.root(2) / "var/lib/etcd", size="64k")
+        with assert_host_unchanged(sandbox.root(2)):
+            done = command(sandbox, 2, "member", "add", sandbox.spec(0).ip,
+                           "etcd-member-master-2", "--yes")
+            assert done.returncode == InsufficientSpace.exit_code, done.stderr
+        assert "db this member receives" in done.stderr and "state: unchanged" in done.stderr
+        with workload.kv_client(sandbox, 0) as kv:
+            assert sorted(m.name for m in kv.members) == ["etcd-member-master-0",
+                                                         "etcd-member-master-1"]
+    finally:
+        sandbox.down()

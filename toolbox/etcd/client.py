@@ -45,6 +45,9 @@ _MAX_MESSAGE = 64 * 1024 * 1024
 MEMBERSHIP_DEADLINE = 10.0
 UNHEALTHY_WAIT = 30.0  # how long a change refused as "unhealthy cluster" is retried
 KEYS_PAGE = 10_000  # keys per range reply: a few hundred KiB of key names
+# etcd reads each key's whole value from its db even for a keys-only range: a page of large
+# Secrets is up to a GiB read from a cold disk.
+KEYS_PAGE_DEADLINE = 60.0
 SNAPSHOT_METHOD = "/etcdserverpb.Maintenance/Snapshot"
 
 
@@ -260,7 +263,7 @@ class EtcdClient:
         while True:
             reply = self._unary(self.kv.Range, rpc.RangeRequest(
                 key=start, range_end=end, limit=page, keys_only=True, revision=revision),
-                f"range of {prefix.decode(errors='replace')}")
+                f"range of {prefix.decode(errors='replace')}", KEYS_PAGE_DEADLINE)
             revision = revision or reply.header.revision
             for kv in reply.kvs:
                 yield kv.key, kv.mod_revision
