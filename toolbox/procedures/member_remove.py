@@ -75,6 +75,16 @@ def plan(ctx: Context, name: str, force: bool = False) -> RemovePlan:
         raise PreconditionFailed(
             f"{name} is the member this command talks to (this master's own)",
             next_step="run it on another, healthy master (or pass --force)")
+    if len(healthy) < quorum(len(members)):
+        # Even forced: a removal is a raft proposal, which a cluster without quorum never
+        # commits; etcd would only be retried until the deadline.
+        raise PreconditionFailed(
+            f"the cluster has no quorum now: {len(healthy)} of {len(members)} members "
+            f"answer, {quorum(len(members))} are needed, so etcd cannot commit a member "
+            "removal",
+            next_step="start the stopped members' etcd; if they are lost for good, restore a "
+            "survivor (guide 3.2 step 1: ocp-recovery restore BACKUP --initial-cluster "
+            "<this member only>), then add the others")
     if len(remaining) < quorum(len(members) - 1) and not force:
         raise PreconditionFailed(
             f"removing {name} leaves {len(remaining)} healthy of {len(members) - 1} "
