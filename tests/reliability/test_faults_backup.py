@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_sandbox_lifecycle import processes_mentioning
+from toolbox.errors import WaitTimedOut
+from toolbox.etcd.client import EtcdClient
+from toolbox.etcd.snapshot import TRAILER
 from toolbox.host.files import partial_file
 from toolbox.procedures import backup
 from toolbox.sandbox import workload
@@ -45,6 +48,48 @@ def test_frozen_first_endpoint_is_skipped(run_cli, sandbox: Sandbox) -> None:  #
         "backup_*.json")).read_text())
     assert manifest["etcd"]["endpoint"] == "https://127.0.0.11:2379"
     assert summary["revision"] == manifest["etcd"]["revision"]
+
+
+def _stream(sandbox: Sandbox, index: int, idle: float):  # type: ignore[no-untyped-def]
+    client = EtcdClient.connect_any((sandbox.spec(index).client_url,), sandbox.client_tls,
+                                    dial=5, stream_idle=idle)
+    return client, client.snapshot_chunks()
+
+
+def test_a_member_frozen_mid_stream_is_cancelled_after_the_idle_timeout(
+        sandbox: Sandbox) -> None:
+    # More than gRPC buffers ahead of the reader, so the reader sees the silence.
+    workload.fill(sandbox, 48, index=1)
+    client, chunks = _stream(sandbox, 1, idle=2)
+    pid = etcd_pid(sandbox, 1)
+    with client:
+        next(chunks)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            with pytest.raises(WaitTimedOut, match="sent no snapshot data for 2s"):
+                for _ in chunks:
+                    pass
+            assert time.monotonic() - started < 10
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+
+def test_a_slow_disk_on_our_side_is_not_taken_for_a_silent_member(sandbox: Sandbox) -> None:
+    """The idle timeout counts only the wait for etcd: a write that stalls longer than it
+    (a full page cache, NFS) must not cancel a healthy stream."""
+    client, chunks = _stream(sandbox, 0, idle=1)
+    with client:
+        size = len(next(chunks))
+        time.sleep(3)  # three idle timeouts spent "writing" the first message
+        size += sum(len(chunk) for chunk in chunks)
+    assert size == client_db_size(sandbox, 0) + TRAILER
+
+
+def client_db_size(sandbox: Sandbox, index: int) -> int:
+    with EtcdClient.connect_any((sandbox.spec(index).client_url,), sandbox.client_tls,
+                                dial=5, stream_idle=30) as client:
+        return client.status().db_size
 
 
 def test_only_a_frozen_endpoint_fails_within_the_timeout(run_cli, sandbox: Sandbox) -> None:  # type: ignore[no-untyped-def]

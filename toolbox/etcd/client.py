@@ -319,13 +319,17 @@ class EtcdClient:
         call = self.channel.unary_stream(
             SNAPSHOT_METHOD, request_serializer=rpc.SnapshotRequest.SerializeToString,
             response_deserializer=None)(rpc.SnapshotRequest())
-        last_chunk = [time.monotonic()]
+        # When the wait for etcd's next message began; None while the caller has the last
+        # one: a disk that stalls our writes (NFS, a full page cache at 8 GiB) is not etcd
+        # going silent, and gRPC's flow control holds etcd back meanwhile.
+        waiting_since: list[float | None] = [time.monotonic()]
         finished = threading.Event()
         stalled = threading.Event()
 
         def watchdog() -> None:
             while not finished.wait(min(1.0, self.stream_idle / 4)):
-                if time.monotonic() - last_chunk[0] > self.stream_idle:
+                since = waiting_since[0]
+                if since is not None and time.monotonic() - since > self.stream_idle:
                     stalled.set()
                     call.cancel()
                     return
@@ -334,8 +338,9 @@ class EtcdClient:
         guard.start()
         try:
             for reply in call:
-                last_chunk[0] = time.monotonic()
+                waiting_since[0] = None
                 yield snapshot_blob(reply)
+                waiting_since[0] = time.monotonic()
         except grpc.RpcError as exc:
             if stalled.is_set():
                 raise WaitTimedOut(
