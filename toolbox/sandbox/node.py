@@ -51,7 +51,9 @@ PAUSE_IMAGE = "localhost/ocp-recovery-pause:v1.20"
 HOST_PATHS = ("/etc/kubernetes", "/var/lib/ocp-recovery")
 # Where the kubelet 1.20 writes pod logs, whatever its flags say.
 POD_LOGS = "/var/log/pods"
-READY_TIMEOUT = 90.0   # containerd start, two image imports (the toolbox's is ~500 MB), kubelet
+# containerd start, two image imports (the toolbox's is ~500 MB, copied whole by the native
+# snapshotter), the kubelet's first status: 30 s here, over 90 s on a loaded machine.
+READY_TIMEOUT = 240.0
 STOP_TIMEOUT = 20.0
 
 
@@ -74,13 +76,14 @@ class NodeConfig:
     socket_dir: str           # containerd's sockets and the kubelet's root dir (which holds
     #                           sockets too): a unix socket path has 104 bytes at most
     created_mountpoints: tuple[str, ...]  # host dirs made for the bind mounts (removed at down)
+    snapshotter: str          # containerd's: overlayfs, or native where that cannot work
 
     @classmethod
     def load(cls, node_dir: Path) -> NodeConfig:
         raw = json.loads((node_dir / "node.json").read_text())
         return cls(raw["root"], NodeBinaries(**raw["binaries"]), raw["toolbox_image"],
                    raw["toolbox_image_name"], raw["cgroup_root"], raw["socket_dir"],
-                   tuple(raw["created_mountpoints"]))
+                   tuple(raw["created_mountpoints"]), raw["snapshotter"])
 
 
 def lay_out(node_dir: Path, *, root: Path, binaries: NodeBinaries, toolbox_image: Path,
@@ -94,8 +97,11 @@ def lay_out(node_dir: Path, *, root: Path, binaries: NodeBinaries, toolbox_image
     containerd_dir = node_dir / "containerd"
     (containerd_dir / "cni").mkdir(parents=True, exist_ok=True)
     socket_dir = Path("/run") / cgroup_root
-    _write(containerd_dir / "config.toml", _containerd_config(containerd_dir,
-                                                              socket_dir).encode())
+    # An overlay's upper dir cannot itself be on overlayfs (the node dir inside a container:
+    # every pod failed with "failed to mount rootfs component ... invalid argument").
+    snapshotter = "native" if _file_system_type(node_dir) == "overlay" else "overlayfs"
+    _write(containerd_dir / "config.toml", _containerd_config(containerd_dir, socket_dir,
+                                                              snapshotter).encode())
     # hostNetwork pods need no network; the CNI config only makes the runtime report ready.
     _write(containerd_dir / "cni/10-loopback.conflist", json.dumps(
         {"cniVersion": "0.4.0", "name": "sandbox", "plugins": [{"type": "loopback"}]}).encode())
@@ -110,7 +116,7 @@ def lay_out(node_dir: Path, *, root: Path, binaries: NodeBinaries, toolbox_image
     _write(node_dir / "pause.tar", _pause_archive(Path(binaries.pause)))
     created = tuple(p for p in (*HOST_PATHS, POD_LOGS) if not Path(p).exists())
     config = NodeConfig(str(root), binaries, str(toolbox_image), toolbox_image_name,
-                        cgroup_root, str(socket_dir), created)
+                        cgroup_root, str(socket_dir), created, snapshotter)
     _write(node_dir / "node.json", json.dumps(asdict(config)).encode())
     return config
 
@@ -218,7 +224,8 @@ def supervise(node_dir: Path) -> int:
     ctr = [config.binaries.ctr, "--address", str(socket), "-n", "k8s.io", "images"]
     for archive in (node_dir / "pause.tar", Path(config.toolbox_image)):
         started = time.monotonic()
-        subprocess.run([*ctr, "import", "--all-platforms", str(archive)],
+        subprocess.run([*ctr, "import", "--all-platforms", "--snapshotter", config.snapshotter,
+                        str(archive)],
                        check=True, timeout=300, stdout=subprocess.DEVNULL)
         print(f"imported {archive} in {time.monotonic() - started:.1f}s", flush=True)
     subprocess.run([*ctr, "tag", "--force", _qualified(config.toolbox_image_name),
@@ -261,7 +268,19 @@ def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen[bytes]:
                                 stdin=subprocess.DEVNULL)
 
 
-def _containerd_config(directory: Path, socket_dir: Path) -> str:
+def _file_system_type(path: Path) -> str:
+    """The type of the file system `path` is on, from the longest mount point above it."""
+    target, best, kind = path.resolve(), -1, ""
+    with open("/proc/self/mounts") as mounts:
+        for line in mounts:
+            _, mount_point, fs_type = line.split()[:3]
+            point = Path(mount_point.replace("\\040", " "))
+            if (point == target or point in target.parents) and len(point.parts) > best:
+                best, kind = len(point.parts), fs_type
+    return kind
+
+
+def _containerd_config(directory: Path, socket_dir: Path, snapshotter: str) -> str:
     # restrict_oom_score_adj: the kubelet asks -998 for pod sandboxes, which needs
     # CAP_SYS_RESOURCE; a machine without it (a container) fails every pod otherwise.
     return f"""version = 2
@@ -279,7 +298,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   sandbox_image = "{PAUSE_IMAGE}"
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
+    snapshotter = "{snapshotter}"
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
