@@ -51,6 +51,7 @@ class Timeouts:
 
 
 SLOW_DISK_RATE = 20 << 20  # bytes/s: the db read and written once at 40 MiB/s
+SCALED_SECONDS_PER_GIB = (1 << 30) / SLOW_DISK_RATE  # what Timeouts.scaled adds, for messages
 
 
 @dataclass(frozen=True)

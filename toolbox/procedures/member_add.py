@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from toolbox import log
-from toolbox.context import SLOW_DISK_RATE, Context
+from toolbox.context import SCALED_SECONDS_PER_GIB, Context
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
 from toolbox.etcd.client import EtcdClient, Member, TlsFiles, resolve_tls
 from toolbox.etcd.cluster import (
@@ -266,7 +266,7 @@ def add_steps(ctx: Context, plan: AnyAddPlan) -> list[Step[AnyAddPlan]]:
         Step("start-etcd", "move etcd-member.yaml back into the manifests", _start_etcd,
              _stop_etcd),
         *([Step("wait-healthy", f"wait (<= {ctx.timeouts.health:.0f}s, plus "
-                f"{(1 << 30) / SLOW_DISK_RATE:.0f}s per GiB of the db) until member "
+                f"{SCALED_SECONDS_PER_GIB:.0f}s per GiB of the db) until member "
                 f"{plan.name} starts and serves", _wait_healthy)] if plan.wait else []),
     ]
 

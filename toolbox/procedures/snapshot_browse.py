@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolbox import log
-from toolbox.context import SLOW_DISK_RATE, Context
+from toolbox.context import SCALED_SECONDS_PER_GIB, Context
 from toolbox.errors import InvalidInput, PreconditionFailed, RecoveryError
 from toolbox.etcd.snapshot import verify_file
 from toolbox.host.archive import read_revision_file
@@ -103,7 +103,7 @@ def changes(ctx: Context, plan: BrowsePlan) -> list[str]:
         f" 3. write-manifest: {shown(ctx.paths.browse_manifest)} (kubelet starts the scratch "
         f"etcd on {ETCD_CLIENT} and a kube-apiserver on 127.0.0.1:{API_PORT})",
         f" 4. wait-ready: up to {ctx.timeouts.health:.0f}s plus "
-        f"{(1 << 30) / SLOW_DISK_RATE:.0f}s per GiB of the snapshot for {SERVER}/readyz",
+        f"{SCALED_SECONDS_PER_GIB:.0f}s per GiB of the snapshot for {SERVER}/readyz",
         "(not journaled: if any step fails, all of it is removed again)",
     ]
 
