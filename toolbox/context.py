@@ -54,6 +54,12 @@ SLOW_DISK_RATE = 20 << 20  # bytes/s: the db read and written once at 40 MiB/s
 SCALED_SECONDS_PER_GIB = (1 << 30) / SLOW_DISK_RATE  # what Timeouts.scaled adds, for messages
 
 
+def longer_health_wait(command: str) -> str:
+    """The advice for a wait on etcd that ran out: the same command with a longer wait."""
+    return (f"if etcd is still loading a large db (its log says so), give it longer: "
+            f"`ocp-recovery {command} --health-timeout 1800`")
+
+
 @dataclass(frozen=True)
 class Context:
     host_root: Path
@@ -139,8 +145,7 @@ def build_context(
     key: str | None = None,
     log_format: str | None = None,
     dial_timeout: float | None = None,
-    stream_idle_timeout: float | None = None,
-    command_timeout: float | None = None,
+    health_timeout: float | None = None,
     kubeconfig: str | None = None,
 ) -> Context:
     root = Path(host_root) if host_root else default_host_root(environ)
@@ -166,9 +171,8 @@ def build_context(
     )
     defaults = Timeouts()
     timeouts = Timeouts(
-        dial=dial_timeout or defaults.dial,
-        stream_idle=stream_idle_timeout or defaults.stream_idle,
-        command=command_timeout or defaults.command,
+        dial=_seconds("--dial-timeout", dial_timeout, defaults.dial),
+        health=_seconds("--health-timeout", health_timeout, defaults.health),
     )
     # Children get no proxy and no ETCDCTL_* (our flags say where etcd is; etcdctl 3.5
     # refuses a flag that is also set in its environment); etcdctl 3.3 needs API 3.
@@ -194,6 +198,15 @@ def build_context(
         or None,
         aws_region=environ.get("AWS_DEFAULT_REGION") or environ.get("AWS_REGION") or None,
     )
+
+
+def _seconds(flag: str, given: float | None, default: float) -> float:
+    if given is None:
+        return default
+    if not given > 0:  # also NaN
+        raise InvalidInput(f"{flag} is {given:g}: a wait needs a number of seconds above 0",
+                           next_step=f"pass {flag} SECONDS, or leave it out for {default:.0f}")
+    return given
 
 
 def parse_endpoints(text: str) -> tuple[str, ...]:

@@ -181,6 +181,28 @@ def test_the_lock_covers_the_wait_and_ctrl_c_tells_the_truth(cluster: Sandbox) -
     assert len(keys_in(cluster, 0, "before")) == 50
 
 
+def test_the_wait_ends_at_the_operators_limit_and_says_how_to_give_it_longer(
+        cluster: Sandbox) -> None:
+    env = cluster.env_vars(0, dict(os.environ))
+    started = time.monotonic()
+    # Master-0 alone is restored: its member never serves, so the wait runs out.
+    done = subprocess.run([*_restore_all_three(cluster), "--yes", "--health-timeout", "4"],
+                          env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=240)
+    try:
+        assert done.returncode == 9, done.stderr
+        # Twice the limit with three members (the others' restores come first), plus steps.
+        assert time.monotonic() - started < 120
+        assert "waited 8s for the restored member" in done.stderr, done.stderr
+        assert "the wait `wait-healthy` ran out" in done.stderr
+        assert "`ocp-recovery resume --health-timeout 1800`" in done.stderr
+    finally:
+        rolled = command(cluster, 0, "rollback", "--yes")
+    assert rolled.returncode == 0, rolled.stderr
+    _wait_for(lambda: _whole(cluster), 60, "the rolled-back cluster to be whole")
+    assert len(keys_in(cluster, 0, "before")) == 50
+
+
 def _whole(sandbox: Sandbox) -> bool:
     try:
         return member_names(sandbox) == MASTERS and len(leaders(sandbox)) == 1

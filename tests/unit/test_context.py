@@ -31,6 +31,18 @@ def test_flags_override_environment(tmp_path: Path) -> None:
     assert ctx.host_root == tmp_path
 
 
+def test_wait_flags_set_the_timeouts_and_refuse_what_is_not_a_wait(tmp_path: Path) -> None:
+    ctx = build_context({}, host_root=str(tmp_path), host_exec="direct", dial_timeout=2,
+                        health_timeout=1800)
+    assert (ctx.timeouts.dial, ctx.timeouts.health) == (2, 1800)
+    assert build_context({}, host_root=str(tmp_path), host_exec="direct").timeouts.health == 300
+    for bad in (0, -5, float("nan")):
+        with pytest.raises(InvalidInput, match=r"--health-timeout .* above 0"):
+            build_context({}, host_root=str(tmp_path), host_exec="direct", health_timeout=bad)
+    with pytest.raises(InvalidInput, match="--dial-timeout"):
+        build_context({}, host_root=str(tmp_path), host_exec="direct", dial_timeout=0)
+
+
 def test_proxy_variables_never_reach_children(tmp_path: Path) -> None:
     env = {"OCP_RECOVERY_HOST_ROOT": str(tmp_path), "HTTPS_PROXY": "http://proxy:3128",
            "http_proxy": "http://proxy:3128", "grpc_proxy": "x", "NO_PROXY": "a", "PATH": "/bin"}

@@ -67,6 +67,10 @@ class GlobalOptions:
     key: Annotated[str | None, typer.Option(help="etcd client key (env ETCDCTL_KEY).")] = None
     dial_timeout: Annotated[float | None, typer.Option(
         help="Seconds to wait for each etcd endpoint (default 5).")] = None
+    health_timeout: Annotated[float | None, typer.Option(
+        help="Seconds to wait for etcd, the kubelet or an API server to serve after a "
+        "change (default 300); a wait for etcd adds 51 s per GiB of its db. A slow disk "
+        "may need more: `resume --health-timeout 1800`.")] = None
     kubeconfig: Annotated[str | None, typer.Option(
         help="Kubeconfig of the Kubernetes API, a host path (env KUBECONFIG; default: the "
         "recovery API server's admin.kubeconfig).")] = None
@@ -95,7 +99,8 @@ class GlobalOptions:
             os.environ, host_root=self.host_root, host_exec=self.host_exec,
             state_dir=self.state_dir, endpoints=self.endpoints, cacert=self.cacert,
             cert=self.cert, key=self.key, log_format=self.log_format,
-            dial_timeout=self.dial_timeout, kubeconfig=self.kubeconfig)
+            dial_timeout=self.dial_timeout, health_timeout=self.health_timeout,
+            kubeconfig=self.kubeconfig)
 
     @property
     def json_result(self) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from toolbox import log
-from toolbox.context import SCALED_SECONDS_PER_GIB, Context
+from toolbox.context import SCALED_SECONDS_PER_GIB, Context, longer_health_wait
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed, WaitTimedOut
 from toolbox.etcd.client import EtcdClient, Member, TlsFiles, resolve_tls
 from toolbox.etcd.cluster import (
@@ -391,7 +391,8 @@ def _wait_healthy(run: StepRun[AnyAddPlan]) -> None:
         wait_until(started_and_healthy, timeout=ctx.timeouts.scaled(
                        ctx.timeouts.health, _db_size(ctx, tls, plan.active)),
                    what=f"member {plan.name} to start and serve",
-                   next_step="check `crictl ps --name etcd-member` and its log here",
+                   next_step="check `crictl ps --name etcd-member` and its log here; "
+                   + longer_health_wait("resume"),
                    progress=lambda: state[0])
     except WaitTimedOut as exc:
         exc.state = (f"member {plan.name} is added but has not started: the cluster "

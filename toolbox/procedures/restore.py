@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from toolbox.context import Context
+from toolbox.context import Context, longer_health_wait
 from toolbox.errors import EtcdUnavailable, InvalidInput, PreconditionFailed
 from toolbox.etcd.cluster import (
     ClusterEntry,
@@ -632,9 +632,10 @@ def _wait_healthy(run: StepRun[RestorePlan]) -> None:
 
     wait_until(healthy, timeout=_health_timeout(ctx, plan),
                what=f"the restored member {plan.name} to serve with a leader",
-               next_step="check `crictl ps --name etcd-member` and its log on the host"
-               if plan.members == 1 else "restore the other masters with the same backup "
-               "and --initial-cluster: the member serves once a majority runs",
+               next_step=("check `crictl ps --name etcd-member` and its log on the host"
+                          if plan.members == 1 else "restore the other masters with the same "
+                          "backup and --initial-cluster: the member serves once a majority "
+                          "runs") + "; " + longer_health_wait("resume"),
                progress=_masters_running(ctx, plan))
     run.journal.record("members", [asdict(m) for m in members])
 

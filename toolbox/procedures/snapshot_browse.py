@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolbox import log
-from toolbox.context import SCALED_SECONDS_PER_GIB, Context
+from toolbox.context import SCALED_SECONDS_PER_GIB, Context, longer_health_wait
 from toolbox.errors import InvalidInput, PreconditionFailed, RecoveryError
 from toolbox.etcd.snapshot import verify_file
 from toolbox.host.archive import read_revision_file
@@ -249,7 +249,7 @@ def _wait_ready(ctx: Context, plan: BrowsePlan) -> None:
     timeout = ctx.timeouts.scaled(ctx.timeouts.health, paths.host(plan.snapshot).stat().st_size)
     client.wait_ready(timeout, next_step=(
         "check the pod's containers (`crictl ps --name browse`, `crictl logs <id>`), then run "
-        "the same command again"))
+        "the same command again; " + longer_health_wait("snapshot browse SNAPSHOT")))
 
 
 def stop(ctx: Context) -> str | None:
