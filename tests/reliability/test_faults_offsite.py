@@ -13,7 +13,7 @@ import io
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import pytest
 from tests.conftest import assert_host_unchanged, require_etcd
 from tests.e2e.helpers import command
 from toolbox.context import build_context
-from toolbox.errors import ObjectStoreError
+from toolbox.errors import InsufficientSpace, ObjectStoreError
 from toolbox.host.backups import BackupSet, find_backup_sets
 from toolbox.procedures import offsite_fetch, offsite_prune
 from toolbox.sandbox import workload
@@ -267,6 +267,30 @@ def test_disk_full_during_fetch_is_exit_7_and_leaves_nothing(
                    IDENTITY], env=master.env, exit_code=7).stderr
     assert "ran out of space" in err and "next:" in err
     assert sorted(p.name for p in small.iterdir()) == [filler.name]
+
+
+def test_a_restore_from_the_store_is_refused_before_the_download_without_room_for_both(
+        master: Master, mount_tmpfs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """`restore s3://…` fetches into the state dir, then writes the data dir: on one file
+    system (RHCOS's /var) both must fit before the first byte is downloaded. Here each fits
+    alone (13 and 78 MiB), both do not (80 MiB)."""
+    root = tmp_path / "host"
+    var_lib = mount_tmpfs(root / "var/lib", size="80m")
+    identity = root / IDENTITY.lstrip("/")
+    identity.parent.mkdir(parents=True)
+    identity.write_bytes(master.host(IDENTITY).read_bytes())
+    for name, value in master.store.env().items():
+        monkeypatch.setenv(name, value)
+    ctx = build_context(dict(os.environ), host_root=str(root), host_exec="direct")
+    request = offsite_fetch.FetchRequest(master.stored, offsite_fetch.fetched_dir(ctx),
+                                         IDENTITY, progress=False, for_restore=True)
+    with pytest.raises(InsufficientSpace, match="and the data dir restored from it needs"):
+        offsite_fetch.run(ctx, request)
+    assert list(var_lib.iterdir()) == []
+    # Fetched for itself (`backup fetch`), the set alone fits.
+    fetched = offsite_fetch.run(ctx, replace(request, for_restore=False))
+    assert fetched.local.snapshot is not None
+    assert fetched.local.snapshot.read_bytes() == master.backup.snapshot.read_bytes()
 
 
 def test_an_unfinished_upload_under_object_lock_does_not_stop_prune(

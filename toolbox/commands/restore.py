@@ -85,7 +85,7 @@ def _fetched(options: GlobalOptions, url: str, identity: str | None,
                            next_step=f"ocp-recovery restore {url} --identity FILE …")
     result = offsite_fetch.run(context, offsite_fetch.FetchRequest(
         url, offsite_fetch.fetched_dir(context), host_path(identity, context), endpoint_url,
-        one_set_per_dir=True))
+        for_restore=True))
     if not options.json_result:  # --json: the restore's own object is the one on stdout
         from toolbox import log
 

@@ -24,8 +24,10 @@ from toolbox.host.files import (
     nearest_existing,
     remove_quietly,
     require_free_space,
+    same_filesystem,
     unnamed_until_complete,
 )
+from toolbox.procedures import restore
 from toolbox.procedures.verify import verify_set
 from toolbox.report import Report
 from toolbox.store.encryption import load_identities
@@ -45,7 +47,9 @@ class FetchRequest:
     identity: str                # host path of the age identity
     endpoint_url: str | None = None
     progress: bool = True
-    one_set_per_dir: bool = False  # write into DIRECTORY/<set>: a restore then takes that set
+    # Fetched for a restore: into DIRECTORY/<set>, so the restore takes that set, and the
+    # restored data dir's room is checked with the set's, before anything is downloaded.
+    for_restore: bool = False
 
 
 def fetched_dir(ctx: Context) -> str:
@@ -96,9 +100,10 @@ def run(ctx: Context, request: FetchRequest) -> FetchResult:
                            next_step="give a directory (it is created if missing)")
     bucket = Bucket.connect(url.bucket, request.endpoint_url, ctx.aws_region)
     stored = choose_set(bucket, url)
-    if request.one_set_per_dir:
+    for_restore = request.for_restore
+    if for_restore:
         shown = f"{request.directory.rstrip('/')}/{stored.name}"
-        request = replace(request, directory=shown, one_set_per_dir=False)
+        request = replace(request, directory=shown, for_restore=False)
         target = ctx.paths.host(shown)
     existing = next((s for s in find_backup_sets(target) if s.timestamp == stored.name), None)
     if existing is not None and existing.manifest is not None:
@@ -107,8 +112,18 @@ def run(ctx: Context, request: FetchRequest) -> FetchResult:
     kept = _left_by_a_killed_fetch(target, stored, request.directory)
     needed = sum(f.plaintext_size for f in stored.files if f.name not in kept)
     existed = nearest_existing(target)
-    require_free_space(existed, int(needed * SPACE_MARGIN),
-                       f"the set {stored.name} ({human_bytes(needed)})")
+    what = f"the set {stored.name} ({human_bytes(needed)})"
+    needed = int(needed * SPACE_MARGIN)
+    if for_restore:
+        # On one file system (as on RHCOS) both stay until the restore is done.
+        data_dir, data_dir_bytes = restore.data_dir_room(
+            ctx, sum(f.plaintext_size for f in stored.files if f.role == "snapshot"))
+        if same_filesystem(existed, data_dir):
+            needed += data_dir_bytes
+            what += " and the data dir restored from it"
+        else:
+            require_free_space(data_dir, data_dir_bytes, "the data dir restored from it")
+    require_free_space(existed, needed, what)
     ensure_private_dir(target)
     written: list[Path] = []
     try:

@@ -174,13 +174,13 @@ def _plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
     operation_id = new_operation_id(OPERATION)
     stash = paths.state_dir / operation_id
     data_dir = paths.etcd_data_dir
-    needed = int(snapshot_bytes * SPACE_MARGIN) + SPACE_FLOOR
+    data_dir_fs, needed = data_dir_room(ctx, snapshot_bytes)
     if given.kind == "legacy" and same_filesystem(data_dir.parent, paths.state_dir):
         # As on RHCOS, where /var/lib holds both: the extracted snapshot stays until the end.
-        require_free_space(nearest_existing(data_dir.parent), 2 * needed,
+        require_free_space(data_dir_fs, 2 * needed,
                            "the extracted snapshot and the restored data dir")
     else:
-        require_free_space(nearest_existing(data_dir.parent), needed, "the restored data dir")
+        require_free_space(data_dir_fs, needed, "the restored data dir")
         if given.kind == "legacy":
             require_free_space(nearest_existing(paths.state_dir), needed,
                                "the extracted snapshot")
@@ -276,6 +276,13 @@ def _live_kube_apiserver_revision(ctx: Context) -> int | None:
     except (OSError, yaml.YAMLError, KeyError, TypeError):
         return None
     return None
+
+
+def data_dir_room(ctx: Context, snapshot_bytes: int) -> tuple[Path, int]:
+    """Where the restored data dir is written (its nearest existing directory) and the room
+    it needs: the db as etcdutl writes it, and etcd's first WAL file."""
+    return (nearest_existing(ctx.paths.etcd_data_dir.parent),
+            int(snapshot_bytes * SPACE_MARGIN) + SPACE_FLOOR)
 
 
 def _check_backup(ctx: Context, given: BackupInput, request: RestoreRequest

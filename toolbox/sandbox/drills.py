@@ -411,7 +411,7 @@ def offsite_restore_drill(environ: Mapping[str, str], *, etcd: str = "3.5", keys
             with report.phase("fetch from the store: download, decrypt, verify"):
                 fetched = offsite_fetch.run(ctx, offsite_fetch.FetchRequest(
                     url, offsite_fetch.fetched_dir(ctx), "/root/backup-identity.txt",
-                    progress=False, one_set_per_dir=True))
+                    progress=False, for_restore=True))
         check(fetched.stored.name == made.uploaded.url.set_name,
               f"fetched {fetched.stored.name}, uploaded {made.uploaded.url}")
         report.facts.append(f"{made.uploaded.url}: the snapshot and archive encrypted to one "
