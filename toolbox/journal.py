@@ -358,8 +358,10 @@ class Runner:
             return Interrupted(f"{self.journal.operation} interrupted during `{step.name}`",
                                state=state, next_step=again)
         if isinstance(exc, WaitTimedOut):
+            # What the step knows of where its wait left the cluster, after the runner's part.
+            known = "" if exc.state == WaitTimedOut.default_state else f"; {exc.state}"
             return WaitTimedOut(exc.what, state=f"part-way: steps done: {', '.join(done)}; "
-                                f"the wait `{step.name}` ran out",
+                                f"the wait `{step.name}` ran out{known}",
                                 next_step=f"{exc.next_step}; then {again}")
         what = exc.what if isinstance(exc, RecoveryError) else f"{type(exc).__name__}: {exc}"
         return StepFailed(f"step `{step.name}` of {self.journal.operation} failed: {what}",

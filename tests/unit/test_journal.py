@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import assert_host_unchanged
 from toolbox.context import Context, build_context
-from toolbox.errors import OperationInFlight, StepFailed
+from toolbox.errors import OperationInFlight, StepFailed, WaitTimedOut
 from toolbox.journal import (
     Confirmation,
     Journal,
@@ -110,6 +110,34 @@ def test_run_resume_and_rollback(ctx: Context) -> None:
     runner(ctx, again, procedure).rollback()
     assert log[3:] == ["undo c", "undo b", "undo a"]
     assert Journal.load(state_dir).status == "rolled-back"  # type: ignore[union-attr]
+
+
+class WaitingTooLong(Recording):
+    """Step b's wait runs out: with what it knows of the cluster (as member add's does), or
+    knowing nothing more than the runner."""
+
+    def __init__(self, log: list[str], known: str | None):
+        super().__init__("member-add", log)
+        self.known = known
+
+    def steps(self, ctx: Context, plan: ExamplePlan) -> list[Step[ExamplePlan]]:
+        def wait(run: StepRun[ExamplePlan]) -> None:
+            raise WaitTimedOut("waited 1s for member x", state=self.known,
+                               next_step="check its log")
+        a, _b, c = super().steps(ctx, plan)
+        return [a, Step("b", "waits", wait, None), c]
+
+
+@pytest.mark.parametrize("known", [None, "x is added but not serving"])
+def test_a_wait_that_ran_out_keeps_what_its_step_knows(ctx: Context, known: str | None) -> None:
+    procedure = WaitingTooLong([], known)
+    with pytest.raises(WaitTimedOut) as ran_out:
+        execute(ctx, procedure, procedure.plan(ctx, None))
+    state = ran_out.value.state
+    assert state.startswith("part-way: steps done: a; the wait `b` ran out")
+    assert state.endswith("; x is added but not serving") if known else \
+        state.endswith("ran out"), state
+    assert ran_out.value.next_step.startswith("check its log; then `ocp-recovery resume`")
 
 
 def test_rollback_undoes_the_interrupted_step_too(ctx: Context) -> None:

@@ -395,9 +395,9 @@ def _wait_healthy(run: StepRun[AnyAddPlan]) -> None:
                    + longer_health_wait("resume"),
                    progress=lambda: state[0])
     except WaitTimedOut as exc:
-        exc.state = (f"member {plan.name} is added but has not started: the cluster "
-                     "counts it toward quorum and may have stopped serving; `rollback` "
-                     "removes the member again")
+        exc.state = (f"member {plan.name} is added but not serving: the cluster counts it "
+                     "toward quorum, so one of two members has none while the leader sends "
+                     "it the db; `rollback` removes it only while the cluster has quorum")
         raise
     # Ours was just seen serving; the others are asked once, for the report's next steps.
     others = [m for m in members if m.name != plan.name]
