@@ -1,6 +1,6 @@
 """Drill wall times at scale: how quorum-restore and quorum-loss grow with the db.
 
-    python -m benchmarks.drills [--sizes 100,1024] [--etcd 3.5]
+    python -m benchmarks.drills [--sizes 100,1024] [--drills quorum-restore] [--etcd 3.5]
 
 Each drill runs whole on a fresh 3-master sandbox whose db is first grown to the size
 (workload.fill: large values overwritten and half compacted). Reported per size: the time
@@ -30,14 +30,23 @@ RECOVERY_PHASES = {
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100,1024", help="db sizes in MiB, comma separated")
+    parser.add_argument("--drills", default=",".join(RECOVERY_PHASES),
+                        help="which, comma separated (quorum-loss at 8 GiB holds five "
+                        "copies of the db: about 60 GiB of disk)")
     parser.add_argument("--etcd", default="3.5")
     args = parser.parse_args(argv)
+    chosen = args.drills.split(",")
+    unknown = set(chosen) - set(RECOVERY_PHASES)
+    if unknown:
+        parser.error(f"no drill {', '.join(sorted(unknown))}: one of "
+                     f"{', '.join(RECOVERY_PHASES)}")
     log.configure("json")  # the procedures' logs to stderr, the figures alone on stdout
     compile_toolbox()
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"machine: {machine()}")
-    results: dict[str, dict[int, float]] = {name: {} for name in RECOVERY_PHASES}
-    for name, phases in RECOVERY_PHASES.items():
+    results: dict[str, dict[int, float]] = {name: {} for name in chosen}
+    for name in chosen:
+        phases = RECOVERY_PHASES[name]
         for size in sizes:
             started = time.monotonic()
             report = DRILLS[name](dict(os.environ), etcd=args.etcd, keys=1000, fill_mib=size)
