@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 from typing import Any
 
 import typer
 
-from toolbox import log
+from toolbox import interruption, log
 from toolbox.errors import Interrupted, RecoveryError
 
 _log = log.get(__name__)
 
 
-def _on_sigterm(*_: Any) -> None:
-    raise Interrupted("terminated by SIGTERM")
-
-
 def main(argv: list[str] | None = None, prog_name: str = "ocp-recovery") -> int:
     """Run the CLI; returns (and exits with) the status."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    interruption.install()
     code = run(sys.argv[1:] if argv is None else argv, prog_name)
     if argv is None:
         sys.exit(code)

@@ -148,6 +148,9 @@ def test_the_lock_covers_the_wait_and_ctrl_c_tells_the_truth(cluster: Sandbox) -
                 assert f"`restore` (pid {waiting.pid}" in other.stderr
                 assert "unchanged by this run" in other.stderr
 
+        # Some seconds into the wait, while health probes run: gRPC dropped a Ctrl-C that
+        # came during a probe, and the wait went on for its whole timeout.
+        time.sleep(5)
         waiting.send_signal(signal.SIGINT)  # Ctrl-C
         try:
             _out, err = waiting.communicate(timeout=60)

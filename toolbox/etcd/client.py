@@ -18,7 +18,7 @@ import grpc
 from etcd3.etcdrpc import rpc_pb2 as rpc
 from etcd3.etcdrpc import rpc_pb2_grpc as rpc_grpc
 
-from toolbox import log
+from toolbox import interruption, log
 from toolbox.context import Context
 from toolbox.errors import (
     EtcdUnavailable,
@@ -336,12 +336,15 @@ class EtcdClient:
 
         guard = threading.Thread(target=watchdog, name="snapshot-watchdog", daemon=True)
         guard.start()
+        mark = interruption.received()
         try:
             for reply in call:
+                interruption.raise_lost(mark)
                 waiting_since[0] = None
                 yield snapshot_blob(reply)
                 waiting_since[0] = time.monotonic()
         except grpc.RpcError as exc:
+            interruption.raise_lost(mark)
             if stalled.is_set():
                 raise WaitTimedOut(
                     f"etcd at {self.endpoint} sent no snapshot data for "
@@ -358,10 +361,14 @@ class EtcdClient:
 
     def _unary(self, method, request, what: str,  # type: ignore[no-untyped-def]
                deadline: float | None = None):
+        mark = interruption.received()
         try:
-            return method(request, timeout=max(self.dial, deadline or 0))
+            reply = method(request, timeout=max(self.dial, deadline or 0))
         except grpc.RpcError as exc:
+            interruption.raise_lost(mark)  # a Ctrl-C gRPC dropped comes first
             raise _unavailable(self.endpoint, what, exc) from exc
+        interruption.raise_lost(mark)
+        return reply
 
 
 def snapshot_blob(message: bytes) -> memoryview:
