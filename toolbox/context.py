@@ -7,6 +7,7 @@ guide never captures etcd traffic).
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,9 +56,9 @@ SCALED_SECONDS_PER_GIB = (1 << 30) / SLOW_DISK_RATE  # what Timeouts.scaled adds
 
 
 def longer_health_wait(command: str) -> str:
-    """The advice for a wait on etcd that ran out: the same command with a longer wait."""
-    return (f"if etcd is still loading a large db (its log says so), give it longer: "
-            f"`ocp-recovery {command} --health-timeout 1800`")
+    """The advice for a wait on etcd that ran out: `command` again with a longer wait."""
+    return (f"if etcd is still loading a large db (its log says so), give the wait longer "
+            f"with `--health-timeout 1800` on the `{command}`")
 
 
 @dataclass(frozen=True)
@@ -203,8 +204,9 @@ def build_context(
 def _seconds(flag: str, given: float | None, default: float) -> float:
     if given is None:
         return default
-    if not given > 0:  # also NaN
-        raise InvalidInput(f"{flag} is {given:g}: a wait needs a number of seconds above 0",
+    if not 0 < given < math.inf:  # also NaN
+        raise InvalidInput(f"{flag} is {given:g}: a wait needs a number of seconds above 0 "
+                           "(and an end)",
                            next_step=f"pass {flag} SECONDS, or leave it out for {default:.0f}")
     return given
 

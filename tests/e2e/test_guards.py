@@ -198,7 +198,8 @@ def test_the_wait_ends_at_the_operators_limit_and_says_how_to_give_it_longer(
         assert time.monotonic() - started < 120
         assert "waited 8s for the restored member" in done.stderr, done.stderr
         assert "the wait `wait-healthy` ran out" in done.stderr
-        assert "`ocp-recovery resume --health-timeout 1800`" in done.stderr
+        assert "with `--health-timeout 1800` on the `resume`; then `ocp-recovery resume` " \
+            "runs `wait-healthy` again" in done.stderr, done.stderr
     finally:
         rolled = command(cluster, 0, "rollback", "--yes")
     assert rolled.returncode == 0, rolled.stderr

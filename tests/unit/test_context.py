@@ -36,7 +36,7 @@ def test_wait_flags_set_the_timeouts_and_refuse_what_is_not_a_wait(tmp_path: Pat
                         health_timeout=1800)
     assert (ctx.timeouts.dial, ctx.timeouts.health) == (2, 1800)
     assert build_context({}, host_root=str(tmp_path), host_exec="direct").timeouts.health == 300
-    for bad in (0, -5, float("nan")):
+    for bad in (0, -5, float("nan"), float("inf")):
         with pytest.raises(InvalidInput, match=r"--health-timeout .* above 0"):
             build_context({}, host_root=str(tmp_path), host_exec="direct", health_timeout=bad)
     with pytest.raises(InvalidInput, match="--dial-timeout"):

@@ -249,7 +249,7 @@ def _wait_ready(ctx: Context, plan: BrowsePlan) -> None:
     timeout = ctx.timeouts.scaled(ctx.timeouts.health, paths.host(plan.snapshot).stat().st_size)
     client.wait_ready(timeout, next_step=(
         "check the pod's containers (`crictl ps --name browse`, `crictl logs <id>`), then run "
-        "the same command again; " + longer_health_wait("snapshot browse SNAPSHOT")))
+        "the same command again; " + longer_health_wait("snapshot browse")))
 
 
 def stop(ctx: Context) -> str | None:
