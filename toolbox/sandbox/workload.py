@@ -52,6 +52,7 @@ def write(client: etcd3.Etcd3Client, group: str, count: int, size: int = 1024) -
 
 VALUE_BYTES = 96 * 1024  # a large ConfigMap/Secret; several revisions of each
 KEYS_PER_TXN = 12        # under etcd's default 1.5 MiB request limit
+FILL_TXN_TIMEOUT = 300   # seconds for one transaction of the fill
 
 
 def quota_for(size_mib: int) -> int:
@@ -66,7 +67,9 @@ def fill(sandbox: Sandbox, size_mib: int, index: int = 0) -> tuple[int, float]:
     compact half of history so free pages exist, as in a live cluster."""
     started = time.monotonic()
     keys = max(1, (size_mib << 20) // VALUE_BYTES // 3)
-    with kv_client(sandbox, index, timeout=60) as kv:
+    # Three members filling one disk to 8 GiB stall it for over a minute at a time
+    # (etcd: "leader failed to send out heartbeat on time"): each transaction may wait.
+    with kv_client(sandbox, index, timeout=FILL_TXN_TIMEOUT) as kv:
         rounds = 0
         while True:
             for start in range(0, keys, KEYS_PER_TXN):
