@@ -4,8 +4,8 @@ fill is the longest part (8 GiB: about 4 minutes here).
     python -m benchmarks.scale [--size-mib 8192] [--rounds 3] [--etcd 3.5]
 
 The same rounds, anchors and targets as benchmarks.backup, .verify and .restore (which
-each fill a sandbox of their own); etcd's quota is raised to fit the size, as an operator
-raises ETCD_QUOTA_BACKEND_BYTES.
+each fill a sandbox of their own), then one restore to healthy (with its wait); etcd's
+quota is raised to fit the size, as an operator raises ETCD_QUOTA_BACKEND_BYTES.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"== {name} ==", flush=True)
             run(bench, args.rounds)
             print(f"({name}: {time.monotonic() - started:.0f} s)", flush=True)
+        restore.run_to_healthy(bench)
 
 
 if __name__ == "__main__":
