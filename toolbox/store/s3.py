@@ -244,8 +244,10 @@ class Bucket:
                 "full store holds requests open: Ceph does when an OSD is full)",
                 next_step="check the store's health and free space (`ceph -s` / its console) "
                 "and the network path, then run the same command again")
+        # HTTPClientError: also a connection reset or a body cut short mid-transfer, as when
+        # the store's daemon dies while a range is read (not the credentials' fault).
         if isinstance(exc, botocore.EndpointConnectionError | botocore.ConnectTimeoutError
-                      | botocore.ConnectionClosedError
+                      | botocore.HTTPClientError | botocore.IncompleteReadError
                       | botocore.ProxyConnectionError | ConnectionError):
             return ObjectStoreError(
                 f"cannot {action} {where}: the object store {at} did not answer "
