@@ -29,6 +29,13 @@ def main(argv: list[str] | None = None) -> None:
         run(bench, args.rounds)
 
 
+def _restore_argv(bench: Bench, *extra: str) -> list[str]:
+    """The toolbox's restore of the bench backup on master-0, the cluster rewound."""
+    spec = bench.sandbox.spec(0)
+    return [TOOL, "restore", "/home/core/bench", "--initial-cluster",
+            f"{spec.member_name}={spec.peer_url}", "--rewind-healthy-cluster", "--yes", *extra]
+
+
 def run(bench: Bench, rounds: int) -> None:
     snapshot = bench.backup()
     spec = bench.sandbox.spec(0)
@@ -41,8 +48,7 @@ def run(bench: Bench, rounds: int) -> None:
     scratch = bench.work / "bare-restore"
 
     def ours_side() -> None:
-        measure([TOOL, "restore", "/home/core/bench", "--initial-cluster", cluster,
-                 "--rewind-healthy-cluster", "--yes", "--no-wait"], bench.env, ours)
+        measure(_restore_argv(bench, "--no-wait"), bench.env, ours)
         for stash in state.glob("restore-*"):
             shutil.rmtree(stash)  # the previous data dir, set aside by the restore
 
@@ -61,11 +67,8 @@ def run(bench: Bench, rounds: int) -> None:
 def run_to_healthy(bench: Bench) -> None:
     """Once, the whole restore with its last step: the wait until etcd, started on the
     restored db, serves with a leader (what grows with the db beyond etcdutl's part)."""
-    spec = bench.sandbox.spec(0)
     healthy = Samples("ocp-recovery restore (to healthy)")
-    measure([TOOL, "restore", "/home/core/bench", "--initial-cluster",
-             f"{spec.member_name}={spec.peer_url}", "--rewind-healthy-cluster", "--yes"],
-            bench.env, healthy)
+    measure(_restore_argv(bench), bench.env, healthy)
     print(healthy.line())
 
 
