@@ -104,7 +104,7 @@ def bench_sandbox(argv: list[str] | None, description: str) -> Iterator[tuple[Be
     compile_toolbox()
     work = Path(tempfile.mkdtemp(prefix="ocpr-bench-", dir="/var/tmp"))
     sandbox = Sandbox.up(work / "sandbox", masters=1, etcd=args.etcd,
-                         etcd_quota=workload.quota_for(args.size_mib))
+                         etcd_conf=workload.conf_for(args.size_mib))
     try:
         db_size, fill_seconds = workload.fill(sandbox, args.size_mib)
         print(f"machine: {machine()}")

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,10 +30,11 @@ from toolbox.sandbox.binaries import (
     require_node_components,
 )
 from toolbox.sandbox.layout import (
-    ETCD_QUOTA_43,
+    ETCD_CONF_43,
     SANDBOX_PEER_IPS,
     SIGNER_CA_DIR,
     ClusterPki,
+    EtcdConf,
     MasterSpec,
     lay_out_master,
 )
@@ -129,7 +130,7 @@ class Sandbox:
     def up(cls, directory: Path, *, masters: int = 3, etcd: str = "3.5",
            timeout: float = HEALTH_TIMEOUT, kube_apiserver: Path | None = None,
            object_store: bool = False, kubernetes_image: str | None = None,
-           etcd_quota: int = ETCD_QUOTA_43) -> Sandbox:
+           etcd_conf: EtcdConf = ETCD_CONF_43) -> Sandbox:
         """`kube_apiserver`: the binary that runs kube-apiserver static pods configured with
         `--openshift-config` (binaries.find_kube_apiserver); None keeps them placeholders.
         With it, master-0 also runs a real kube-controller-manager when one is found.
@@ -138,8 +139,8 @@ class Sandbox:
         toolbox image (a podman image name); needs `kube_apiserver`. Then master-0's etcd
         also listens on 127.0.0.1, as a real master's does on every address, and the API's
         storage is every member, so one etcd can stop under a running API.
-        `etcd_quota`: every member's ETCD_QUOTA_BACKEND_BYTES (4.3's 7 GiB by default), also
-        for masters added later."""
+        `etcd_conf`: every member's etcd.conf (4.3's by default), also for masters added
+        later."""
         from toolbox.sandbox.objectstore import ObjectStore
 
         sandbox = cls(directory)
@@ -176,7 +177,7 @@ class Sandbox:
                            str(controller_manager) if controller_manager else None,
                        "kube_scheduler": str(node_parts["kube-scheduler"])
                        if node_parts else None,
-                       "kubernetes_image": kubernetes_image, "etcd_quota": etcd_quota})
+                       "kubernetes_image": kubernetes_image, "etcd_conf": asdict(etcd_conf)})
         initial = render_initial_cluster([(MasterSpec(i).member_name, MasterSpec(i).peer_url)
                                           for i in indices])
         for i in indices:
@@ -275,7 +276,7 @@ class Sandbox:
         master_dir.mkdir(parents=True, exist_ok=True)
         state = self._state()
         lay_out_master(self.root(index), spec, pki, initial_cluster=initial_cluster,
-                       blank=blank, etcd_quota=state.get("etcd_quota", ETCD_QUOTA_43))
+                       blank=blank, etcd_conf=EtcdConf(**state.get("etcd_conf", {})))
         (master_dir / "master.json").write_text(json.dumps({
             "index": index, "root": str(self.root(index)),
             "etcd": str(self.binaries.etcd),

@@ -66,7 +66,7 @@ def _drill_sandbox(report: DrillReport, directory: Path | None, keep: bool, *,
             sandbox = Sandbox.up(where / "sandbox", masters=masters, etcd=report.etcd,
                                  kube_apiserver=binary, object_store=object_store,
                                  kubernetes_image=kubernetes_image,
-                                 etcd_quota=workload.quota_for(fill_mib))
+                                 etcd_conf=workload.conf_for(fill_mib))
     except BaseException:
         if made and not any(where.iterdir()):  # refused (an unknown --etcd): nothing to keep
             where.rmdir()

@@ -24,7 +24,8 @@ SANDBOX_PEER_IPS = ("127.0.0.1",)  # every sandbox peer dials from it
 SIGNER_CA_DIR = "/root/signer"  # the CA pairs for `signer serve`, on each installed master
 KUBE_APISERVER_REVISIONS = (2, 9, 10)  # 10 > 9 by number, not by text: natural sort matters
 ETCD_QUOTA_43 = 7 << 30  # 4.3's etcd.conf; 4.4 and later raise it to 8 GiB
-ETCD_CONF = """ETCD_SNAPSHOT_COUNT=100000
+ETCD_SNAPSHOT_COUNT_43 = 100_000
+ETCD_CONF = """ETCD_SNAPSHOT_COUNT={snapshot_count}
 ETCD_HEARTBEAT_INTERVAL=100
 ETCD_ELECTION_TIMEOUT=1000
 ETCD_QUOTA_BACKEND_BYTES={quota}
@@ -52,6 +53,18 @@ exec etcd \\
   --listen-client-urls=https://${ETCD_ESCAPED_ALL_IPS}:2379${ETCD_SANDBOX_LOCALHOST_URL} \\
   --listen-peer-urls=https://${ETCD_ESCAPED_ALL_IPS}:2380
 """
+
+
+@dataclass(frozen=True)
+class EtcdConf:
+    """The etcd.conf settings an operator may change, 4.3's by default.
+    `snapshot_count`: etcd holds that many raft entries (plus 5000 kept for followers to
+    catch up) in memory; with the fill's 96 KiB entries 4.3's 100000 is several GiB."""
+    quota: int = ETCD_QUOTA_43
+    snapshot_count: int = ETCD_SNAPSHOT_COUNT_43
+
+
+ETCD_CONF_43 = EtcdConf()
 
 
 @dataclass(frozen=True)
@@ -304,16 +317,17 @@ def etcd_environment(spec: MasterSpec, initial_cluster: str | None, state: str |
 
 def lay_out_master(root: Path, spec: MasterSpec, pki: ClusterPki, *,
                    initial_cluster: str | None, blank: bool = False,
-                   etcd_quota: int = ETCD_QUOTA_43) -> None:
+                   etcd_conf: EtcdConf = ETCD_CONF_43) -> None:
     """A master host root. `blank`: a freshly installed host (MCO files only: manifests,
     etcd.conf and the CAs; no member certs, no data, no kube-apiserver revisions).
-    `etcd_quota`: ETCD_QUOTA_BACKEND_BYTES, as an operator raises it in etcd.conf."""
+    `etcd_conf`: what etcd.conf says, as an operator edits it."""
     kube = root / "etc/kubernetes"
     _dump(kube / "manifests/etcd-member.yaml", etcd_member_manifest())
     top = KUBE_APISERVER_REVISIONS[-1]
     for pod in ("kube-apiserver", "kube-controller-manager", "kube-scheduler"):
         _dump(kube / f"manifests/{pod}-pod.yaml", control_plane_manifest(pod, top))
-    _write(root / "etc/etcd/etcd.conf", ETCD_CONF.format(quota=etcd_quota))
+    _write(root / "etc/etcd/etcd.conf", ETCD_CONF.format(quota=etcd_conf.quota,
+                                                     snapshot_count=etcd_conf.snapshot_count))
     member_dir = kube / "static-pod-resources/etcd-member"
     _write(member_dir / "ca.crt", pki.etcd_ca.cert_pem())
     _write(member_dir / "metric-ca.crt", pki.metric_ca.cert_pem())

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import etcd3
 
+from toolbox.context import Timeouts
 from toolbox.errors import WaitTimedOut
 from toolbox.sandbox.binaries import EtcdBinaries
 
 SCRATCH_IP = "127.0.0.10"
+SCRATCH_TIMEOUT = 30  # seconds for an empty db's restore, and again to serve
 
 
 def _free_port(ip: str) -> int:
@@ -35,9 +37,11 @@ def restore_command(binaries: EtcdBinaries, snapshot: Path, data_dir: Path, name
 
 
 @contextlib.contextmanager
-def restored_etcd(binaries: EtcdBinaries, snapshot: Path,
-                  timeout: float = 30) -> Iterator[etcd3.Etcd3Client]:
+def restored_etcd(binaries: EtcdBinaries, snapshot: Path) -> Iterator[etcd3.Etcd3Client]:
     """A plain-HTTP single etcd serving the restored snapshot; removed afterwards."""
+    # The restore and etcd's first open each read and write the db: an 8 GiB one takes
+    # minutes on a slow disk, as the toolbox's own waits allow.
+    timeout = Timeouts().scaled(SCRATCH_TIMEOUT, snapshot.stat().st_size)
     work = Path(tempfile.mkdtemp(prefix="ocpr-scratch-"))
     peer_port, client_port = _free_port(SCRATCH_IP), _free_port(SCRATCH_IP)
     peer_url = f"http://{SCRATCH_IP}:{peer_port}"
@@ -64,7 +68,7 @@ def restored_etcd(binaries: EtcdBinaries, snapshot: Path,
                 client.close()
                 if time.monotonic() > deadline or proc.poll() is not None:
                     raise WaitTimedOut(f"the scratch etcd on {SCRATCH_IP}:{client_port} did "
-                                       f"not serve within {timeout}s: {exc}") from exc
+                                       f"not serve within {timeout:.0f}s: {exc}") from exc
                 time.sleep(0.05)
         try:
             yield client

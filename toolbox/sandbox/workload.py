@@ -6,11 +6,12 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import etcd3
 
 from toolbox.sandbox.cluster import Sandbox
-from toolbox.sandbox.layout import ETCD_QUOTA_43, MasterSpec
+from toolbox.sandbox.layout import ETCD_QUOTA_43, EtcdConf, MasterSpec
 
 
 def kv_client(sandbox: Sandbox, index: int, timeout: float = 10) -> etcd3.Etcd3Client:
@@ -51,32 +52,43 @@ def write(client: etcd3.Etcd3Client, group: str, count: int, size: int = 1024) -
 
 
 VALUE_BYTES = 96 * 1024  # a large ConfigMap/Secret; several revisions of each
-KEYS_PER_TXN = 12        # under etcd's default 1.5 MiB request limit
-FILL_TXN_TIMEOUT = 300   # seconds for one transaction of the fill
+FILL_WRITERS = 4         # concurrent puts: etcd batches them into one fsync
+# Three members filling one disk to 8 GiB stall it for over a minute at a time (etcd:
+# "leader failed to send out heartbeat on time"), so a put may wait that long.
+FILL_PUT_TIMEOUT = 300   # seconds for one put of the fill
+# etcd keeps snapshot-count raft entries (and 5000 more for slow followers) in memory:
+# 4.3's 100000 entries of 96 KiB would be the whole fill, several GiB per member at 8 GiB.
+FILL_SNAPSHOT_COUNT = 1000
 
 
-def quota_for(size_mib: int) -> int:
-    """The etcd quota a sandbox needs to be filled to size_mib: 4.3's 7 GiB, or raised to
-    1 GiB above the size (as an operator raises ETCD_QUOTA_BACKEND_BYTES), since etcd
-    refuses writes once the db reaches its quota."""
-    return max(ETCD_QUOTA_43, (size_mib + 1024) << 20)
+def conf_for(size_mib: int) -> EtcdConf:
+    """etcd.conf for a sandbox that will be filled to size_mib: 4.3's 7 GiB quota, or raised
+    to 1 GiB above the size (as an operator raises ETCD_QUOTA_BACKEND_BYTES), since etcd
+    refuses writes once the db reaches its quota; and a snapshot count that keeps the fill's
+    raft log from holding the db in memory."""
+    return EtcdConf(quota=max(ETCD_QUOTA_43, (size_mib + 1024) << 20),
+                    snapshot_count=FILL_SNAPSHOT_COUNT)
 
 
 def fill(sandbox: Sandbox, size_mib: int, index: int = 0) -> tuple[int, float]:
     """Write until the db holds about size_mib; overwrite keys so revisions pile up, and
-    compact half of history so free pages exist, as in a live cluster."""
+    compact half of history so free pages exist, as in a live cluster. One put per key, as
+    the API server writes, so no raft entry is larger than a value."""
     started = time.monotonic()
-    keys = max(1, (size_mib << 20) // VALUE_BYTES // 3)
-    # Three members filling one disk to 8 GiB stall it for over a minute at a time
-    # (etcd: "leader failed to send out heartbeat on time"): each transaction may wait.
-    with kv_client(sandbox, index, timeout=FILL_TXN_TIMEOUT) as kv:
+    count = max(FILL_WRITERS, (size_mib << 20) // VALUE_BYTES // 3)
+    names = [f"/kubernetes.io/secrets/bench/s-{i:07d}" for i in range(count)]
+
+    def put_share(writer: int) -> None:
+        with kv_client(sandbox, index, timeout=FILL_PUT_TIMEOUT) as kv:
+            for name in names[writer::FILL_WRITERS]:
+                kv.put(name, os.urandom(VALUE_BYTES))
+
+    with kv_client(sandbox, index, timeout=FILL_PUT_TIMEOUT) as kv, \
+            ThreadPoolExecutor(FILL_WRITERS) as writers:
         rounds = 0
         while True:
-            for start in range(0, keys, KEYS_PER_TXN):
-                batch = [f"/kubernetes.io/secrets/bench/s-{i:07d}"
-                         for i in range(start, min(keys, start + KEYS_PER_TXN))]
-                kv.transaction(compare=[], failure=[], success=[
-                    kv.transactions.put(k, os.urandom(VALUE_BYTES)) for k in batch])
+            for done in [writers.submit(put_share, w) for w in range(FILL_WRITERS)]:
+                done.result()
             rounds += 1
             status = kv.status()
             if rounds == 2:
