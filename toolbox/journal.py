@@ -42,7 +42,9 @@ from toolbox.report import Report
 _log = log.get(__name__)
 
 PENDING, RUNNING, DONE, UNDONE = "pending", "running", "done", "undone"
-IN_FLIGHT = ("running", "failed")
+# A run that stopped in a wait (TIMED_OUT) made every change before it: resume waits again.
+TIMED_OUT = "timed-out"
+IN_FLIGHT = ("running", "failed", TIMED_OUT)
 # A run whose first step failed and was undone: closed, nothing to resume or roll back.
 NOTHING_CHANGED = "nothing-changed"
 
@@ -299,7 +301,7 @@ class Runner:
         except BaseException as exc:
             if self._nothing_done() and self._undo_first(step):
                 raise self._unchanged(step, exc) from exc
-            self.journal.set_status("failed")
+            self.journal.set_status(TIMED_OUT if isinstance(exc, WaitTimedOut) else "failed")
             raise self._failed(step, exc) from exc
         self.journal.mark(step.name, DONE)
         _log.info("step.done", seconds=round(time.monotonic() - started, 3))

@@ -200,6 +200,9 @@ def test_the_wait_ends_at_the_operators_limit_and_says_how_to_give_it_longer(
         assert "the wait `wait-healthy` ran out" in done.stderr
         assert "with `--health-timeout 1800` on the `resume`; then `ocp-recovery resume` " \
             "runs `wait-healthy` again" in done.stderr, done.stderr
+        shown = command(cluster, 0, "status")
+        assert "its wait `wait-healthy` ran out" in shown.stdout, shown.stdout
+        assert "ran out  wait-healthy" in shown.stdout, shown.stdout
     finally:
         rolled = command(cluster, 0, "rollback", "--yes")
     assert rolled.returncode == 0, rolled.stderr

@@ -249,3 +249,17 @@ def test_a_closed_log_reader_does_not_stop_the_work(tmp_path) -> None:  # type: 
                           timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     assert identity.read_text().startswith("# public key: age1")
+
+
+def test_the_health_timeout_help_gives_what_the_waits_add_per_gib() -> None:
+    """The help is built before any context (so it cannot import the scaling): it must
+    state the same per-GiB allowance the waits use."""
+    import re
+    import typing
+
+    from toolbox.commands.common import GlobalOptions
+    from toolbox.context import SCALED_SECONDS_PER_GIB
+
+    option = typing.get_type_hints(GlobalOptions, include_extras=True)["health_timeout"]
+    stated = re.search(r"adds (\d+) s per GiB", option.__metadata__[0].help)
+    assert stated and int(stated.group(1)) == round(SCALED_SECONDS_PER_GIB)

@@ -140,6 +140,21 @@ def test_a_wait_that_ran_out_keeps_what_its_step_knows(ctx: Context, known: str 
     assert ran_out.value.next_step.startswith("check its log; then `ocp-recovery resume`")
 
 
+def test_status_after_a_wait_ran_out_says_so_and_that_resume_waits_again(
+        ctx: Context) -> None:
+    from toolbox.procedures import inflight
+
+    procedure = WaitingTooLong([], None)
+    with pytest.raises(WaitTimedOut):
+        execute(ctx, procedure, procedure.plan(ctx, None))
+    shown = inflight.status(ctx).report()
+    assert shown.summary.endswith(": its wait `b` ran out"), shown.summary
+    assert shown.details[:3] == ["  done     a", "  ran out  b", "  pending  c"], shown.details
+    assert "`ocp-recovery resume` waits again" in shown.details[3]
+    assert shown.fields["status"] == "timed-out"
+    assert shown.next == ["ocp-recovery resume --health-timeout 1800", "ocp-recovery rollback"]
+
+
 def test_rollback_undoes_the_interrupted_step_too(ctx: Context) -> None:
     log: list[str] = []
     procedure = Recording("restore", log)

@@ -14,6 +14,7 @@ from toolbox.journal import (
     IN_FLIGHT,
     NOTHING_CHANGED,
     RUNNING,
+    TIMED_OUT,
     Confirmation,
     Journal,
     Procedure,
@@ -64,6 +65,8 @@ class Status:
             head = f"{j.operation} {j.data['id']}: running (pid {j.data['pid']})"
         elif j.status == "running":
             head = f"{j.operation} {j.data['id']}: stopped part-way (its process is gone)"
+        elif j.status == TIMED_OUT:
+            head = f"{j.operation} {j.data['id']}: its wait `{j.current}` ran out"
         else:
             head = f"{j.operation} {j.data['id']}: {j.status}"
         lines.append(head if not lines else f"last journaled operation: {head}")
@@ -71,7 +74,8 @@ class Status:
         for step in j.data["steps"]:
             state = step["state"]
             if state == RUNNING and not running:
-                state = "stopped"  # nothing runs it now
+                # nothing runs it now
+                state = "ran out" if j.status == TIMED_OUT else "stopped"
             steps.append({"name": step["name"], "state": state})
             lines.append(f"  {state:<8} {step['name']}")
         next_steps: list[str] = []
@@ -79,6 +83,12 @@ class Status:
             lines.append("it stopped before its first step and changed nothing: run the same "
                          "command again (or `ocp-recovery resume` to run this plan)")
             next_steps = ["the same command again", "ocp-recovery resume"]
+        elif j.status == TIMED_OUT and not running:
+            lines.append("every change before the wait is made, and a wait changes nothing: "
+                         "`ocp-recovery resume` waits again and finishes (with "
+                         "`--health-timeout 1800` if etcd is still loading a large db), "
+                         "`ocp-recovery rollback` undoes it")
+            next_steps = ["ocp-recovery resume --health-timeout 1800", "ocp-recovery rollback"]
         elif j.status in IN_FLIGHT and not running:
             lines.append("the run stopped part-way: `ocp-recovery resume` finishes it, "
                          "`ocp-recovery rollback` undoes it")
@@ -90,8 +100,8 @@ class Status:
             lines.append("it failed at its first step and changed nothing: nothing to resume "
                          "or roll back")
         facts.update(operation=j.operation, id=j.data["id"], running=running,
-                     status="stopped part-way" if j.status in IN_FLIGHT and not running
-                     else j.status, pid=j.data.get("pid"), started=j.data.get("started"),
+                     status="stopped part-way" if j.status in ("running", "failed") and not
+                     running else j.status, pid=j.data.get("pid"), started=j.data.get("started"),
                      steps=steps)
         return Report("status", lines[0], facts, details=lines[1:], next=next_steps)
 
