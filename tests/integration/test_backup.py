@@ -224,6 +224,25 @@ def test_too_little_space_is_refused_before_writing(run_cli, sandbox: Sandbox,  
     assert list((sandbox.root(0) / "mnt/small").iterdir()) == []
 
 
+def test_a_backup_that_leaves_too_little_room_for_the_next_says_so(  # type: ignore[no-untyped-def]
+        run_cli, sandbox: Sandbox, mount_tmpfs) -> None:
+    from toolbox.procedures.backup import _space_needed
+
+    with workload.kv_client(sandbox, 0) as kv:
+        db_bytes = kv.status().db_size
+    revision_dir = max((sandbox.root(0) / "etc/kubernetes/static-pod-resources").glob(
+        "kube-apiserver-pod-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    # Room for this backup with half a snapshot to spare: not for a second one.
+    room = _space_needed(db_bytes, revision_dir) + db_bytes // 2
+    mount_tmpfs(sandbox.root(0) / "mnt/tight", size=f"{(room + 4095) // 4096 * 4}k")
+    result = summary(backup(run_cli, sandbox, "/mnt/tight/backup", "--keep", "1"))
+    [warning] = [w for w in result["warnings"] if "the next backup needs" in w]
+    assert warning.startswith("/mnt/tight/backup has ") and "it will be refused" in warning
+    assert "--keep 1 prunes only after the next set is written, so 2 sets must fit" in warning
+    err = refused(run_cli, sandbox, ["backup", "/mnt/tight/backup", "--keep", "1"], 7)
+    assert "free" in err
+
+
 def test_a_cluster_wide_proxy_does_not_capture_etcd_traffic(run_cli, sandbox: Sandbox) -> None:  # type: ignore[no-untyped-def]
     dead = "http://127.0.0.1:9"  # nothing listens: a proxied connection would fail
     env = {**master_env(sandbox), "HTTPS_PROXY": dead, "https_proxy": dead,

@@ -41,6 +41,7 @@ from toolbox.host.backups import (
 from toolbox.host.files import (
     atomic_write,
     ensure_private_dir,
+    free_bytes,
     human_bytes,
     is_read_only,
     remove_quietly,
@@ -157,7 +158,8 @@ def run(ctx: Context, request: BackupRequest) -> BackupResult:
         result = _take(ctx, request, client, plan, pool, certificates)
     result.pruned = _prune(plan.target, request.keep, request.directory) \
         if request.keep else []
-    result.warnings = _warnings(certificates.result())
+    result.warnings = [*_warnings(certificates.result()),
+                       *_next_backup_warning(request, plan, result.snapshot.size)]
     if not plan.status.leader:
         result.warnings.append(
             f"the etcd member at {plan.status.endpoint} has no leader (its cluster has no "
@@ -246,13 +248,32 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
         status = client.status()
         members = client.members()
         last = [s.snapshot.stat().st_size for s in find_backup_sets(target) if s.snapshot]
-        needed = max([status.db_size, *last[-1:]]) + tree_bytes(revisions[-1])
-        require_free_space(existing, int(needed * SPACE_MARGIN) + SPACE_FLOOR,
-                           "the snapshot and archive")
+        require_free_space(existing, _space_needed(max([status.db_size, *last[-1:]]),
+                                                   revisions[-1]), "the snapshot and archive")
     except BaseException:
         client.close()
         raise
     return client, _Plan(target, revisions[-1], tls, status, members)
+
+
+def _space_needed(db_bytes: int, revision_dir: Path) -> int:
+    """What a backup of a db this large refuses to start without."""
+    return int((db_bytes + tree_bytes(revision_dir)) * SPACE_MARGIN) + SPACE_FLOOR
+
+
+def _next_backup_warning(request: BackupRequest, plan: _Plan, snapshot_bytes: int
+                         ) -> list[str]:
+    """A scheduled backup that will be refused tomorrow is said today, while it can be
+    fixed: the next one needs the room this one took, on top of the sets kept."""
+    needed = _space_needed(max(plan.status.db_size, snapshot_bytes), plan.revision_dir)
+    left = free_bytes(plan.target)
+    if left >= needed:
+        return []
+    kept = f" (--keep {request.keep} prunes only after the next set is written, so " \
+        f"{request.keep + 1} sets must fit)" if request.keep else ""
+    return [f"{request.directory} has {human_bytes(left)} free now and the next backup "
+            f"needs {human_bytes(needed)}: it will be refused for lack of space{kept}; free "
+            "space there, lower --keep, or move the backups to a larger volume"]
 
 
 @dataclass(frozen=True)
