@@ -71,12 +71,17 @@ def _outcome(argv: list[str], prog_name: str) -> tuple[int, dict[str, Any] | Non
         return exc.exit_code, error_json(exc)
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument
         show = getattr(exc, "show", None)
+        click_ctx = getattr(exc, "ctx", None)
+        helped = f"{click_ctx.command_path if click_ctx else prog_name} --help"
+        state = "unchanged: nothing was done"
         if show is not None:
-            show()
+            with contextlib.suppress(BrokenPipeError):
+                show()
+                # The same closing lines as every other refusal, for the tired reader.
+                sys.stderr.write(f"state: {state}\nnext: {helped}\n")
         code = int(getattr(exc, "exit_code", 2))
         return code, {"event": "error", "error": type(exc).__name__, "exit_code": code,
-                      "summary": exc.format_message(), "state": "unchanged: nothing was done",
-                      "next": [f"{prog_name} --help"]}
+                      "summary": exc.format_message(), "state": state, "next": [helped]}
     except (KeyboardInterrupt, typer.Abort):
         return _interrupted()
 

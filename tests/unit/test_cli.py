@@ -72,7 +72,8 @@ def test_version(run_cli) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_unknown_command_is_a_usage_error(run_cli) -> None:  # type: ignore[no-untyped-def]
-    run_cli(["restore-everything"], exit_code=2)
+    err = run_cli(["restore-everything"], exit_code=2).stderr
+    assert err.endswith("state: unchanged: nothing was done\nnext: ocp-recovery --help\n"), err
 
 
 def test_every_command_says_what_it_does_and_explains_each_option(run_cli) -> None:  # type: ignore[no-untyped-def]
@@ -139,6 +140,7 @@ def test_an_abbreviated_option_is_refused_not_guessed(run_cli, tmp_path: Path) -
     err = run_cli(["--host-root", str(tmp_path), "backup", "/home/core/backup", "--ke", "1"],
                   exit_code=2).stderr
     assert "No such option: --ke" in err
+    assert "next: ocp-recovery backup take --help" in err  # the help that lists --keep
     assert not (tmp_path / "home").exists()
 
 
