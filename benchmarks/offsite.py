@@ -89,13 +89,15 @@ def _run(bench, args, store: ObjectStore) -> None:  # type: ignore[no-untyped-de
         sent.peak_rss_kib.append(push.peak_rss_kib[-1])
         measure([sys.executable, "-c", BOTO3_UPLOAD, BUCKET, f"plain-{prefix}", *files], env,
                 plain_up)
-        shutil.rmtree(fetched, ignore_errors=True)
         measure([TOOL, "backup", "fetch", f"s3://{BUCKET}/ours-{prefix}", "/root/bench-fetched",
                  "-i", "/root/bench-identity.txt", "--no-progress"], env, fetch)
-        shutil.rmtree(plain_dir, ignore_errors=True)
+        # One downloaded copy at a time: at 8 GiB the store, the set and two more copies of
+        # it would not fit beside each other on this machine's disk.
+        shutil.rmtree(fetched)
         plain_dir.mkdir()
         measure([sys.executable, "-c", BOTO3_DOWNLOAD, BUCKET, f"plain-{prefix}",
                  str(plain_dir), *names], env, plain_down)
+        shutil.rmtree(plain_dir)
     for samples in (push, sent, plain_up, fetch, plain_down):
         print(samples.line())
     print(ratio_line("upload (encrypt + upload + read-back) vs upload_file", push, plain_up,
