@@ -103,8 +103,12 @@ def bench_sandbox(argv: list[str] | None, description: str) -> Iterator[tuple[Be
     args = parser.parse_args(argv)
     compile_toolbox()
     work = Path(tempfile.mkdtemp(prefix="ocpr-bench-", dir="/var/tmp"))
-    sandbox = Sandbox.up(work / "sandbox", masters=1, etcd=args.etcd,
-                         etcd_conf=workload.conf_for(args.size_mib))
+    try:
+        sandbox = Sandbox.up(work / "sandbox", masters=1, etcd=args.etcd,
+                             etcd_conf=workload.conf_for(args.size_mib))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     try:
         db_size, fill_seconds = workload.fill(sandbox, args.size_mib)
         print(f"machine: {machine()}")

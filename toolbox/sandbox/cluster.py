@@ -370,6 +370,13 @@ class Sandbox:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(pid, signal.SIGKILL)
                     _wait_gone(pid, 10)
+                    # Its etcd, killed with it, closes its listeners only once it has
+                    # exited, a moment later: a sandbox started next finds them taken.
+                    ip = MasterSpec(int(master_dir.name.rsplit("-", 1)[1])).ip
+                    deadline = time.monotonic() + 10
+                    while not all(_bindable(ip, port) for port in (2379, 2380)) and \
+                            time.monotonic() < deadline:
+                        time.sleep(0.02)
 
     def down(self) -> None:
         if not self.dir.exists():
@@ -473,17 +480,29 @@ def _require_image(image: str) -> None:
 
 def _require_free(ip: str, ports: tuple[int, ...]) -> None:
     for port in ports:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((ip, port))
-            except OSError as exc:
-                raise PreconditionFailed(
-                    f"{ip}:{port} is already in use ({exc.strerror}): another sandbox "
-                    "(or etcd) is running on the sandbox addresses",
-                    next_step="ocp-recovery sandbox down --dir <its directory> (or stop that "
-                    "process), then run this again",
-                ) from exc
+        try:
+            _bind_probe(ip, port)
+        except OSError as exc:
+            raise PreconditionFailed(
+                f"{ip}:{port} is already in use ({exc.strerror}): another sandbox "
+                "(or etcd) is running on the sandbox addresses",
+                next_step="ocp-recovery sandbox down --dir <its directory> (or stop that "
+                "process), then run this again",
+            ) from exc
+
+
+def _bindable(ip: str, port: int) -> bool:
+    try:
+        _bind_probe(ip, port)
+    except OSError:
+        return False
+    return True
+
+
+def _bind_probe(ip: str, port: int) -> None:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((ip, port))
 
 
 def _package_parent() -> str:
