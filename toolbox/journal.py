@@ -44,7 +44,8 @@ _log = log.get(__name__)
 PENDING, RUNNING, DONE, UNDONE = "pending", "running", "done", "undone"
 # A run that stopped in a wait (TIMED_OUT) made every change before it: resume waits again.
 TIMED_OUT = "timed-out"
-IN_FLIGHT = ("running", "failed", TIMED_OUT)
+INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM inside a step
+IN_FLIGHT = ("running", "failed", TIMED_OUT, INTERRUPTED)
 # A run whose first step failed and was undone: closed, nothing to resume or roll back.
 NOTHING_CHANGED = "nothing-changed"
 
@@ -301,8 +302,14 @@ class Runner:
         except BaseException as exc:
             if self._nothing_done() and self._undo_first(step):
                 raise self._unchanged(step, exc) from exc
-            self.journal.set_status(TIMED_OUT if isinstance(exc, WaitTimedOut) else "failed")
-            raise self._failed(step, exc) from exc
+            failure = self._failed(step, exc)
+            if isinstance(exc, WaitTimedOut):
+                # What the wait saw and advised, for `status` to repeat (the error is gone).
+                self.journal.data["ran_out"] = {"what": exc.what, "next": exc.next_step}
+            self.journal.set_status(TIMED_OUT if isinstance(exc, WaitTimedOut) else
+                                    INTERRUPTED if isinstance(failure, Interrupted) else
+                                    "failed")
+            raise failure from exc
         self.journal.mark(step.name, DONE)
         _log.info("step.done", seconds=round(time.monotonic() - started, 3))
 

@@ -203,6 +203,7 @@ def test_the_wait_ends_at_the_operators_limit_and_says_how_to_give_it_longer(
         shown = command(cluster, 0, "status")
         assert "its wait `wait-healthy` ran out" in shown.stdout, shown.stdout
         assert "ran out  wait-healthy" in shown.stdout, shown.stdout
+        assert "it waited 8s for the restored member" in shown.stdout, shown.stdout
     finally:
         rolled = command(cluster, 0, "rollback", "--yes")
     assert rolled.returncode == 0, rolled.stderr

@@ -239,8 +239,11 @@ def test_a_backup_that_leaves_too_little_room_for_the_next_says_so(  # type: ign
     [warning] = [w for w in result["warnings"] if "the next backup needs" in w]
     assert warning.startswith("/mnt/tight/backup has ") and "it will be refused" in warning
     assert "--keep 1 prunes only after the next set is written, so 2 sets must fit" in warning
+    # One set there: keeping fewer would free nothing, so it is not advised.
+    assert "the 1 set(s) there take" in warning and "--keep)" not in warning, warning
     err = refused(run_cli, sandbox, ["backup", "/mnt/tight/backup", "--keep", "1"], 7)
-    assert "free" in err
+    assert "error: /mnt/tight/backup has " in err, err  # the host path, as the operator typed it
+    assert "less than needed for the snapshot and archive (" in err and "of margin" in err
 
 
 def test_a_cluster_wide_proxy_does_not_capture_etcd_traffic(run_cli, sandbox: Sandbox) -> None:  # type: ignore[no-untyped-def]

@@ -149,10 +149,32 @@ def test_status_after_a_wait_ran_out_says_so_and_that_resume_waits_again(
         execute(ctx, procedure, procedure.plan(ctx, None))
     shown = inflight.status(ctx).report()
     assert shown.summary.endswith(": its wait `b` ran out"), shown.summary
-    assert shown.details[:3] == ["  done     a", "  ran out  b", "  pending  c"], shown.details
-    assert "`ocp-recovery resume` waits again" in shown.details[3]
+    assert shown.details[:5] == ["  done     a", "  ran out  b", "  pending  c",
+                                 "it waited 1s for member x",  # why, after the error is gone
+                                 "what it said to do: check its log"], shown.details
+    assert "`ocp-recovery resume` waits again" in shown.details[5]
     assert shown.fields["status"] == "timed-out"
-    assert shown.next == ["ocp-recovery resume --health-timeout 1800", "ocp-recovery rollback"]
+    assert shown.next == ["ocp-recovery resume", "ocp-recovery rollback"]
+
+
+def test_status_after_ctrl_c_says_interrupted_not_failed(ctx: Context) -> None:
+    from toolbox.errors import Interrupted
+    from toolbox.procedures import inflight
+
+    class CtrlC(Recording):
+        def steps(self, ctx: Context, plan: ExamplePlan) -> list[Step[ExamplePlan]]:
+            def pressed(run: StepRun[ExamplePlan]) -> None:
+                raise KeyboardInterrupt
+            a, _b, c = super().steps(ctx, plan)
+            return [a, Step("b", "is interrupted", pressed, None), c]
+
+    procedure = CtrlC("restore", [])
+    with pytest.raises(Interrupted):
+        execute(ctx, procedure, procedure.plan(ctx, None))
+    shown = inflight.status(ctx).report()
+    assert shown.summary.endswith(": interrupted part-way (Ctrl-C or SIGTERM)"), shown.summary
+    assert shown.fields["status"] == "stopped part-way"
+    assert shown.next == ["ocp-recovery resume", "ocp-recovery rollback"]
 
 
 def test_rollback_undoes_the_interrupted_step_too(ctx: Context) -> None:

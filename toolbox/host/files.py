@@ -121,13 +121,17 @@ def free_bytes(directory: Path) -> int:
     return stat.f_bavail * stat.f_frsize
 
 
-def require_free_space(directory: Path, needed: int, what: str) -> None:
+def require_free_space(directory: Path, needed: int, what: str, shown: str | None = None
+                       ) -> None:
+    """`shown`: the directory as the operator knows it (a host path), if not `directory`."""
     available = free_bytes(directory)
     if available < needed:
+        where = shown or str(directory)
+        # The shortfall too: two sizes that round alike would read as no shortfall.
         raise InsufficientSpace(
-            f"{directory} has {human_bytes(available)} free; {what} needs "
-            f"{human_bytes(needed)}",
-            next_step=f"free space on {directory} or choose another directory, then run the "
+            f"{where} has {human_bytes(available)} free, {human_bytes(needed - available)} "
+            f"less than needed for {what} ({human_bytes(needed)})",
+            next_step=f"free space on {where} or choose another directory, then run the "
             "same command again",
         )
 

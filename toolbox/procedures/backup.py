@@ -248,8 +248,10 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
         status = client.status()
         members = client.members()
         last = [s.snapshot.stat().st_size for s in find_backup_sets(target) if s.snapshot]
-        require_free_space(existing, _space_needed(max([status.db_size, *last[-1:]]),
-                                                   revisions[-1]), "the snapshot and archive")
+        db_bytes = max([status.db_size, *last[-1:]])
+        require_free_space(existing, _space_needed(db_bytes, revisions[-1]),
+                           f"the snapshot and archive ({_with_margin(db_bytes, revisions[-1])})",
+                           ctx.paths.shown(existing))
     except BaseException:
         client.close()
         raise
@@ -261,19 +263,34 @@ def _space_needed(db_bytes: int, revision_dir: Path) -> int:
     return int((db_bytes + tree_bytes(revision_dir)) * SPACE_MARGIN) + SPACE_FLOOR
 
 
+def _with_margin(db_bytes: int, revision_dir: Path) -> str:
+    """How _space_needed is made up, for the operator who wonders why so much."""
+    return f"{human_bytes(db_bytes + tree_bytes(revision_dir))}, plus " \
+        f"{SPACE_MARGIN - 1:.0%} and {human_bytes(SPACE_FLOOR)} of margin"
+
+
 def _next_backup_warning(request: BackupRequest, plan: _Plan, snapshot_bytes: int
                          ) -> list[str]:
     """A scheduled backup that will be refused tomorrow is said today, while it can be
     fixed: the next one needs the room this one took, on top of the sets kept."""
-    needed = _space_needed(max(plan.status.db_size, snapshot_bytes), plan.revision_dir)
+    db_bytes = max(plan.status.db_size, snapshot_bytes)
+    needed = _space_needed(db_bytes, plan.revision_dir)
     left = free_bytes(plan.target)
     if left >= needed:
         return []
+    sets = find_backup_sets(plan.target)
+    held = sum(path.stat().st_size for s in sets for path in s.files)
     kept = f" (--keep {request.keep} prunes only after the next set is written, so " \
         f"{request.keep + 1} sets must fit)" if request.keep else ""
-    return [f"{request.directory} has {human_bytes(left)} free now and the next backup "
-            f"needs {human_bytes(needed)}: it will be refused for lack of space{kept}; free "
-            "space there, lower --keep, or move the backups to a larger volume"]
+    # Lowering --keep frees only what the older sets hold: say so only when they hold it.
+    fewer = ", keep fewer sets (--keep)" if len(sets) > 1 and \
+        held - held // len(sets) >= needed - left else ""
+    return [f"{request.directory} has {human_bytes(left)} free now, "
+            f"{human_bytes(needed - left)} less than the next backup needs "
+            f"({human_bytes(needed)}: {_with_margin(db_bytes, plan.revision_dir)}): it will be "
+            f"refused for lack of space{kept}; the {len(sets)} set(s) there take "
+            f"{human_bytes(held)}. Free space there{fewer}, or move the backups to a larger "
+            "volume"]
 
 
 @dataclass(frozen=True)

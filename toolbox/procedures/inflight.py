@@ -12,6 +12,7 @@ from toolbox.host.lock import LockHolder, current_holder, host_lock
 from toolbox.journal import (
     DONE,
     IN_FLIGHT,
+    INTERRUPTED,
     NOTHING_CHANGED,
     RUNNING,
     TIMED_OUT,
@@ -67,6 +68,8 @@ class Status:
             head = f"{j.operation} {j.data['id']}: stopped part-way (its process is gone)"
         elif j.status == TIMED_OUT:
             head = f"{j.operation} {j.data['id']}: its wait `{j.current}` ran out"
+        elif j.status == INTERRUPTED:
+            head = f"{j.operation} {j.data['id']}: interrupted part-way (Ctrl-C or SIGTERM)"
         else:
             head = f"{j.operation} {j.data['id']}: {j.status}"
         lines.append(head if not lines else f"last journaled operation: {head}")
@@ -84,11 +87,13 @@ class Status:
                          "command again (or `ocp-recovery resume` to run this plan)")
             next_steps = ["the same command again", "ocp-recovery resume"]
         elif j.status == TIMED_OUT and not running:
+            ran_out = j.data.get("ran_out", {})
+            if ran_out:
+                lines += [f"it {ran_out['what']}", f"what it said to do: {ran_out['next']}"]
             lines.append("every change before the wait is made, and a wait changes nothing: "
-                         "`ocp-recovery resume` waits again and finishes (with "
-                         "`--health-timeout 1800` if etcd is still loading a large db), "
-                         "`ocp-recovery rollback` undoes it")
-            next_steps = ["ocp-recovery resume --health-timeout 1800", "ocp-recovery rollback"]
+                         "`ocp-recovery resume` waits again and finishes, `ocp-recovery "
+                         "rollback` undoes it")
+            next_steps = ["ocp-recovery resume", "ocp-recovery rollback"]
         elif j.status in IN_FLIGHT and not running:
             lines.append("the run stopped part-way: `ocp-recovery resume` finishes it, "
                          "`ocp-recovery rollback` undoes it")
@@ -100,9 +105,9 @@ class Status:
             lines.append("it failed at its first step and changed nothing: nothing to resume "
                          "or roll back")
         facts.update(operation=j.operation, id=j.data["id"], running=running,
-                     status="stopped part-way" if j.status in ("running", "failed") and not
-                     running else j.status, pid=j.data.get("pid"), started=j.data.get("started"),
-                     steps=steps)
+                     status="stopped part-way" if j.status in ("running", "failed", INTERRUPTED)
+                     and not running else j.status, pid=j.data.get("pid"),
+                     started=j.data.get("started"), steps=steps)
         return Report("status", lines[0], facts, details=lines[1:], next=next_steps)
 
 
