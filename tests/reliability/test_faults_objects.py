@@ -269,13 +269,14 @@ def test_rollback_after_a_kill(run_cli, cluster: dict[str, Any], request: pytest
 
 @pytest.mark.parametrize("outcome", ["resume", "rollback"])
 def test_killed_in_the_middle_of_creating(run_cli, cluster: dict[str, Any], outcome: str) -> None:  # type: ignore[no-untyped-def]
-    """SIGKILLed while it writes MANY_COUNT keys (or, if the machine is fast, just after)."""
+    """SIGKILLed while it writes MANY_COUNT keys: 50 ms into the step, before the first
+    write or among them (0.3 s was once after the last of them, on a quiet machine)."""
     sandbox = cluster["sandbox"]
     delete_configmaps(sandbox, MANY)
     before = etcd_dump(sandbox)
     with assert_host_unchanged(sandbox.root(0), IGNORED):
         done = command(sandbox, 0, "objects", "restore", BACKUP, "--namespace", MANY, "--yes",
-                       kill_after="create-objects@0.3")
+                       kill_after="create-objects@0.05")
         assert done.returncode == -9, done.stdout + done.stderr
         shown = status(sandbox)
         assert "stopped part-way" in shown, shown
