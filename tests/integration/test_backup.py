@@ -226,6 +226,7 @@ def test_too_little_space_is_refused_before_writing(run_cli, sandbox: Sandbox,  
 
 def test_a_backup_that_leaves_too_little_room_for_the_next_says_so(  # type: ignore[no-untyped-def]
         run_cli, sandbox: Sandbox, mount_tmpfs) -> None:
+    from toolbox.host.files import tree_bytes
     from toolbox.procedures.backup import _space_needed
 
     with workload.kv_client(sandbox, 0) as kv:
@@ -233,7 +234,7 @@ def test_a_backup_that_leaves_too_little_room_for_the_next_says_so(  # type: ign
     revision_dir = max((sandbox.root(0) / "etc/kubernetes/static-pod-resources").glob(
         "kube-apiserver-pod-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
     # Room for this backup with half a snapshot to spare: not for a second one.
-    room = _space_needed(db_bytes, revision_dir) + db_bytes // 2
+    room = _space_needed(db_bytes + tree_bytes(revision_dir)) + db_bytes // 2
     mount_tmpfs(sandbox.root(0) / "mnt/tight", size=f"{(room + 4095) // 4096 * 4}k")
     result = summary(backup(run_cli, sandbox, "/mnt/tight/backup", "--keep", "1"))
     [warning] = [w for w in result["warnings"] if "the next backup needs" in w]

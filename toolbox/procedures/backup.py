@@ -248,9 +248,9 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
         status = client.status()
         members = client.members()
         last = [s.snapshot.stat().st_size for s in find_backup_sets(target) if s.snapshot]
-        db_bytes = max([status.db_size, *last[-1:]])
-        require_free_space(existing, _space_needed(db_bytes, revisions[-1]),
-                           f"the snapshot and archive ({_with_margin(db_bytes, revisions[-1])})",
+        set_bytes = max([status.db_size, *last[-1:]]) + tree_bytes(revisions[-1])
+        require_free_space(existing, _space_needed(set_bytes),
+                           f"the snapshot and archive ({_with_margin(set_bytes)})",
                            ctx.paths.shown(existing))
     except BaseException:
         client.close()
@@ -258,23 +258,23 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
     return client, _Plan(target, revisions[-1], tls, status, members)
 
 
-def _space_needed(db_bytes: int, revision_dir: Path) -> int:
-    """What a backup of a db this large refuses to start without."""
-    return int((db_bytes + tree_bytes(revision_dir)) * SPACE_MARGIN) + SPACE_FLOOR
+def _space_needed(set_bytes: int) -> int:
+    """What a backup whose db and archive tree hold `set_bytes` refuses to start without."""
+    return int(set_bytes * SPACE_MARGIN) + SPACE_FLOOR
 
 
-def _with_margin(db_bytes: int, revision_dir: Path) -> str:
+def _with_margin(set_bytes: int) -> str:
     """How _space_needed is made up, for the operator who wonders why so much."""
-    return f"{human_bytes(db_bytes + tree_bytes(revision_dir))}, plus " \
-        f"{SPACE_MARGIN - 1:.0%} and {human_bytes(SPACE_FLOOR)} of margin"
+    return f"{human_bytes(set_bytes)}, plus {SPACE_MARGIN - 1:.0%} and " \
+        f"{human_bytes(SPACE_FLOOR)} of margin"
 
 
 def _next_backup_warning(request: BackupRequest, plan: _Plan, snapshot_bytes: int
                          ) -> list[str]:
     """A scheduled backup that will be refused tomorrow is said today, while it can be
     fixed: the next one needs the room this one took, on top of the sets kept."""
-    db_bytes = max(plan.status.db_size, snapshot_bytes)
-    needed = _space_needed(db_bytes, plan.revision_dir)
+    set_bytes = max(plan.status.db_size, snapshot_bytes) + tree_bytes(plan.revision_dir)
+    needed = _space_needed(set_bytes)
     left = free_bytes(plan.target)
     if left >= needed:
         return []
@@ -287,7 +287,7 @@ def _next_backup_warning(request: BackupRequest, plan: _Plan, snapshot_bytes: in
         held - held // len(sets) >= needed - left else ""
     return [f"{request.directory} has {human_bytes(left)} free now, "
             f"{human_bytes(needed - left)} less than the next backup needs "
-            f"({human_bytes(needed)}: {_with_margin(db_bytes, plan.revision_dir)}): it will be "
+            f"({human_bytes(needed)}: {_with_margin(set_bytes)}): it will be "
             f"refused for lack of space{kept}; the {len(sets)} set(s) there take "
             f"{human_bytes(held)}. Free space there{fewer}, or move the backups to a larger "
             "volume"]
