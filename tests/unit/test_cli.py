@@ -119,6 +119,12 @@ def test_a_group_without_its_command_is_a_usage_error(run_cli) -> None:  # type:
     assert "remove" in out.stdout + out.stderr and "add" in out.stdout + out.stderr
 
 
+def test_backup_without_its_directory_says_the_directory_is_missing(run_cli) -> None:  # type: ignore[no-untyped-def]
+    err = run_cli(["backup"], exit_code=2).stderr
+    assert "Missing argument 'DIR'" in err, err
+    assert err.endswith("state: unchanged: nothing was done\nnext: ocp-recovery backup --help\n")
+
+
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_global_options_work_before_and_after_the_command(run_cli, tmp_path: Path,  # type: ignore[no-untyped-def]
                                                           where: str) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 from typer import _click  # typer's vendored click: the type its group methods take
+from typer._click.exceptions import UsageError
 from typer.core import TyperGroup
 
 from toolbox.commands.common import (
@@ -27,7 +28,10 @@ TAKE = "take"
 
 class _BackupGroup(TyperGroup):
     def parse_args(self, ctx: _click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
+        if not args:  # the guide's `backup DIR` with DIR forgotten: say so, not only the help
+            raise UsageError("Missing argument 'DIR': `backup DIR` saves a backup set in DIR; "
+                             "`backup --help` lists the subcommands.", ctx)
+        if args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = [TAKE, *args]
         return super().parse_args(ctx, args)
 
@@ -36,7 +40,7 @@ class _BackupGroup(TyperGroup):
 
 
 commands = typer.Typer(
-    cls=_BackupGroup, no_args_is_help=True,
+    cls=_BackupGroup,
     help="Guide 1.1: `backup DIR [--upload s3://BUCKET/PREFIX …]` saves a verified etcd "
     "snapshot and the static-resources archive (`backup take --help` lists its options); the "
     "subcommands below copy sets off-site, encrypted and verified, and bring them back.")
