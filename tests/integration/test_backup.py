@@ -101,11 +101,17 @@ def test_keep_prunes_only_older_sets_and_keeps_the_floor(run_cli, sandbox: Sandb
     second = summary(backup(run_cli, sandbox, "/home/core/backup-keep", "--keep", "2"))
     assert sorted(Path(p).name for p in second["pruned"]) == [
         "snapshot_2020-01-01_000000.db", "static_kuberesources_2020-01-01_000000.tar.gz"]
-    third = summary(backup(run_cli, sandbox, "/home/core/backup-keep", "--keep", "2"))
+    third_run = backup(run_cli, sandbox, "/home/core/backup-keep", "--keep", "2")
+    third = summary(third_run)
     first_stamp = Path(first["snapshot"]).stem.removeprefix("snapshot_")
     assert sorted(Path(p).name for p in third["pruned"]) == sorted([
         f"snapshot_{first_stamp}.db", f"static_kuberesources_{first_stamp}.tar.gz",
         f"backup_{first_stamp}.json"])
+    # The log of a CronJob's run names each file it deleted, as the operator's path.
+    [pruned_log] = [json.loads(line) for line in third_run.stderr.splitlines()
+                    if '"backup.pruned"' in line]
+    assert sorted(pruned_log["files"]) == sorted(third["pruned"])
+    assert all(p.startswith("/home/core/backup-keep/") for p in pruned_log["files"])
     assert len(list(directory.glob("snapshot_*.db"))) == 2
 
 

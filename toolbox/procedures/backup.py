@@ -397,10 +397,11 @@ def _prune(target: Path, keep: int, directory: str) -> list[str]:
     doomed: list[BackupSet] = [s for s in sets if s.timestamp < oldest_kept]
     pruned = []
     for backup in doomed:
+        removed = [shown_in(directory, path) for path in backup.files]
         for path in backup.files:
             remove_quietly(path)
-            pruned.append(shown_in(directory, path))
-        _log.info("backup.pruned", timestamp=backup.timestamp)
+        pruned += removed
+        _log.info("backup.pruned", timestamp=backup.timestamp, files=removed)
     return pruned
 
 
