@@ -75,3 +75,18 @@ def test_rollback_after_a_kill(one_master: Sandbox, step: str) -> None:
     assert_rollback_gives_back(one_master, 0, IGNORED, lambda: killed_after(one_master, step))
     one_master.wait_healthy([0], 60)
     assert len(keys_in(one_master, 0, "after")) == 20, "the old data is readable again"
+
+
+@pytest.mark.parametrize("one_master", ["3.5"], indirect=True)
+def test_a_backup_while_a_restore_is_part_way_names_the_restore(one_master: Sandbox) -> None:
+    """The restore stopped etcd and was killed: the backup cannot reach etcd, and says that
+    the restore in flight is why and how to end it, not only that no endpoint answered."""
+    killed_after(one_master, "stop-all-containers")
+    refused = command(one_master, 0, "backup", "/home/core/backup-during")
+    assert refused.returncode == 5, refused.stderr
+    assert "a `restore` (restore-" in refused.stderr and "is part-way on this host" in \
+        refused.stderr, refused.stderr
+    assert "next:  ocp-recovery status, then ocp-recovery resume" in refused.stderr
+    assert not (one_master.root(0) / "var/home/core/backup-during").exists()
+    assert command(one_master, 0, "resume").returncode == 0
+    assert len(keys_in(one_master, 0, "before")) == 100

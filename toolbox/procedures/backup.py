@@ -19,6 +19,7 @@ from typing import Any
 from toolbox import __version__, log
 from toolbox.context import Context
 from toolbox.errors import (
+    EtcdUnavailable,
     HostIOError,
     IntegrityError,
     InvalidInput,
@@ -50,6 +51,7 @@ from toolbox.host.files import (
 )
 from toolbox.host.lock import host_lock
 from toolbox.host.paths import revision_number
+from toolbox.journal import IN_FLIGHT, Journal
 from toolbox.procedures.offsite_prune import PruneRequest, prune_store
 from toolbox.procedures.offsite_upload import (
     Destination,
@@ -243,7 +245,7 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
             next_step="check that this is a master and --host-root points at its /",
         )
     tls = resolve_tls(ctx)
-    client = EtcdClient.connect(ctx, tls)
+    client = _connect(ctx, tls)
     try:
         status = client.status()
         members = client.members()
@@ -256,6 +258,23 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
         client.close()
         raise
     return client, _Plan(target, revisions[-1], tls, status, members)
+
+
+def _connect(ctx: Context, tls: TlsFiles) -> EtcdClient:
+    """The etcd client; when no member answers, an operation part-way on this host (a
+    restore stops etcd until it is resumed or rolled back) is named as the likely cause."""
+    try:
+        return EtcdClient.connect(ctx, tls)
+    except EtcdUnavailable as exc:
+        part_way = Journal.load(ctx.paths.state_dir)
+        if part_way is None or part_way.status not in IN_FLIGHT:
+            raise
+        raise EtcdUnavailable(
+            exc.what, state=f"unchanged: nothing was done; a `{part_way.operation}` "
+            f"({part_way.data['id']}) is part-way on this host ({part_way.status}), which "
+            "can keep this master's etcd stopped until it is finished or undone",
+            next_step="ocp-recovery status, then ocp-recovery resume or ocp-recovery rollback; "
+            "back up after that, or now with --endpoints of a healthy member") from exc
 
 
 def _space_needed(set_bytes: int) -> int:
