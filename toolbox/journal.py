@@ -42,6 +42,8 @@ from toolbox.report import Report
 _log = log.get(__name__)
 
 PENDING, RUNNING, DONE, UNDONE = "pending", "running", "done", "undone"
+# A rolled-back step that has no undo (a wait, a check): it changed nothing to give back.
+NO_UNDO = "no-undo"
 # A run that stopped in a wait (TIMED_OUT) made every change before it: resume waits again.
 TIMED_OUT = "timed-out"
 INTERRUPTED = "interrupted"  # Ctrl-C or SIGTERM inside a step
@@ -318,9 +320,11 @@ class Runner:
         for step in reversed(self.steps):
             if self.journal.state_of(step.name) not in (RUNNING, DONE):
                 continue
-            if step.undo is not None:
-                _log.info("step.undo", operation=self.journal.operation, step=step.name)
-                step.undo(self.step_run)
+            if step.undo is None:
+                self.journal.mark(step.name, NO_UNDO)
+                continue
+            _log.info("step.undo", operation=self.journal.operation, step=step.name)
+            step.undo(self.step_run)
             self.journal.mark(step.name, UNDONE)
         self.journal.set_status("rolled-back")
 
@@ -338,7 +342,7 @@ class Runner:
             _log.warning("step.undo_failed", operation=self.journal.operation, step=step.name,
                          error=str(exc))
             return False
-        self.journal.mark(step.name, UNDONE)
+        self.journal.mark(step.name, UNDONE if step.undo is not None else NO_UNDO)
         self.journal.set_status(NOTHING_CHANGED)
         return True
 

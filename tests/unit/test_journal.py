@@ -128,6 +128,23 @@ class WaitingTooLong(Recording):
         return [a, Step("b", "waits", wait, None), c]
 
 
+def test_status_after_a_rollback_tells_undone_steps_from_waits(ctx: Context) -> None:
+    """A wait changed nothing: after a rollback `status` does not claim it was undone."""
+    from toolbox.procedures import inflight
+
+    procedure = WaitingTooLong([], None)
+    with pytest.raises(WaitTimedOut):
+        execute(ctx, procedure, procedure.plan(ctx, None))
+    journal = Journal.load(ctx.paths.state_dir)
+    assert journal is not None
+    runner(ctx, journal, procedure).rollback()
+    shown = inflight.status(ctx).report()
+    assert shown.fields["steps"] == [{"name": "a", "state": "undone"},
+                                     {"name": "b", "state": "no-undo"},
+                                     {"name": "c", "state": "pending"}]
+    assert "  no-undo  b" in shown.details
+
+
 @pytest.mark.parametrize("known", [None, "x is added but not serving"])
 def test_a_wait_that_ran_out_keeps_what_its_step_knows(ctx: Context, known: str | None) -> None:
     procedure = WaitingTooLong([], known)
