@@ -69,8 +69,9 @@ class GlobalOptions:
         help="Seconds to wait for each etcd endpoint (default 5).")] = None
     health_timeout: Annotated[float | None, typer.Option(
         help="Seconds to wait for etcd, the kubelet or an API server to serve after a "
-        "change (default 300); a wait for etcd adds 51 s per GiB of its db. A slow disk "
-        "may need more: `resume --health-timeout 1800`.")] = None
+        "change (default 300); a wait for etcd adds 51 s per GiB of its db, and a restore "
+        "of several masters waits twice that (the other masters' restores come first). A "
+        "slow disk may need more: `resume --health-timeout 1800`.")] = None
     kubeconfig: Annotated[str | None, typer.Option(
         help="Kubeconfig of the Kubernetes API, a host path (env KUBECONFIG; default: the "
         "recovery API server's admin.kubeconfig).")] = None
