@@ -42,6 +42,9 @@ def test_restore_without_room_to_keep_the_old_data_dir_is_refused(backed_up: San
                        cluster_of(backed_up, [0]), "--yes")
         assert done.returncode == 7, done.stderr
     assert "set aside" in done.stderr and "state: unchanged" in done.stderr
+    # The host's own path, as the operator can `df` it, not where this process sees it.
+    assert "error: /var/lib/ocp-recovery has " in done.stderr, done.stderr
+    assert str(backed_up.root(0)) not in done.stderr
     assert len(workload.read_group(backed_up, 0, "before")) == 300  # etcd kept serving
 
 
@@ -61,6 +64,8 @@ def test_member_add_without_room_for_the_db_is_refused(tmp_path: Path, mount_tmp
                            "etcd-member-master-2", "--yes")
             assert done.returncode == InsufficientSpace.exit_code, done.stderr
         assert "db this member receives" in done.stderr and "state: unchanged" in done.stderr
+        assert "error: /var/lib/etcd has " in done.stderr, done.stderr
+        assert str(sandbox.root(2)) not in done.stderr
         with workload.kv_client(sandbox, 0) as kv:
             assert sorted(m.name for m in kv.members) == ["etcd-member-master-0",
                                                          "etcd-member-master-1"]

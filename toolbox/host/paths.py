@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from toolbox.errors import InvalidInput
+from toolbox.host import files
 
 _REVISION_DIR = re.compile(r"\Akube-apiserver-pod-([1-9][0-9]*|0)\Z", re.ASCII)
 _MAX_SYMLINKS = 40
@@ -71,6 +72,10 @@ class HostPaths:
             return str(PurePosixPath("/", *local.relative_to(self.root).parts))
         except ValueError:
             return str(local)
+
+    def require_free_space(self, directory: Path, needed: int, what: str) -> None:
+        """files.require_free_space, naming `directory` by its host path (not /host/…)."""
+        files.require_free_space(directory, needed, what, self.shown(directory))
 
     @property
     def kubernetes(self) -> Path:

@@ -46,7 +46,6 @@ from toolbox.host.files import (
     human_bytes,
     is_read_only,
     remove_quietly,
-    require_free_space,
     tree_bytes,
 )
 from toolbox.host.lock import host_lock
@@ -251,9 +250,8 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
         members = client.members()
         last = [s.snapshot.stat().st_size for s in find_backup_sets(target) if s.snapshot]
         set_bytes = max([status.db_size, *last[-1:]]) + tree_bytes(revisions[-1])
-        require_free_space(existing, _space_needed(set_bytes),
-                           f"the snapshot and archive ({_with_margin(set_bytes)})",
-                           ctx.paths.shown(existing))
+        ctx.paths.require_free_space(existing, _space_needed(set_bytes),
+                                     f"the snapshot and archive ({_with_margin(set_bytes)})")
     except BaseException:
         client.close()
         raise

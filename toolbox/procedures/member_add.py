@@ -38,7 +38,6 @@ from toolbox.host.files import (
     move_path,
     nearest_existing,
     remove_quietly,
-    require_free_space,
 )
 from toolbox.host.node import member_name, node_name
 from toolbox.host.runtime import Runtime
@@ -213,9 +212,9 @@ def check(ctx: Context, request: AddRequest, *, certificates: bool,
         db_size = client.status().db_size
     # The leader sends the new member the whole db; a disk that fills while it is written
     # leaves a member that counts toward quorum and never starts.
-    require_free_space(nearest_existing(paths.etcd_data_dir),
-                       int(db_size * SPACE_MARGIN) + SPACE_FLOOR,
-                       f"the copy of the cluster's {human_bytes(db_size)} db this member receives")
+    paths.require_free_space(
+        nearest_existing(paths.etcd_data_dir), int(db_size * SPACE_MARGIN) + SPACE_FLOOR,
+        f"the copy of the cluster's {human_bytes(db_size)} db this member receives")
     local_member = _running_local_member(ctx, tls, members)
     if local_member is not None:
         raise PreconditionFailed(

@@ -23,7 +23,6 @@ from toolbox.host.files import (
     human_bytes,
     nearest_existing,
     remove_quietly,
-    require_free_space,
     same_filesystem,
     unnamed_until_complete,
 )
@@ -122,8 +121,9 @@ def run(ctx: Context, request: FetchRequest) -> FetchResult:
             needed += data_dir_bytes
             what += " and the data dir restored from it"
         else:
-            require_free_space(data_dir, data_dir_bytes, "the data dir restored from it")
-    require_free_space(existed, needed, what)
+            ctx.paths.require_free_space(data_dir, data_dir_bytes,
+                                         "the data dir restored from it")
+    ctx.paths.require_free_space(existed, needed, what)
     ensure_private_dir(target)
     written: list[Path] = []
     try:

@@ -38,7 +38,6 @@ from toolbox.host.files import (
     nearest_existing,
     partial_path,
     remove_quietly,
-    require_free_space,
     same_filesystem,
     tree_bytes,
 )
@@ -177,16 +176,17 @@ def _plan(ctx: Context, request: RestoreRequest) -> RestorePlan:
     data_dir_fs, needed = data_dir_room(ctx, snapshot_bytes)
     if given.kind == "legacy" and same_filesystem(data_dir.parent, paths.state_dir):
         # As on RHCOS, where /var/lib holds both: the extracted snapshot stays until the end.
-        require_free_space(data_dir_fs, 2 * needed,
-                           "the extracted snapshot and the restored data dir")
+        paths.require_free_space(data_dir_fs, 2 * needed,
+                                 "the extracted snapshot and the restored data dir")
     else:
-        require_free_space(data_dir_fs, needed, "the restored data dir")
+        paths.require_free_space(data_dir_fs, needed, "the restored data dir")
         if given.kind == "legacy":
-            require_free_space(nearest_existing(paths.state_dir), needed,
-                               "the extracted snapshot")
+            paths.require_free_space(nearest_existing(paths.state_dir), needed,
+                                     "the extracted snapshot")
     if data_dir.exists() and not same_filesystem(data_dir, paths.state_dir):
-        require_free_space(nearest_existing(paths.state_dir), tree_bytes(data_dir) + SPACE_FLOOR,
-                           f"the copy of {paths.shown(data_dir)} set aside")
+        paths.require_free_space(nearest_existing(paths.state_dir),
+                                 tree_bytes(data_dir) + SPACE_FLOOR,
+                                 f"the copy of {paths.shown(data_dir)} set aside")
     previous = Journal.load(paths.state_dir)
     if previous is not None and previous.status in IN_FLIGHT:
         raise PreconditionFailed(

@@ -27,7 +27,6 @@ from toolbox.host.files import (
     nearest_existing,
     partial_path,
     remove_quietly,
-    require_free_space,
 )
 from toolbox.host.lock import host_lock
 from toolbox.journal import Confirmation
@@ -156,8 +155,9 @@ def plan(ctx: Context, backup: str) -> BrowsePlan:
         raise InvalidInput(f"{backup} is a 4.3.0 single-file backup",
                            next_step=f"tar -xzf {backup} snapshot.db, then browse that file")
     report = verify_file(given.snapshot, shown=backup)
-    require_free_space(nearest_existing(paths.browse_dir),
-                       int(report.size * SPACE_MARGIN) + SPACE_FLOOR, "the scratch etcd's data dir")
+    paths.require_free_space(nearest_existing(paths.browse_dir),
+                             int(report.size * SPACE_MARGIN) + SPACE_FLOOR,
+                             "the scratch etcd's data dir")
     warnings = () if given.archive else (
         f"{backup} comes without its static_kuberesources archive: values encrypted at rest "
         "(Secrets) cannot be read in it",)
