@@ -16,7 +16,6 @@ import pytest
 
 from tests.conftest import require_etcd
 from tests.e2e.helpers import BIN, REPO
-from tests.integration.test_sandbox import wait_for
 from toolbox.sandbox.cluster import NO_QUORUM, Sandbox
 
 CA_FILES = ["--ca-cert", "/root/signer/etcd_ca.crt", "--ca-key", "/root/signer/etcd_ca.key",
@@ -113,7 +112,7 @@ def test_status_calls_no_member_without_quorum_healthy(run_cli, sandbox: Sandbox
         status = run_cli(["sandbox", "status", "--dir", str(sandbox.dir), "--json"]).stdout
         return str(json.loads(status)["masters"][0]["etcd"])
 
-    wait_for(lambda: not master_0().startswith("healthy"), timeout=20)
+    # At once: etcd's own leader field still names a leader for a second or two.
     assert master_0() == NO_QUORUM
     console = run_cli(["sandbox", "status", "--dir", str(sandbox.dir)]).stdout
     assert f"\nmaster-0  127.0.0.11  agent up   etcd {NO_QUORUM}\n" in console, console
