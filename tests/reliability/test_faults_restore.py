@@ -90,3 +90,23 @@ def test_a_backup_while_a_restore_is_part_way_names_the_restore(one_master: Sand
     assert not (one_master.root(0) / "var/home/core/backup-during").exists()
     assert command(one_master, 0, "resume").returncode == 0
     assert len(keys_in(one_master, 0, "before")) == 100
+
+
+@pytest.mark.parametrize("one_master", ["3.5"], indirect=True)
+def test_a_backup_while_a_restore_is_part_way_never_prunes_the_restores_set(
+        one_master: Sandbox) -> None:
+    """Killed in its wait, the restore left etcd serving the backup's data: a backup then
+    works, says that it holds that state, and `--keep 1` keeps the set `resume` reads."""
+    killed_after(one_master, "start-kubelet")
+    one_master.wait_healthy([0], 60)
+    backup_dir = one_master.root(0) / "var/home/core/backup"
+    restores_set = sorted(p.name for p in backup_dir.iterdir())
+    done = command(one_master, 0, "backup", "/home/core/backup", "--keep", "1")
+    assert done.returncode == 0, done.stderr
+    assert "a `restore` (restore-" in done.stdout and "is part-way on this host" in done.stdout
+    assert "pruned /" not in done.stdout, done.stdout
+    now = {p.name for p in backup_dir.iterdir()}
+    assert set(restores_set) < now, "the restore's set is still there, beside the new one"
+    assert command(one_master, 0, "resume").returncode == 0
+    assert len(keys_in(one_master, 0, "before")) == 100
+    assert keys_in(one_master, 0, "after") == set()

@@ -145,6 +145,7 @@ class _Plan:
     tls: TlsFiles
     status: Status
     members: list[Member]
+    part_way: Journal | None     # an operation in flight on this host
 
 
 def run(ctx: Context, request: BackupRequest) -> BackupResult:
@@ -157,10 +158,18 @@ def run(ctx: Context, request: BackupRequest) -> BackupResult:
         # 0.05 s that would otherwise follow the stream.
         certificates = pool.submit(_certificate_dates, plan)
         result = _take(ctx, request, client, plan, pool, certificates)
-    result.pruned = _prune(plan.target, request.keep, request.directory) \
+    in_use = _files_in_use(ctx, plan.part_way)
+    result.pruned = _prune(plan.target, request.keep, request.directory, in_use) \
         if request.keep else []
     result.warnings = [*_warnings(certificates.result()),
                        *_next_backup_warning(request, plan, result.snapshot.size)]
+    if plan.part_way is not None:
+        result.warnings.append(
+            f"a `{plan.part_way.operation}` ({plan.part_way.data['id']}) is part-way on this "
+            f"host ({_how_it_stopped(plan.part_way)}): this snapshot holds the state it left "
+            "etcd in, "
+            "and no set it reads from was pruned; `ocp-recovery status` says how to "
+            "finish or undo it")
     if not plan.status.leader:
         result.warnings.append(
             f"the etcd member at {plan.status.endpoint} has no leader (its cluster has no "
@@ -244,7 +253,10 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
             next_step="check that this is a master and --host-root points at its /",
         )
     tls = resolve_tls(ctx)
-    client = _connect(ctx, tls)
+    part_way = Journal.load(ctx.paths.state_dir)
+    if part_way is not None and part_way.status not in IN_FLIGHT:
+        part_way = None
+    client = _connect(ctx, tls, part_way)
     try:
         status = client.status()
         members = client.members()
@@ -255,22 +267,21 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
     except BaseException:
         client.close()
         raise
-    return client, _Plan(target, revisions[-1], tls, status, members)
+    return client, _Plan(target, revisions[-1], tls, status, members, part_way)
 
 
-def _connect(ctx: Context, tls: TlsFiles) -> EtcdClient:
+def _connect(ctx: Context, tls: TlsFiles, part_way: Journal | None) -> EtcdClient:
     """The etcd client; when no member answers, an operation part-way on this host (a
     restore stops etcd until it is resumed or rolled back) is named as the likely cause."""
     try:
         return EtcdClient.connect(ctx, tls)
     except EtcdUnavailable as exc:
-        part_way = Journal.load(ctx.paths.state_dir)
-        if part_way is None or part_way.status not in IN_FLIGHT:
+        if part_way is None:
             raise
         raise EtcdUnavailable(
             exc.what, state=f"unchanged: nothing was done; a `{part_way.operation}` "
-            f"({part_way.data['id']}) is part-way on this host ({part_way.status}), which "
-            "can keep this master's etcd stopped until it is finished or undone",
+            f"({part_way.data['id']}) is part-way on this host ({_how_it_stopped(part_way)}), "
+            "which can keep this master's etcd stopped until it is finished or undone",
             next_step="ocp-recovery status, then ocp-recovery resume or ocp-recovery rollback; "
             "back up after that, or now with --endpoints of a healthy member") from exc
 
@@ -403,15 +414,37 @@ def _manifest(ctx: Context, plan: _Plan, client: EtcdClient, snapshot: SavedSnap
     }
 
 
-def _prune(target: Path, keep: int, directory: str) -> list[str]:
-    """Delete sets older than the `keep` newest verified ones; never below that floor.
-    Returns what it deleted, named under `directory` as the operator gave it."""
+def _how_it_stopped(part_way: Journal) -> str:
+    """A journal still `running` in preflight lost its process (a live one holds the host
+    lock, which this backup takes next and would be refused)."""
+    return "stopped part-way" if part_way.status == "running" else part_way.status
+
+
+def _files_in_use(ctx: Context, part_way: Journal | None) -> set[Path]:
+    """The host files the plan of an operation in flight names (its snapshot and archive,
+    which `resume` reads again), as local paths."""
+    def strings(value: Any) -> list[str]:
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, dict):
+            value = list(value.values())
+        return [t for item in value for t in strings(item)] \
+            if isinstance(value, list | tuple) else []
+    named = strings(part_way.plan) if part_way is not None else []
+    return {ctx.paths.host(text) for text in named if text.startswith("/")}
+
+
+def _prune(target: Path, keep: int, directory: str, in_use: set[Path]) -> list[str]:
+    """Delete sets older than the `keep` newest verified ones; never below that floor, and
+    never a set with a file in `in_use`. Returns what it deleted, named under `directory` as
+    the operator gave it."""
     sets = find_backup_sets(target)
     verified = [s for s in sets if s.verified]
     if len(verified) < keep:
         return []
     oldest_kept = verified[-keep].timestamp
-    doomed: list[BackupSet] = [s for s in sets if s.timestamp < oldest_kept]
+    doomed: list[BackupSet] = [s for s in sets if s.timestamp < oldest_kept
+                               and not in_use.intersection(s.files)]
     pruned = []
     for backup in doomed:
         removed = [shown_in(directory, path) for path in backup.files]
