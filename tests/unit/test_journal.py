@@ -129,7 +129,8 @@ class WaitingTooLong(Recording):
 
 
 def test_status_after_a_rollback_tells_undone_steps_from_waits(ctx: Context) -> None:
-    """A wait changed nothing: after a rollback `status` does not claim it was undone."""
+    """A wait changed nothing: after a rollback `status` does not claim it was undone, nor
+    that a step never run is still to come."""
     from toolbox.procedures import inflight
 
     procedure = WaitingTooLong([], None)
@@ -141,8 +142,8 @@ def test_status_after_a_rollback_tells_undone_steps_from_waits(ctx: Context) -> 
     shown = inflight.status(ctx).report()
     assert shown.fields["steps"] == [{"name": "a", "state": "undone"},
                                      {"name": "b", "state": "no-undo"},
-                                     {"name": "c", "state": "pending"}]
-    assert "  no-undo  b" in shown.details
+                                     {"name": "c", "state": "not run"}]
+    assert "  no-undo  b" in shown.details and "  not run  c" in shown.details
 
 
 @pytest.mark.parametrize("known", [None, "x is added but not serving"])

@@ -14,6 +14,7 @@ from toolbox.journal import (
     IN_FLIGHT,
     INTERRUPTED,
     NOTHING_CHANGED,
+    PENDING,
     RUNNING,
     TIMED_OUT,
     Confirmation,
@@ -79,6 +80,8 @@ class Status:
             if state == RUNNING and not running:
                 # nothing runs it now
                 state = "ran out" if j.status == TIMED_OUT else "stopped"
+            elif state == PENDING and j.status in ("rolled-back", NOTHING_CHANGED):
+                state = "not run"  # and never will: "pending" would read as still to come
             steps.append({"name": step["name"], "state": state})
             lines.append(f"  {state:<8} {step['name']}")
         next_steps: list[str] = []
