@@ -72,7 +72,9 @@ def _outcome(argv: list[str], prog_name: str) -> tuple[int, dict[str, Any] | Non
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument
         show = getattr(exc, "show", None)
         click_ctx = getattr(exc, "ctx", None)
-        helped = f"{click_ctx.command_path if click_ctx else prog_name} --help"
+        # typer's parser raises a missing option value without its context.
+        helped = f"{click_ctx.command_path if click_ctx else _named_command(argv, prog_name)}" \
+            " --help"
         state = "unchanged: nothing was done"
         if show is not None:
             with contextlib.suppress(BrokenPipeError):
@@ -84,6 +86,32 @@ def _outcome(argv: list[str], prog_name: str) -> tuple[int, dict[str, Any] | Non
                       "summary": exc.format_message(), "state": state, "next": [helped]}
     except (KeyboardInterrupt, typer.Abort):
         return _interrupted()
+
+
+def _named_command(argv: list[str], prog_name: str) -> str:
+    """The deepest command the words of `argv` name, e.g. `ocp-recovery backup take` for
+    `backup /home/core/backup --keep` (the backup group takes a directory as `take`)."""
+    from typer.main import get_command
+
+    from toolbox.commands.app import build_app
+    from toolbox.commands.backup import TAKE
+
+    command: Any = get_command(build_app(prog_name, argv))
+    path = [prog_name]
+    for word in argv:
+        subcommands = getattr(command, "commands", None)
+        if subcommands is None or word.startswith("-"):
+            continue
+        found = subcommands.get(word)
+        if found is None and TAKE in subcommands:
+            found, word = subcommands[TAKE], TAKE
+        if found is None:
+            if len(path) == 1:
+                continue  # a global option's value (`--host-root /host restore …`)
+            break
+        command = found
+        path.append(word)
+    return " ".join(path)
 
 
 def _interrupted() -> tuple[int, dict[str, Any]]:

@@ -187,6 +187,13 @@ def test_directory_that_is_a_file(run_cli, sandbox: Sandbox) -> None:
     (sandbox.root(0) / "var/home/core/not-a-dir").write_text("x")
     err = refused(run_cli, sandbox, ["backup", "/home/core/not-a-dir"], 3)
     assert "is not a directory" in err
+    assert "next:  ocp-recovery backup /home/core/backup (a directory" in err  # a command
+
+
+def test_keep_zero_is_refused_with_the_command_to_type(run_cli, sandbox: Sandbox) -> None:
+    err = refused(run_cli, sandbox, ["backup", "/home/core/backup-zero", "--keep", "0"], 3)
+    assert "--keep must be at least 1" in err
+    assert "next:  ocp-recovery backup /home/core/backup-zero --keep 7" in err
 
 
 def test_unreachable_etcd(run_cli, sandbox: Sandbox) -> None:

@@ -122,7 +122,21 @@ def test_a_group_without_its_command_is_a_usage_error(run_cli) -> None:  # type:
 def test_backup_without_its_directory_says_the_directory_is_missing(run_cli) -> None:  # type: ignore[no-untyped-def]
     err = run_cli(["backup"], exit_code=2).stderr
     assert "Missing argument 'DIR'" in err, err
+    assert "Usage: ocp-recovery backup [OPTIONS] DIR | COMMAND [ARGS]..." in err, err
     assert err.endswith("state: unchanged: nothing was done\nnext: ocp-recovery backup --help\n")
+
+
+@pytest.mark.parametrize(("args", "helped"), [
+    (["backup", "/home/core/backup", "--keep"], "ocp-recovery backup take"),
+    (["restore", "/home/core/backup", "--initial-cluster"], "ocp-recovery restore"),
+    (["--host-root", "/host", "member", "add", "10.0.0.5", "--dial-timeout"],
+     "ocp-recovery member add"),
+])
+def test_an_option_without_its_value_points_at_that_commands_help(  # type: ignore[no-untyped-def]
+        run_cli, args: list[str], helped: str) -> None:
+    err = run_cli(args, exit_code=2).stderr
+    assert f"Option '{args[-1]}' requires an argument." in err, err
+    assert err.endswith(f"next: {helped} --help\n"), err
 
 
 @pytest.mark.parametrize("where", ["before", "after"])

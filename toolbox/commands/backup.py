@@ -40,7 +40,7 @@ class _BackupGroup(TyperGroup):
 
 
 commands = typer.Typer(
-    cls=_BackupGroup,
+    cls=_BackupGroup, subcommand_metavar="DIR | COMMAND [ARGS]...",
     help="Guide 1.1: `backup DIR [--upload s3://BUCKET/PREFIX …]` saves a verified etcd "
     "snapshot and the static-resources archive (`backup take --help` lists its options); the "
     "subcommands below copy sets off-site, encrypted and verified, and bring them back.")
@@ -83,7 +83,7 @@ def _upload_request(context: Any, source: str, url: str, recipient: list[str] | 
 @command(commands, TAKE)
 def backup(options: GlobalOptions,
            directory: Annotated[str, typer.Argument(
-               help="Host directory, e.g. /home/core/backup.")],
+               metavar="DIR", help="Host directory, e.g. /home/core/backup.")],
            keep: Annotated[int | None, typer.Option(
                help="Keep this many newest verified backups; prune older ones after this one "
                "verified.")] = None,

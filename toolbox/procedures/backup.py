@@ -227,14 +227,16 @@ def _upload(ctx: Context, request: BackupRequest, result: BackupResult,
 def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]:
     """Everything that can refuse the backup, before anything is written."""
     if request.keep is not None and request.keep < 1:
-        raise InvalidInput("--keep must be at least 1", next_step="e.g. --keep 7")
+        raise InvalidInput("--keep must be at least 1",
+                           next_step=f"ocp-recovery backup {request.directory or 'DIR'} --keep 7")
     if not request.directory:
         raise InvalidInput("a backup directory is required",
                            next_step="ocp-recovery backup /home/core/backup")
     target = ctx.paths.host(request.directory)
     if target.exists() and not target.is_dir():
         raise InvalidInput(f"{request.directory} exists and is not a directory",
-                           next_step="give a directory (it is created if missing)")
+                           next_step="ocp-recovery backup /home/core/backup (a directory; it "
+                           "is created if missing)")
     existing = target
     while not existing.exists():
         existing = existing.parent
