@@ -215,20 +215,27 @@ def test_with_json_an_error_is_a_json_object_on_stdout_too(run_cli, tmp_path: Pa
     assert outcome.stderr.startswith("error: no kube-apiserver-pod-N directory")
 
 
-def test_rollback_says_what_it_undoes_and_leaves_out_waits(tmp_path: Path) -> None:
-    """The rollback's question lists the undo of each step done, newest first, naming what
-    that step did; a wait, which changed nothing, is not in it."""
+def kubelet_reset_journal(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A kubelet-reset's journal on a host root in tmp_path, no step run yet: (ctx, journal)."""
     from toolbox.context import build_context
     from toolbox.journal import Journal
-    from toolbox.procedures import inflight, kubelet
+    from toolbox.procedures import kubelet
 
     (tmp_path / "etc/kubernetes").mkdir(parents=True)
     ctx = build_context({}, host_root=str(tmp_path), host_exec="direct",
                         state_dir="/var/lib/ocp-recovery")
     plan = kubelet.ResetPlan("kubelet-reset-1", (), "20261201T000000Z", {
         "pki": ["/var/lib/kubelet/pki", "/var/lib/kubelet/pki.ocp-recovery-20261201T000000Z"]})
-    journal = Journal.begin(ctx.paths.state_dir, "kubelet-reset", plan.record(),
-                            [s.name for s in kubelet.PROCEDURE.steps(ctx, plan)])
+    return ctx, Journal.begin(ctx.paths.state_dir, "kubelet-reset", plan.record(),
+                              [s.name for s in kubelet.PROCEDURE.steps(ctx, plan)])
+
+
+def test_rollback_says_what_it_undoes_and_leaves_out_waits(tmp_path: Path) -> None:
+    """The rollback's question lists the undo of each step done, newest first, naming what
+    that step did; a wait, which changed nothing, is not in it."""
+    from toolbox.procedures import inflight
+
+    ctx, journal = kubelet_reset_journal(tmp_path)
     for name in ("stop-kubelet", "move-aside", "start-kubelet", "wait-kubelet-active"):
         journal.mark(name, "done")
     journal.set_status("done")
@@ -237,6 +244,25 @@ def test_rollback_says_what_it_undoes_and_leaves_out_waits(tmp_path: Path) -> No
     assert [line.split(" (")[0] for line in lines] == [
         " 1. undo start-kubelet", " 2. undo move-aside", " 3. undo stop-kubelet"]
     assert "(which did: move /var/lib/kubelet/pki to" in lines[1]
+
+
+def test_resume_dry_run_lists_the_steps_left_and_runs_none(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Killed inside move-aside: `resume --dry-run` names that step and the ones after it,
+    in order, and leaves the journal as it was."""
+    from toolbox.journal import Journal
+
+    ctx, journal = kubelet_reset_journal(tmp_path)
+    journal.mark("stop-kubelet", "done")
+    journal.mark("move-aside", "running")
+    journal_file = Journal.path_in(ctx.paths.state_dir)
+    before = journal_file.read_bytes()
+    out = run_cli(["--host-root", str(tmp_path), "--host-exec", "direct", "resume",
+                   "--dry-run"]).stdout
+    assert "resume of the part-way kubelet-reset kubelet-reset-1" in out, out
+    listed = [line.split(":")[0] for line in out.splitlines() if line[:3].strip().endswith(".")]
+    assert listed == [" 1. move-aside", " 2. start-kubelet", " 3. wait-kubelet-active"], out
+    assert "dry run: nothing was done" in out
+    assert journal_file.read_bytes() == before
 
 
 def test_ctrl_c_in_a_command_says_what_was_interrupted(run_cli, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

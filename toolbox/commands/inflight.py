@@ -25,11 +25,17 @@ def status(options: GlobalOptions) -> None:
 
 
 @command(commands, "resume")
-def resume(options: GlobalOptions) -> None:
+def resume(options: GlobalOptions, dry_run: DRY_RUN = False) -> None:
     """Finish the operation a killed or failed run left part-way (its wait for health
-    included)."""
+    included). It does not ask again: the operation was confirmed when it started;
+    `--dry-run` lists the steps it would run."""
     from toolbox.procedures import inflight
 
+    if dry_run:
+        context = options.context()
+        confirmation, steps = inflight.resume_preview(context)
+        confirm(options, context, confirmation, steps, (), dry_run=True, yes=False)
+        return
     started = time.monotonic()
     emit(options, inflight.resume(options.context()).report(),
          seconds=time.monotonic() - started)

@@ -22,6 +22,7 @@ from toolbox.journal import (
     Procedure,
     Runner,
     StepRun,
+    describe,
 )
 from toolbox.procedures import (
     kubelet,
@@ -139,6 +140,18 @@ def resume(ctx: Context) -> Reported:
         procedure = _procedure(journal)
         _runner(ctx, journal, procedure).run()
     return procedure.finish(ctx, procedure.load_plan(journal), journal)
+
+
+def resume_preview(ctx: Context) -> tuple[Confirmation, list[str]]:
+    """What `resume` would run, in order: the steps not done, the interrupted one first
+    (nothing is locked or changed)."""
+    with host_lock(ctx.paths.state_dir, "resume"):  # refused now if another one runs
+        journal = _journal(ctx, IN_FLIGHT, "resume")
+    procedure = _procedure(journal)
+    left = [s for s in procedure.steps(ctx, procedure.load_plan(journal))
+            if journal.state_of(s.name) != DONE]
+    return Confirmation(f"resume of the part-way {journal.operation} {journal.data['id']}",
+                        "Finish it?"), describe(left)
 
 
 def rollback_preview(ctx: Context) -> tuple[Confirmation, list[str]]:
