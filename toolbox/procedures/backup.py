@@ -146,6 +146,7 @@ class _Plan:
     status: Status
     members: list[Member]
     part_way: Journal | None     # an operation in flight on this host
+    archive_tree_bytes: int      # of revision_dir, walked once for both room checks
 
 
 def run(ctx: Context, request: BackupRequest) -> BackupResult:
@@ -167,8 +168,7 @@ def run(ctx: Context, request: BackupRequest) -> BackupResult:
         result.warnings.append(
             f"a `{plan.part_way.operation}` ({plan.part_way.data['id']}) is part-way on this "
             f"host ({_how_it_stopped(plan.part_way)}): this snapshot holds the state it left "
-            "etcd in, "
-            "and no set it reads from was pruned; `ocp-recovery status` says how to "
+            "etcd in, and no set it reads from was pruned; `ocp-recovery status` says how to "
             "finish or undo it")
     if not plan.status.leader:
         result.warnings.append(
@@ -263,13 +263,15 @@ def _preflight(ctx: Context, request: BackupRequest) -> tuple[EtcdClient, _Plan]
         status = client.status()
         members = client.members()
         last = [s.snapshot.stat().st_size for s in find_backup_sets(target) if s.snapshot]
-        set_bytes = max([status.db_size, *last[-1:]]) + tree_bytes(revisions[-1])
+        archive_tree_bytes = tree_bytes(revisions[-1])
+        set_bytes = max([status.db_size, *last[-1:]]) + archive_tree_bytes
         ctx.paths.require_free_space(existing, _space_needed(set_bytes),
                                      f"the snapshot and archive ({_with_margin(set_bytes)})")
     except BaseException:
         client.close()
         raise
-    return client, _Plan(target, revisions[-1], tls, status, members, part_way)
+    return client, _Plan(target, revisions[-1], tls, status, members, part_way,
+                         archive_tree_bytes)
 
 
 def _connect(ctx: Context, tls: TlsFiles, part_way: Journal | None) -> EtcdClient:
@@ -303,7 +305,7 @@ def _next_backup_warning(request: BackupRequest, plan: _Plan, snapshot_bytes: in
                          ) -> list[str]:
     """A scheduled backup that will be refused tomorrow is said today, while it can be
     fixed: the next one needs the room this one took, on top of the sets kept."""
-    set_bytes = max(plan.status.db_size, snapshot_bytes) + tree_bytes(plan.revision_dir)
+    set_bytes = max(plan.status.db_size, snapshot_bytes) + plan.archive_tree_bytes
     needed = _space_needed(set_bytes)
     left = free_bytes(plan.target)
     if left >= needed:
